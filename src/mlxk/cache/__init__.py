@@ -1,0 +1,1 @@
+"""The local HuggingFace cache: disk only, no network, no mlx."""

@@ -1,0 +1,19 @@
+"""`mlxk health` (not yet implemented)."""
+
+from __future__ import annotations
+
+import argparse
+
+from mlxk.errors import ExecutionError
+from mlxk.output.console import Output
+
+NAME = "health"
+HELP = "health (not yet implemented)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("rest", nargs="*")
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    raise ExecutionError("'health' is not implemented yet")

@@ -1,0 +1,1 @@
+"""The only code that writes to stdout/stderr for the CLI."""

@@ -1,0 +1,32 @@
+"""Every test runs against a temporary HF_HOME with a scrubbed environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+_SCRUB_PREFIXES = ("HF_", "HUGGING", "MLXK")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh HF_HOME per test; no token, endpoint or mlxk settings leak in."""
+    for name in list(os.environ):
+        if name.startswith(_SCRUB_PREFIXES):
+            monkeypatch.delenv(name, raising=False)
+    hf_home = tmp_path / "hf_home"
+    (hf_home / "hub").mkdir(parents=True)
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # Never reach the real Hub: anything not pointed at a local server fails fast.
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    return hf_home
+
+
+@pytest.fixture
+def hub_cache(isolated_env: Path) -> Path:
+    return isolated_env / "hub"

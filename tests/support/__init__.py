@@ -1,0 +1,1 @@
+"""Test utilities: cache builders, CLI runners, a local Hub server, model fixtures."""
