@@ -1,4 +1,7 @@
-"""Every test runs against a temporary HF_HOME with a scrubbed environment."""
+"""Every test runs against a temporary HF_HOME with a scrubbed environment.
+
+Fixtures of each area live in ``tests/support/fixtures_*.py`` and are loaded here.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,14 @@ import os
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = [
+    "tests.support.fixtures_cache",
+    "tests.support.fixtures_models",
+    "tests.support.fixtures_hub",
+    "tests.support.fixtures_server",
+    "tests.support.fixtures_embed",
+]
 
 _SCRUB_PREFIXES = ("HF_", "HUGGING", "MLXK")
 

@@ -1,0 +1,1 @@
+"""Fixtures for the cache area (loaded by tests/conftest.py)."""

@@ -1,0 +1,1 @@
+"""Fixtures for the embed area (loaded by tests/conftest.py)."""

@@ -1,0 +1,1 @@
+"""Fixtures for the hub area (loaded by tests/conftest.py)."""

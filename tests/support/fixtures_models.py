@@ -1,0 +1,1 @@
+"""Fixtures for the models area (loaded by tests/conftest.py)."""

@@ -1,0 +1,1 @@
+"""Fixtures for the server area (loaded by tests/conftest.py)."""
