@@ -76,7 +76,8 @@ class Watchdog:
                 self._on_fire(message)
             except Exception:  # noqa: BLE001 - we are ending the process anyway
                 pass
-        _emit_stderr(f"mlxk rank {self.rank}: Error: {message}")
+        if self.rank != 0:  # rank 0 reports through its event pipe
+            _emit_stderr(f"mlxk rank {self.rank}: Error: {message}")
         os._exit(rankproto.EXIT_LOST_PEER)
 
     def arm(self, what: str, timeout: float = COLLECTIVE_TIMEOUT_S) -> None:
@@ -131,16 +132,26 @@ def init_group(backend: str, watchdog: Watchdog | None = None, timeout: float = 
 class Channel:
     """Rank 0 -> all ranks messages over MLX collectives (``all_sum`` as broadcast)."""
 
-    def __init__(self, group: Any, watchdog: Watchdog) -> None:
+    def __init__(self, group: Any, watchdog: Watchdog, stream: Any = None) -> None:
         self.group = group
         self.rank = group.rank()
         self.watchdog = watchdog
+        # Control collectives run on the generation stream, after whatever model work
+        # (with its own collectives) is still in flight there: same order on every rank.
+        self.stream = stream
+
+    def _sync(self) -> None:
+        import mlx.core as mx
+
+        if self.stream is not None:
+            mx.synchronize(self.stream)
 
     def _all_sum(self, arr: Any, what: str, timeout: float) -> Any:
         import mlx.core as mx
 
         with self.watchdog.guard(what, timeout):
-            out = mx.distributed.all_sum(arr, group=self.group, stream=mx.cpu)
+            self._sync()
+            out = mx.distributed.all_sum(arr, group=self.group, stream=self.stream or mx.cpu)
             mx.eval(out)
         return out
 
@@ -171,8 +182,9 @@ class Channel:
         import mlx.core as mx
 
         with self.watchdog.guard("gathering rank figures"):
+            self._sync()
             out = mx.distributed.all_gather(mx.array([int(value)], dtype=mx.int32),
-                                            group=self.group, stream=mx.cpu)
+                                            group=self.group, stream=self.stream or mx.cpu)
             mx.eval(out)
         return [int(v) for v in out.tolist()]
 

@@ -226,7 +226,8 @@ class RankGroup:
         self.verbose = os.environ.get("MLXK_DIST_VERBOSE") == "1"
         if self.verbose and hs.backend == "ring":
             env.append("MLX_RING_VERBOSE=1")
-        self.ranks = [RankProcess(h, python or sys.executable, files, env, command) for h in hs.hosts]
+        self.ranks = [RankProcess(h, python or sys.executable, files,
+                                  env + (_local_env() if h.local else []), command) for h in hs.hosts]
         self._threads: list[threading.Thread] = []
         self._write_lock = threading.Lock()
         for rp in self.ranks:
@@ -330,6 +331,15 @@ class RankGroup:
             if code not in (0, None) and not rp.killed:
                 parts.append(f"rank {rp.rank} ({rp.host.ssh}) {_describe_status(code)}")
         return "; ".join(parts) or None
+
+
+def _local_env() -> list[str]:
+    """Local ranks import this very mlxk, even when it runs from a source checkout."""
+    import mlxk
+
+    src = str(Path(mlxk.__file__).resolve().parent.parent)
+    parts = [src] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
+    return [f"PYTHONPATH={os.pathsep.join(parts)}"]
 
 
 def worker_command(spec: dict[str, Any]) -> list[str]:
