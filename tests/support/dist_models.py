@@ -48,7 +48,7 @@ def _tokenizer(out: Path) -> int:
 
 def build_tiny_model(out: Path, model_type: str, *, heads: int = 4, kv_heads: int = 2,
                      layers: int = 4, hidden: int = 64, intermediate: int = 128,
-                     seed: int = 7, extra: dict[str, Any] | None = None) -> Path:
+                     seed: int = 3, extra: dict[str, Any] | None = None) -> Path:
     """Write a loadable tiny ``model_type`` (llama, qwen2, ...) to ``out``; returns ``out``."""
     import mlx.core as mx
     from mlx.utils import tree_flatten

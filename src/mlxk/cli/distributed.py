@@ -119,4 +119,83 @@ def serve(args: argparse.Namespace, out: Output, server_options: dict[str, Any])
         return dry_run(args, out)
     p = prepare(args)
     out.info(f"Starting {len(p.hosts.hosts)} ranks ({p.plan.mode} parallel, {p.hosts.backend} backend)...")
-    return supervise(p.hosts, spec_for(p, "serve", server=server_options, json=out.json_mode))
+
+    def on_event(ev: dict[str, Any]) -> None:
+        if ev.get("ev") == "ready":
+            mem = ", ".join(f"rank {i} {size_str(k * 1024)}" for i, k in enumerate(ev.get("memory_kib", [])))
+            out.info(f"All ranks loaded in {ev.get('load_seconds', 0):.1f}s (memory: {mem})")
+        elif ev.get("ev") == "listening":
+            data = {"host": ev["host"], "port": ev["port"], "model": ev.get("model"), "pid": ev.get("pid"),
+                    "ranks": len(p.hosts.hosts), "parallel": p.plan.mode}
+            out.result(data, _listening_text)
+
+    return supervise(p.hosts, spec_for(p, "serve", server=server_options), on_event)
+
+
+def _listening_text(d: dict[str, Any]) -> str:
+    return (f"mlxk serve: listening on http://{d['host']}:{d['port']}, model {d['model']} "
+            f"({d['parallel']} parallel over {d['ranks']} ranks; Ctrl-C to stop)")
+
+
+def generation_request(args: argparse.Namespace, prompt: str) -> Any:
+    from mlxk.engine.types import GenerationRequest, SamplingParams
+
+    def val(name: str, default: Any) -> Any:
+        v = getattr(args, name, None)
+        return default if v is None else v
+
+    sampling = SamplingParams(temperature=val("temperature", 0.7), top_p=val("top_p", 1.0),
+                              top_k=val("top_k", 0), min_p=val("min_p", 0.0),
+                              repetition_penalty=val("repetition_penalty", 1.0), seed=val("seed", None))
+    if getattr(args, "no_chat_template", False):
+        return GenerationRequest(prompt=prompt, sampling=sampling, max_tokens=args.max_tokens,
+                                 use_chat_template=False)
+    messages = []
+    if getattr(args, "system", None):
+        messages.append({"role": "system", "content": args.system})
+    messages.append({"role": "user", "content": prompt})
+    return GenerationRequest(messages=messages, sampling=sampling, max_tokens=args.max_tokens)
+
+
+def run_cli(args: argparse.Namespace, out: Output, prompt: str | None) -> int:
+    """`run --hosts`: one prompt through the ranks; same output shapes as a single process."""
+    import time
+
+    from mlxk.errors import UsageError
+
+    if getattr(args, "dry_run", False):
+        return dry_run(args, out)
+    if prompt is None:
+        raise UsageError("interactive chat is not available with --hosts; give a prompt (or '-' for stdin)")
+    request = generation_request(args, prompt)
+    t0 = time.perf_counter()
+    session = start_session(args, out)
+    pieces: list[str] = []
+    final = None
+    stream_text = not out.json_mode and not getattr(args, "no_stream", False)
+    try:
+        for chunk in session.stream(request):
+            if chunk.finish_reason is not None:
+                final = chunk
+            piece = chunk.text
+            if not piece:
+                continue
+            pieces.append(piece)
+            if stream_text:
+                out.stdout.write(piece)
+                out.stdout.flush()
+    finally:
+        session.close()
+    text = "".join(pieces)
+    if out.json_mode:
+        out.result({"model": args.model, "prompt": prompt, "response": text,
+                    "usage": {"prompt_tokens": final.prompt_tokens if final else 0,
+                              "completion_tokens": final.completion_tokens if final else 0},
+                    "finish_reason": final.finish_reason if final else None,
+                    "timing": {"total_s": time.perf_counter() - t0, **((final.timing or {}) if final else {})}})
+    elif stream_text:
+        out.stdout.write("\n")
+        out.stdout.flush()
+    else:
+        out.text(text)
+    return 0

@@ -132,7 +132,7 @@ def _timeouts_env() -> dict[str, str]:
     return {k: os.environ[k] for k in ("MLXK_DIST_TIMEOUT", "MLXK_DIST_HEARTBEAT") if os.environ.get(k)}
 
 
-def supervise(hs: HostSet, spec: dict[str, Any], on_ready: Any = None) -> int:
+def supervise(hs: HostSet, spec: dict[str, Any], on_event: Any = None) -> int:
     """Run the ranks of a distributed server until SIGINT/SIGTERM or a rank fails.
 
     Rank 0's stdout (the startup line, logs) passes through. Returns 0 after a clean
@@ -168,8 +168,8 @@ def supervise(hs: HostSet, spec: dict[str, Any], on_ready: Any = None) -> int:
             if ev.get("ev") == "error":
                 error = _error_from_event(ev)
                 break
-            if ev.get("ev") == "ready" and on_ready is not None:
-                on_ready(ev)
+            if on_event is not None:
+                on_event(ev)
         if stop.is_set():
             session.group.send(rankproto.encode_op("shutdown"))
             session.group.wait(grace=5.0, timeout=15.0)

@@ -74,7 +74,7 @@ class Watchdog:
         if self._on_fire is not None:
             try:
                 self._on_fire(message)
-            except Exception:  # noqa: BLE001 - we are ending the process anyway
+            except Exception:
                 pass
         if self.rank != 0:  # rank 0 reports through its event pipe
             _emit_stderr(f"mlxk rank {self.rank}: Error: {message}")

@@ -58,10 +58,7 @@ def parse_hosts(hosts: str | None, hostfile: str | None, backend: str | None) ->
     from mlx._distributed_utils.common import Hostfile
 
     try:
-        if hostfile:
-            hf = Hostfile.from_file(hostfile)
-        else:
-            hf = Hostfile.from_list(hosts or "")
+        hf = Hostfile.from_file(hostfile) if hostfile else Hostfile.from_list(hosts or "")
     except ValueError as exc:
         raise ValidationError(f"bad host list: {exc}") from exc
     chosen = backend or hf.backend or "ring"

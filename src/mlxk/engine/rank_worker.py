@@ -21,7 +21,14 @@ from typing import Any
 
 from mlxk.engine import rankproto
 from mlxk.engine.distributed import (
-    COLLECTIVE_TIMEOUT_S, HEARTBEAT_S, MSG_NOOP, MSG_SHUTDOWN, MSG_WORK, Channel, LostPeer, Watchdog,
+    COLLECTIVE_TIMEOUT_S,
+    HEARTBEAT_S,
+    MSG_NOOP,
+    MSG_SHUTDOWN,
+    MSG_WORK,
+    Channel,
+    LostPeer,
+    Watchdog,
 )
 from mlxk.errors import ExecutionError, MlxkError
 
@@ -210,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     except MlxkError as exc:
         _report(rank, exc.code, exc.message)
         os._exit(rankproto.EXIT_ERROR)
-    except BaseException as exc:  # noqa: BLE001 - a rank must always say why it stops
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             os._exit(130)
         import traceback
