@@ -99,15 +99,24 @@ def test_bash_completes_commands_and_flags(script_dir: Path) -> None:
     assert set(_bash_complete(script, ["mlxk", "s"])) >= {"show", "serve", "server"}
     assert "--version" in _bash_complete(script, ["mlxk", "--v"])
     assert _bash_complete(script, ["mlxk", "completion", "z"]) == ["zsh"]
-    rm_flags = _bash_complete(script, ["mlxk", "rm", "--"])
-    assert {"--force", "--dry-run", "--json"} <= set(rm_flags)
+
+def test_bash_completes_every_flag_of_every_command(script_dir: Path) -> None:
+    # The tables in the script come from the parser: each command offers exactly its flags.
+    from mlxk.cli.cli_spec import cli_spec
+
+    script = script_dir / "mlxk.bash"
+    for cmd in cli_spec().commands:
+        expected = {n for f in cmd.flags for n in f.names if n.startswith("--")}
+        assert set(_bash_complete(script, ["mlxk", cmd.name, "--"])) == expected, cmd.name
+        for alias in cmd.aliases:
+            assert set(_bash_complete(script, ["mlxk", alias, "--"])) == expected, alias
 
 
 def test_bash_completes_cached_model_names(cache: Path, script_dir: Path) -> None:
     script = script_dir / "mlxk.bash"
     assert _bash_complete(script, ["mlxk", "show", "mlx-community/Smo"]) == [MODEL]
     assert _bash_complete(script, ["mlxk", "show", "Smol"]) == [MODEL]
-    assert _bash_complete(script, ["mlxk", "rm", "--force", f"{MODEL}@a"]) == [f"{MODEL}@aaaaaaaa"]
+    assert _bash_complete(script, ["mlxk", "show", "--files", f"{MODEL}@a"]) == [f"{MODEL}@aaaaaaaa"]
     assert set(_bash_complete(script, ["mlxk", "--json", "show", ""])) == {MODEL, OTHER}
 
 
@@ -160,8 +169,8 @@ source '{script_dir / "mlxk.zsh"}'
         child.expect_exact(f"ARGS:show {MODEL}")
         child.send("mlxk he\t\r")
         child.expect_exact("ARGS:health")
-        child.send("mlxk rm --dry\t\r")
-        child.expect_exact("ARGS:rm --dry-run")
+        child.send("mlxk show --fil\t\r")
+        child.expect_exact("ARGS:show --files")
         child.sendline("exit")
         child.expect(pexpect.EOF)
     finally:
@@ -184,7 +193,7 @@ complete -C '{line}'
 def test_fish_completes_commands_flags_and_models(cache: Path, script_dir: Path) -> None:
     script = script_dir / "mlxk.fish"
     assert _fish_complete(script, "mlxk he") == ["health"]
-    assert {"--force", "--dry-run"} <= set(_fish_complete(script, "mlxk rm --"))
+    assert {"--files", "--config", "--json"} <= set(_fish_complete(script, "mlxk show --"))
     assert _fish_complete(script, "mlxk show mlx-community/Smo") == [MODEL]
-    assert _fish_complete(script, f"mlxk rm {MODEL}@b") == [f"{MODEL}@bbbbbbbb"]
+    assert _fish_complete(script, f"mlxk show {MODEL}@b") == [f"{MODEL}@bbbbbbbb"]
     assert _fish_complete(script, f"mlxk run {MODEL} Smo") == []

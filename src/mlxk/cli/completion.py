@@ -16,7 +16,7 @@ Print a completion script for bash, zsh or fish. It completes command names,
 the flags of each command and the names of cached models (looked up when you
 press TAB, so newly pulled models appear at once)."""
 EXAMPLE = """\
-examples:
+Examples:
   eval "$(mlxk completion bash)"                                  # bash, this session
   mlxk completion bash > ~/.local/share/bash-completion/completions/mlxk
   mlxk completion zsh > "${fpath[1]}/_mlxk"                      # zsh (then restart it)
