@@ -122,6 +122,7 @@ def chat_request(req: ChatCompletionRequest, lm: Any) -> GenerationRequest:
         tools=req.tools or None, tool_choice=req.tool_choice,
         response_format=req.response_format if (req.response_format or {}).get("type") != "text" else None,
         logprobs=(req.top_logprobs or 0) if req.logprobs else None,
+        parallel_tool_calls=req.parallel_tool_calls is not False,
     )
 
 

@@ -51,9 +51,7 @@ class Collected:
     final: Any = None
 
 
-def _prepare(lm: Any, greq: Any) -> Any:
-    from mlxk.engine.generate import prepare
-
+def _prepare(prepare: Any, lm: Any, greq: Any) -> Any:
     try:
         return prepare(lm, greq)
     except MlxkError:
@@ -96,7 +94,7 @@ async def start(pool: ModelPool, req: ChatCompletionRequest | CompletionRequest,
             greq = features.completion_request(req, lm)  # type: ignore[arg-type]
             param, requested = "prompt", req.max_tokens
         _check_bias(lm, req)
-        prepared = await asyncio.to_thread(_prepare, lm, greq)
+        prepared = await asyncio.to_thread(_prepare, pool.prepare, lm, greq)
         _check_context(lm, prepared, requested, param)
         handle = entry.scheduler.submit(prepared, sampling=greq.sampling, top_logprobs=greq.logprobs,
                                         extra_processors=features.extra_processors(req))

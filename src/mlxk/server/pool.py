@@ -108,12 +108,20 @@ def default_loader(path: Path, name: str) -> Any:
     return load_model(path, name=name)
 
 
+def default_prepare(lm: Any, request: Any) -> Any:
+    from mlxk.engine.generate import prepare
+
+    return prepare(lm, request)
+
+
 class ModelPool:
     def __init__(self, settings: ServerSettings, metrics: Metrics | None = None,
                  resolver: Callable[[str], Target] = default_resolver,
                  loader: Callable[[Path, str], Any] = default_loader,
-                 scheduler_factory: Callable[..., Any] | None = None) -> None:
+                 scheduler_factory: Callable[..., Any] | None = None,
+                 prepare: Callable[[Any, Any], Any] = default_prepare) -> None:
         self.settings = settings
+        self.prepare = prepare
         self.metrics = metrics or Metrics()
         self._resolver = resolver
         self._loader = loader
@@ -245,6 +253,9 @@ class ModelPool:
             entry.ready.exception()  # mark retrieved; waiters re-raise it
             return
         entry.loads += 1
+        sched = entry.scheduler
+        self.metrics.active.labels(entry.key).set_function(lambda: sched.active_count)
+        self.metrics.queue_depth.labels(entry.key).set_function(lambda: sched.queue_depth)
         self.metrics.loads.labels(entry.key).inc()
         self.metrics.load_seconds.labels(entry.key).observe(time.perf_counter() - t0)
         self.metrics.loaded.set(len(self.loaded_names()))
@@ -265,6 +276,9 @@ class ModelPool:
         entry.lm = None
         entry.scheduler = None
         if was_loaded:
+            for gauge in (self.metrics.active, self.metrics.queue_depth):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(entry.key)
             self.metrics.unloads.labels(entry.key).inc()
             log.info("unloaded %s", entry.key)
         self.metrics.loaded.set(len(self.loaded_names()))

@@ -78,18 +78,25 @@ class BodyLimitMiddleware:
                     return
         seen = 0
         started = False
+        responded = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, responded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > self.max_bytes and not responded:
+                    # Answer now: frameworks turn errors raised while reading the body into 400s.
+                    responded = True
+                    if not started:
+                        await send_error(send, self._error(), [(b"connection", b"close")])
                     raise _TooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if responded:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -97,8 +104,7 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
-            if not started:
-                await send_error(send, self._error(), [(b"connection", b"close")])
+            pass
 
 
 def cors_kwargs(origins: list[str]) -> dict[str, Any]:
