@@ -6,18 +6,17 @@ The same paths run with the real SmolLM2 model in test_serve_openai_real.py.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from tests.support.fake_engine import fake_prepare, fake_resolver, load_fake
+from tests.support.fixtures_server import ThreadedServer, metric_value, serve_app_in_thread
 
 from mlxk.server.app import create_app
 from mlxk.server.pool import ModelPool
 from mlxk.server.settings import ServerSettings
-from tests.support.fake_engine import fake_prepare, fake_resolver, load_fake
-from tests.support.fixtures_server import ThreadedServer, metric_value, serve_app_in_thread
 
 KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
