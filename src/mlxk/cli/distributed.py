@@ -114,7 +114,10 @@ def start_session(args: argparse.Namespace, out: Output) -> Any:
 def serve(args: argparse.Namespace, out: Output, server_options: dict[str, Any]) -> int:
     """`serve --hosts`: rank 0 runs the HTTP server; this process supervises the ranks."""
     from mlxk.engine.dist_session import supervise
+    from mlxk.errors import UsageError
 
+    if not getattr(args, "model", None):
+        raise UsageError("serve --hosts needs --model: the sharded model is loaded on every rank at start")
     if getattr(args, "dry_run", False):
         return dry_run(args, out)
     p = prepare(args)
@@ -129,7 +132,8 @@ def serve(args: argparse.Namespace, out: Output, server_options: dict[str, Any])
                     "ranks": len(p.hosts.hosts), "parallel": p.plan.mode}
             out.result(data, _listening_text)
 
-    return supervise(p.hosts, spec_for(p, "serve", server=server_options), on_event)
+    # Server settings (an API key among them) go to rank 0 over its stdin pipe, never argv.
+    return supervise(p.hosts, spec_for(p, "serve"), on_event, first_op={"op": "serve", "server": server_options})
 
 
 def _listening_text(d: dict[str, Any]) -> str:

@@ -205,7 +205,12 @@ def _lead(rank: Any) -> None:
 
     spec = rank.spec
     heartbeat = Heartbeat(rank.channel)
-    opts = dict(spec.get("server") or {})
+    first = rank.ops.get()  # the launcher sends the server settings first, over stdin
+    if first is None or first.get("op") != "serve":
+        heartbeat.stop()
+        rank.channel.broadcast(MSG_SHUTDOWN)
+        raise ExecutionError("the launcher went away before sending the server settings")
+    opts = dict(first.get("server") or {})
     opts.update(model=spec["model"], keep_alive=-1, max_loaded=1)
     settings = ServerSettings.from_json(json.dumps(opts))
     logs.configure(settings.log_json)

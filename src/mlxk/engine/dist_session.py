@@ -11,6 +11,7 @@ ranks on a signal or when one of them fails.
 from __future__ import annotations
 
 import dataclasses
+import json
 import queue
 import signal
 import threading
@@ -132,13 +133,16 @@ def _timeouts_env() -> dict[str, str]:
     return {k: os.environ[k] for k in ("MLXK_DIST_TIMEOUT", "MLXK_DIST_HEARTBEAT") if os.environ.get(k)}
 
 
-def supervise(hs: HostSet, spec: dict[str, Any], on_event: Any = None) -> int:
+def supervise(hs: HostSet, spec: dict[str, Any], on_event: Any = None,
+              first_op: dict[str, Any] | None = None) -> int:
     """Run the ranks of a distributed server until SIGINT/SIGTERM or a rank fails.
 
     Rank 0's stdout (the startup line, logs) passes through. Returns 0 after a clean
     stop; raises ExecutionError naming the failed rank otherwise.
     """
     session = DistributedSession(hs, spec, stdout_passthrough=True)
+    if first_op is not None:
+        session.group.send((json.dumps(first_op) + "\n").encode())
     stop = threading.Event()
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
