@@ -43,3 +43,34 @@ def stream(lm: Any, request: GenerationRequest) -> Iterator[Chunk]:
         if r.finish_reason:
             reason = r.finish_reason
     yield Chunk(finish_reason=reason, prompt_tokens=len(prompt), completion_tokens=n)
+
+
+class _Decoder:
+    def __init__(self, lm: Any, prompt_tokens: int) -> None:
+        self.lm, self.ids, self.emitted, self.finished = lm, [], "", False
+        self.prompt_tokens = prompt_tokens
+
+    def feed(self, token: int) -> list[Chunk]:
+        if token in self.lm.eos_token_ids:
+            self.finished = True
+            return []
+        self.ids.append(token)
+        text = self.lm.tokenizer.decode(self.ids)
+        piece, self.emitted = text[len(self.emitted):], text
+        return [Chunk(text=piece)] if piece else []
+
+    def finish(self, reason: str) -> Chunk:
+        return Chunk(finish_reason=reason, prompt_tokens=self.prompt_tokens, completion_tokens=len(self.ids))
+
+
+def prepare(lm: Any, request: GenerationRequest) -> Any:
+    from mlx_lm.sample_utils import make_sampler
+
+    s = request.sampling
+    if request.messages is not None:
+        prompt = lm.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True)
+    else:
+        prompt = lm.tokenizer.encode(request.prompt or "")
+    return SimpleNamespace(prompt_tokens=list(prompt), max_tokens=request.max_tokens or 64,
+                           sampler=make_sampler(s.temperature, s.top_p, min_p=s.min_p, top_k=s.top_k),
+                           logits_processors=[], decoder=_Decoder(lm, len(prompt)))

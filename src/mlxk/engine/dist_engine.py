@@ -52,3 +52,13 @@ def stream(lm: Any, request: GenerationRequest) -> Iterator[Chunk]:
         yield from _dist_fallback.stream(lm, request)
         return
     yield from generate.stream(lm, request)
+
+
+def prepare(lm: Any, request: GenerationRequest) -> Any:
+    try:
+        from mlxk.engine import generate
+    except ImportError:
+        from mlxk.engine import _dist_fallback
+
+        return _dist_fallback.prepare(lm, request)
+    return generate.prepare(lm, request)
