@@ -152,21 +152,39 @@ def generation_request(args: argparse.Namespace, prompt: str) -> Any:
                               top_k=val("top_k", 0), min_p=val("min_p", 0.0),
                               repetition_penalty=val("repetition_penalty", 1.0), seed=val("seed", None))
     if getattr(args, "no_chat_template", False):
-        return GenerationRequest(prompt=prompt, sampling=sampling, max_tokens=args.max_tokens,
+        return GenerationRequest(prompt=prompt, sampling=sampling, max_tokens=getattr(args, "max_tokens", None),
                                  use_chat_template=False)
     messages = []
     if getattr(args, "system", None):
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": prompt})
-    return GenerationRequest(messages=messages, sampling=sampling, max_tokens=args.max_tokens)
+    return GenerationRequest(messages=messages, sampling=sampling, max_tokens=getattr(args, "max_tokens", None))
 
 
-def run_cli(args: argparse.Namespace, out: Output, prompt: str | None) -> int:
+def _model_and_prompt(args: argparse.Namespace, out: Output) -> str | None:
+    """``model`` / ``prompt`` attributes, or the positional ``rest`` list of a minimal parser."""
+    rest = list(getattr(args, "rest", None) or [])
+    if not getattr(args, "model", None):
+        if not rest:
+            from mlxk.errors import UsageError
+
+            raise UsageError("run needs a model")
+        args.model = rest.pop(0)
+    prompt = getattr(args, "prompt", None)
+    if prompt is None and rest:
+        prompt = " ".join(rest)
+    if prompt == "-":
+        prompt = out.stdin.read()
+    return prompt
+
+
+def run_cli(args: argparse.Namespace, out: Output) -> int:
     """`run --hosts`: one prompt through the ranks; same output shapes as a single process."""
     import time
 
     from mlxk.errors import UsageError
 
+    prompt = _model_and_prompt(args, out)
     if getattr(args, "dry_run", False):
         return dry_run(args, out)
     if prompt is None:
