@@ -182,17 +182,30 @@ def _verify_one(f: CachedFile) -> str | None:
 
 
 def verify_digests(rev: Revision, workers: int | None = None) -> list[str]:
-    """Recompute each blob's digest (sha256 for 64-hex names, git blob sha1 for 40-hex) in parallel.
+    """Recompute each blob's digest of one revision; see ``verify_revisions``."""
+    return verify_revisions([rev], workers)[0]
 
-    hashlib releases the GIL on large buffers, so threads use every core. Offline.
+
+def verify_revisions(revs: list[Revision], workers: int | None = None) -> list[list[str]]:
+    """Recompute blob digests (sha256 for 64-hex names, git blob sha1 for 40-hex) in parallel.
+
+    One thread pool over every blob of every revision; hashlib releases the GIL
+    on large buffers, so the threads use every core. Entirely offline.
+    Returns the problems per revision, in order.
     """
-    targets: dict[Path, CachedFile] = {}
-    for f in rev.files:
-        if f.ok and f.blob is not None:
-            targets.setdefault(f.blob, f)
-    if not targets:
-        return []
-    workers = workers or min(8, (os.cpu_count() or 2), len(targets))
+    jobs: list[tuple[int, CachedFile]] = []
+    for i, rev in enumerate(revs):
+        seen: set[Path] = set()
+        for f in sorted(rev.files, key=lambda x: x.name):
+            if f.ok and f.blob is not None and f.blob not in seen:
+                seen.add(f.blob)
+                jobs.append((i, f))
+    out: list[list[str]] = [[] for _ in revs]
+    if not jobs:
+        return out
+    workers = workers or min(8, os.cpu_count() or 2, len(jobs))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(_verify_one, sorted(targets.values(), key=lambda x: x.name)))
-    return [r for r in results if r]
+        for (i, _), problem in zip(jobs, pool.map(lambda j: _verify_one(j[1]), jobs), strict=True):
+            if problem:
+                out[i].append(problem)
+    return out
