@@ -8,7 +8,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-
 from tests.server.test_serve_api_fake import AUTH, chat_body, make_server, sse_events
 from tests.support.fixtures_server import metric_value
 
@@ -21,7 +20,7 @@ def _wait_metric(client: httpx.Client, name: str, value: float, **labels: str) -
 
 
 def test_concurrent_streams_are_batched_and_not_mixed_up() -> None:
-    srv, pool = make_server(max_batch=8)
+    srv, _pool = make_server(max_batch=8)
     try:
         with httpx.Client(base_url=srv.base_url, headers=AUTH, timeout=120) as c:
             # Reference answers one at a time (greedy), then all 8 at once: each must match its own.
@@ -81,7 +80,7 @@ def test_queue_cap_answers_503_with_retry_after() -> None:
 
 
 def test_keep_alive_zero_unloads_after_each_request() -> None:
-    srv, pool = make_server(keep_alive=0)
+    srv, _pool = make_server(keep_alive=0)
     try:
         with httpx.Client(base_url=srv.base_url, headers=AUTH, timeout=60) as c:
             assert c.post("/v1/chat/completions", json=chat_body(max_tokens=2)).status_code == 200
@@ -96,7 +95,7 @@ def test_keep_alive_zero_unloads_after_each_request() -> None:
 
 
 def test_two_models_alternate_without_reloading() -> None:
-    srv, pool = make_server(max_loaded=2)
+    srv, _pool = make_server(max_loaded=2)
     try:
         with httpx.Client(base_url=srv.base_url, headers=AUTH, timeout=60) as c:
             for model in ["fake/tiny-a", "fake/tiny-b"] * 3:
@@ -112,7 +111,7 @@ def test_two_models_alternate_without_reloading() -> None:
 
 
 def test_max_loaded_one_evicts_lru() -> None:
-    srv, pool = make_server(max_loaded=1)
+    srv, _pool = make_server(max_loaded=1)
     try:
         with httpx.Client(base_url=srv.base_url, headers=AUTH, timeout=60) as c:
             for model in ["fake/tiny-a", "fake/tiny-b", "fake/tiny-a"]:
@@ -126,7 +125,7 @@ def test_max_loaded_one_evicts_lru() -> None:
 
 
 def test_seeded_sampling_is_reproducible_inside_a_batch() -> None:
-    srv, pool = make_server()
+    srv, _pool = make_server()
     try:
         with httpx.Client(base_url=srv.base_url, headers=AUTH, timeout=60) as c:
             body = chat_body(temperature=1.0, seed=1234, max_tokens=10, logit_bias={"0": -100})

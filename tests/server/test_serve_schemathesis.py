@@ -11,12 +11,12 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from tests.support.fake_engine import fake_prepare, fake_resolver, load_fake
+from tests.support.fixtures_server import ThreadedServer, serve_app_in_thread
 
 from mlxk.server.app import create_app
 from mlxk.server.pool import ModelPool
 from mlxk.server.settings import ServerSettings
-from tests.support.fake_engine import fake_prepare, fake_resolver, load_fake
-from tests.support.fixtures_server import ThreadedServer, serve_app_in_thread
 
 
 def _start() -> ThreadedServer:

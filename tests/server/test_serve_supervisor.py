@@ -10,7 +10,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from tests.support.cli import REPO_ROOT, run_mlxk
 from tests.support.fixtures_server import get_json, port_is_free
 
