@@ -50,8 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--stop-timeout", type=float, default=st.DEFAULT_STOP_TIMEOUT,
                    help="seconds in-flight requests get on shutdown before a kill")
     o.add_argument("--log-json", action="store_true", help="structured JSON log lines on stderr")
-    # The distributed track adds --hosts/--hostfile/--parallel/--backend here and passes them
-    # to ServerSettings.extra (see add_distributed_arguments in their module).
+    from mlxk.cli.options import add_distributed_flags
+
+    add_distributed_flags(p)
 
 
 def build_settings(args: argparse.Namespace) -> Any:
@@ -76,6 +77,14 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from mlxk.operations.serve import serve
 
     settings = build_settings(args)
+    from mlxk.cli.options import distributed_requested
+
+    if distributed_requested(args):
+        from dataclasses import asdict
+
+        from mlxk.cli import distributed
+
+        return distributed.serve(args, out, asdict(settings))
 
     def on_ready(msg: dict) -> None:
         out.result({"host": msg["host"], "port": msg["port"], "model": msg.get("model"),

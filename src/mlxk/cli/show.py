@@ -42,6 +42,8 @@ def render(data: dict) -> str:
                 "embedding_dimension", "chat_template"):
         if meta.get(key) is not None:
             rows.append((key.replace("_", " ").capitalize(), str(meta[key])))
+    if "parallel_modes" in meta:
+        rows.append(("Parallel", ", ".join(meta["parallel_modes"]) or "none (cannot be sharded)"))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
     for r in meta.get("revisions", []):

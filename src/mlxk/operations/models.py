@@ -165,7 +165,17 @@ def metadata(ev: Evaluated) -> dict[str, Any]:
     }
     if d.model_type == "embedding":
         meta["embedding_dimension"] = d.embedding_dim
+    meta["parallel_modes"] = _parallel_modes(cfg, d.model_type)
     return meta
+
+
+def _parallel_modes(cfg: dict, model_type: str) -> list[str]:
+    """Sharding modes (`run`/`serve --hosts --parallel`) mlx-lm offers for this model."""
+    if model_type == "embedding" or not cfg:
+        return []
+    from mlxk.engine.shardplan import supported_modes  # pure: no mlx import
+
+    return supported_modes(cfg)
 
 
 def _revisions(repo: CachedRepo | None) -> list[dict[str, Any]]:
