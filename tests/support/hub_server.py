@@ -113,6 +113,7 @@ class FakeHub:
         self.page_size = 1000
         self.bytes_served: dict[str, int] = {}  # "repo/path" -> body bytes sent
         self.requests: list[dict] = []  # method, path, range_start, status
+        self.active_transfers = 0
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
 
@@ -184,6 +185,14 @@ class FakeHub:
 
     def served(self, repo_id: str, path: str) -> int:
         return self.bytes_served.get(f"{repo_id}/{path}", 0)
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no file body is being sent (e.g. after the client was killed)."""
+        deadline = time.monotonic() + timeout
+        while self.active_transfers and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self.active_transfers:
+            raise TimeoutError("fake hub still sending")
 
     def reset_counters(self) -> None:
         with self.lock:
@@ -274,6 +283,9 @@ class _Handler(BaseHTTPRequestHandler):
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
                 return
+        if path.startswith("/api/models/"):  # e.g. a bare legacy name: the Hub says "not found"
+            self._error(401 if self._token() is None else 404, "RepoNotFound", "Repository not found")
+            return
         self._send_json(404, {"error": "Not Found"}, error_code=None)
 
     def do_GET(self) -> None:
@@ -470,7 +482,13 @@ class _Handler(BaseHTTPRequestHandler):
                                       "start": start, "status": status})
         if self.command == "HEAD":
             return
-        self._stream(repo, f, start, end + 1)
+        with self.hub.lock:
+            self.hub.active_transfers += 1
+        try:
+            self._stream(repo, f, start, end + 1)
+        finally:
+            with self.hub.lock:
+                self.hub.active_transfers -= 1
 
     def _stream(self, repo: str, f: HubFile, start: int, stop: int) -> None:
         hub = self.hub
