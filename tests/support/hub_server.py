@@ -247,6 +247,7 @@ _ROUTES = [
     ("GET", re.compile(rf"^/api/models/{_REPO}$"), "model_info"),
     ("GET", re.compile(r"^/api/whoami-v2$"), "whoami"),
     ("POST", re.compile(r"^/api/repos/create$"), "create_repo"),
+    ("POST", re.compile(r"^/api/validate-yaml$"), "validate_yaml"),
     ("POST", re.compile(rf"^/api/models/{_REPO}/preupload/(?P<rev>[^/]+)$"), "preupload"),
     ("POST", re.compile(rf"^/api/models/{_REPO}/commit/(?P<rev>[^/]+)$"), "commit"),
     ("POST", re.compile(rf"^/{_REPO}\.git/info/lfs/objects/batch$"), "lfs_batch"),
@@ -534,6 +535,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, {"type": "user", "id": "0" * 24, "name": USER, "fullname": "mlxk tester",
                               "orgs": [], "auth": {"type": "access_token",
                                                    "accessToken": {"displayName": "test", "role": "write"}}})
+
+    def h_validate_yaml(self) -> None:
+        self._send_json(200, {"errors": [], "warnings": []})
 
     def h_create_repo(self) -> None:
         if not self._writer():

@@ -311,3 +311,62 @@ def _silent_tqdm() -> Any:
             super().__init__(*args, **kwargs)
 
     return Silent
+
+
+# ---- upload (push) -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RemoteEntry:
+    path: str
+    size: int
+    blob_id: str
+    sha256: str | None  # set for LFS files
+
+
+def remote_tree(repo_id: str, revision: str = "main") -> dict[str, RemoteEntry] | None:
+    """Files of ``repo_id`` at ``revision``; None when the repo does not exist (for us)."""
+    from huggingface_hub import errors as hf
+    from huggingface_hub.hf_api import RepoFile
+
+    require_online("push")
+    try:
+        entries = api().list_repo_tree(repo_id, recursive=True, revision=revision)
+        return {e.path: RemoteEntry(e.path, int(e.size or 0), e.blob_id,
+                                    e.lfs.sha256 if e.lfs is not None else None)
+                for e in entries if isinstance(e, RepoFile)}
+    except hf.RevisionNotFoundError:
+        return {}  # an empty repo has no branch yet
+    except hf.RepositoryNotFoundError as exc:
+        if isinstance(exc, hf.GatedRepoError):
+            raise translate(exc, repo_id) from exc
+        return None
+    except Exception as exc:
+        raise translate(exc, repo_id) from exc
+
+
+def repo_is_private(repo_id: str) -> bool | None:
+    from huggingface_hub import errors as hf
+
+    try:
+        return bool(api().model_info(repo_id).private)
+    except hf.RepositoryNotFoundError:
+        return None
+    except Exception as exc:
+        raise translate(exc, repo_id) from exc
+
+
+def upload_folder(repo_id: str, folder: Path, *, deletes: list[str], message: str) -> str:
+    """Create ``repo_id`` private if needed, upload ``folder`` (and delete ``deletes``); commit sha."""
+    from huggingface_hub import CommitOperationDelete
+
+    require_online("push")
+    hub = api()
+    _call(lambda: hub.create_repo(repo_id, private=True, exist_ok=True), repo_id)
+    if deletes:
+        ops = [CommitOperationDelete(path_in_repo=p) for p in deletes]
+        _call(lambda: hub.create_commit(repo_id, operations=ops,
+                                        commit_message=f"{message} (remove deleted files)"), repo_id)
+    info = _call(lambda: hub.upload_folder(repo_id=repo_id, folder_path=str(folder),
+                                           commit_message=message,
+                                           ignore_patterns=[".git/*", ".cache/*", "**/.DS_Store"]),
+                 repo_id)
+    return str(info.oid)
