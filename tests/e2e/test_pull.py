@@ -222,3 +222,17 @@ def test_killed_pull_shows_partial_then_resumes(hub_server: FakeHub, hub_cache: 
     assert [q["start"] for q in ranged] == [have]
     assert _health(REPO)["summary"]["healthy_count"] == 1
     blobs_are_sound(repo_dir)
+
+
+def test_progress_bar_in_human_mode_silent_in_json(hub_server: FakeHub, files: dict[str, bytes]) -> None:
+    hub_server.add_repo(REPO, files)
+    bars_on = {"HF_HUB_DISABLE_PROGRESS_BARS": "0", "TQDM_POSITION": "-1"}  # force bars without a TTY
+    r = run_mlxk("pull", REPO, env=bars_on)
+    assert r.returncode == 0, r.stderr
+    assert "Fetching" in r.stderr and "%" in r.stderr
+    other = "org/other-model"
+    hub_server.add_repo(other, files)
+    j = run_mlxk("pull", other, "--json", env=bars_on)
+    assert j.returncode == 0
+    assert j.stderr == ""
+    assert j.json["data"]["download_status"] == "success"

@@ -37,7 +37,7 @@ LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".npz", ".pt", ".pth", ".onnx",
 LFS_THRESHOLD = 10 * 1024 * 1024
 DEFAULT_TOKEN = "hf_mlxk_test_write_token"
 USER = "mlxk-tester"
-CHUNK = 64 * 1024
+CHUNK = 1024 * 1024
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -505,6 +505,7 @@ class _Handler(BaseHTTPRequestHandler):
         if bps and hub.throttle_paths is not None and f.path not in hub.throttle_paths:
             bps = None
         chunk = CHUNK if not bps else max(1024, min(CHUNK, int(bps / 20)))
+        view = memoryview(f.data)
         pos = start
         t0 = time.monotonic()
         while pos < stop:
@@ -512,7 +513,7 @@ class _Handler(BaseHTTPRequestHandler):
             if drop_at is not None and pos + n > drop_at:
                 n = drop_at - pos
             if n > 0:
-                self.wfile.write(f.data[pos:pos + n])
+                self.wfile.write(view[pos:pos + n])
                 with hub.lock:
                     hub.bytes_served[key] = hub.bytes_served.get(key, 0) + n
                 pos += n
