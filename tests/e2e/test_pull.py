@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-import jsonschema
 import pytest
 from huggingface_hub import scan_cache_dir, snapshot_download
 from tests.support.cli import mlxk_argv, mlxk_env, run_mlxk
 from tests.support.hub_repos import big_file, model_files, tree_snapshot
 from tests.support.hub_server import FakeHub
+from tests.support.schema import assert_valid
 
-SCHEMA = json.loads((Path(__file__).parents[2] / "src/mlxk/schemas/pull.json").read_text())
 REPO = "org/tiny-model"
+NAME = "pull"
 
 
 def pull(*args: str, env: dict[str, str] | None = None):
     r = run_mlxk("pull", *args, "--json", env=env)
-    jsonschema.validate(r.json, SCHEMA)
+    assert_valid(r.json, NAME)
     return r
 
 

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import jsonschema
 import pytest
 from tests.support.cli import run_mlxk
 from tests.support.hub_repos import model_files, write_folder
 from tests.support.hub_server import FakeHub
+from tests.support.schema import assert_valid
 
-SCHEMA = json.loads((Path(__file__).parents[2] / "src/mlxk/schemas/push.json").read_text())
+NAME = "push"
 ON = {"MLXK2_ENABLE_EXPERIMENTAL_PUSH": "1"}
 
 
 def push(*args: str, env: dict[str, str] | None = None):
     r = run_mlxk("push", *args, "--json", env={**ON, **(env or {})})
-    jsonschema.validate(r.json, SCHEMA)
+    assert_valid(r.json, NAME)
     return r
 
 
