@@ -35,3 +35,23 @@ def add_sampling_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--repetition-penalty", type=float, default=None,
                    help="penalise repeated tokens (default 1.0 = off)")
     g.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
+
+
+def add_distributed_flags(p: argparse.ArgumentParser) -> None:
+    """Flags that shard `run` / `serve` across ranks (see docs/distributed.md)."""
+    g = p.add_argument_group("distributed (shard the model across ranks with mlx.launch)")
+    g.add_argument("--hosts", default=None, metavar="H1,H2,...",
+                   help="one rank per host, e.g. 127.0.0.1,127.0.0.1 or 10.0.0.1,10.0.0.2")
+    g.add_argument("--hostfile", default=None, metavar="FILE",
+                   help="mlx.launch JSON hostfile (ssh names, ips, backend, envs)")
+    g.add_argument("--backend", default=None, choices=("ring", "mpi", "nccl", "jaccl", "jaccl-ring"),
+                   help="MLX distributed backend (default: the hostfile's, else ring)")
+    g.add_argument("--parallel", default=None, choices=("tensor", "pipeline"),
+                   help="how to shard (default: the mode the model supports; tensor when both)")
+    if "--dry-run" not in p._option_string_actions:
+        g.add_argument("--dry-run", action="store_true",
+                       help="with --hosts: print the shard plan (layers/heads/bytes per rank), load nothing")
+
+
+def distributed_requested(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "hosts", None) or getattr(args, "hostfile", None))

@@ -38,6 +38,7 @@ class GenerationRequest:
     tool_choice: Any = None                # "none" | "auto" | "required" | {"type": "function", ...}
     response_format: dict[str, Any] | None = None  # OpenAI response_format
     logprobs: int | None = None            # top-k logprobs per token (None: off)
+    parallel_tool_calls: bool = True       # False: at most one tool call
 
 
 @dataclass

@@ -1,0 +1,249 @@
+"""What a model is (framework, type, capabilities) and whether the installed MLX stack can run it.
+
+Pure file reading: config.json, tokenizer_config.json / chat_template files, the
+sentence-transformers layout, a README's front matter and safetensors headers.
+Never imports mlx, mlx-lm, mlx-embeddings or transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlxk import config as mlxk_config
+from mlxk.cache import runtime
+from mlxk.cache.safetensors import HeaderError, read_header
+
+ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "xlm_roberta", "distilbert", "mpnet", "modernbert",
+                 "nomic_bert", "electra", "deberta", "deberta-v2", "camembert", "albert", "e5"}
+ST_MARKERS = ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json",
+              "1_Pooling/config.json")
+CHAT_NAME_HINT = re.compile(r"(instruct|chat|[-_]it\b|[-_]it[-_])", re.IGNORECASE)
+TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    framework: str                       # MLX | GGUF | PyTorch | Unknown
+    model_type: str                      # chat | base | embedding | unknown
+    capabilities: tuple[str, ...]
+    runtime_compatible: bool
+    runtime_reason: str | None
+    architecture: str | None             # config["model_type"] (the family)
+    architectures: tuple[str, ...] = ()  # config["architectures"]
+    quantization: str | None = None      # "4bit", "mxfp4", ...
+    has_chat_template: bool = False
+    embedding_dim: int | None = None
+    config: dict | None = field(default=None, repr=False, compare=False)
+    config_error: str | None = None      # why config.json could not be used
+
+
+def local_files(path: Path) -> dict[str, Path]:
+    """Relative name -> path for every file below a local model directory."""
+    out: dict[str, Path] = {}
+    for dirpath, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            p = Path(dirpath) / name
+            out[p.relative_to(path).as_posix()] = p
+    return out
+
+
+def load_json(path: Path | None) -> tuple[dict | None, str | None]:
+    """(data, error). ``error`` is ``missing``, ``empty`` or ``invalid``."""
+    if path is None:
+        return None, "missing"
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None, "missing"
+    if not raw.strip():
+        return None, "empty"
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None, "invalid"
+    return (data, None) if isinstance(data, dict) else (None, "invalid")
+
+
+def chat_template(files: dict[str, Path]) -> str | None:
+    for name in TEMPLATE_FILES:
+        if name in files:
+            try:
+                text = files[name].read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            if name.endswith(".json"):
+                try:
+                    text = json.loads(text).get("chat_template") or ""
+                except (ValueError, AttributeError):
+                    continue
+            if text:
+                return text if isinstance(text, str) else json.dumps(text)
+    tok, _ = load_json(files.get("tokenizer_config.json"))
+    tpl = (tok or {}).get("chat_template")
+    if isinstance(tpl, list):  # named templates: [{"name", "template"}]
+        return "\n".join(str(t.get("template", "")) for t in tpl if isinstance(t, dict)) or None
+    return tpl if isinstance(tpl, str) and tpl else None
+
+
+def quantization_label(cfg: dict | None) -> str | None:
+    if not cfg:
+        return None
+    q = cfg.get("quantization")
+    if isinstance(q, dict):
+        mode = q.get("mode", "affine")
+        return f"{q.get('bits')}bit" if mode == "affine" else str(mode)
+    qc = cfg.get("quantization_config")
+    if isinstance(qc, dict):
+        if "bits" in qc:
+            return f"{qc['bits']}bit"
+        return str(qc.get("quant_method")) if qc.get("quant_method") else None
+    return None
+
+
+def _readme_says_mlx(files: dict[str, Path]) -> bool:
+    p = files.get("README.md")
+    if p is None:
+        return False
+    try:
+        with open(p, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    if not head.startswith("---"):
+        return False
+    front = head[3:].split("\n---", 1)[0]
+    return bool(re.search(r"^library_name:\s*['\"]?mlx['\"]?\s*$", front, re.MULTILINE)
+                or re.search(r"^\s*-\s*['\"]?mlx['\"]?\s*$", front, re.MULTILINE))
+
+
+def framework(files: dict[str, Path], cfg: dict | None, repo_id: str | None) -> str:
+    names = list(files)
+    st = [n for n in names if n.endswith(".safetensors")]
+    gguf = [n for n in names if n.lower().endswith(".gguf")]
+    other = [n for n in names if n.endswith((".bin", ".pt", ".pth")) and "training_args" not in n]
+    if gguf and not st:
+        return "GGUF"
+    if _is_mlx(files, st, cfg, repo_id):
+        return "MLX"
+    if st or other:
+        return "PyTorch"
+    return "Unknown"
+
+
+def _is_mlx(files: dict[str, Path], st: list[str], cfg: dict | None, repo_id: str | None) -> bool:
+    if cfg and isinstance(cfg.get("quantization"), dict):
+        return True
+    if repo_id and repo_id.lower().startswith(mlxk_config.MLX_COMMUNITY_ORG + "/"):
+        return True
+    if st:
+        try:
+            if read_header(files[sorted(st)[0]]).format == "mlx":
+                return True
+        except HeaderError:
+            pass
+    return _readme_says_mlx(files)
+
+
+def _is_embedding(files: dict[str, Path], cfg: dict | None) -> bool:
+    if any(m in files for m in ST_MARKERS):
+        return True
+    if not cfg:
+        return False
+    mt = str(cfg.get("model_type") or "").lower()
+    archs = [str(a) for a in (cfg.get("architectures") or [])]
+    if mt in ENCODER_TYPES:
+        return not any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in archs)
+    return False
+
+
+def _embedding_dim(files: dict[str, Path], cfg: dict | None) -> int | None:
+    pooling, _ = load_json(files.get("1_Pooling/config.json"))
+    if pooling and isinstance(pooling.get("word_embedding_dimension"), int):
+        return pooling["word_embedding_dimension"]
+    hidden = (cfg or {}).get("hidden_size")
+    return hidden if isinstance(hidden, int) else None
+
+
+def _capabilities(model_type: str, cfg: dict | None, template: str | None,
+                  files: dict[str, Path]) -> tuple[str, ...]:
+    if model_type == "embedding":
+        return ("embeddings",)
+    if model_type == "unknown" and not cfg:
+        return ()
+    caps = ["text-generation"]
+    if model_type == "chat":
+        caps.append("chat")
+    if cfg and (cfg.get("vision_config") or "preprocessor_config.json" in files):
+        caps.append("vision")
+    if template and "tools" in template:
+        caps.append("tools")
+    mt = str((cfg or {}).get("model_type") or "")
+    if (template and ("<think>" in template or "<|channel|>" in template)) or mt == "gpt_oss":
+        caps.append("reasoning")
+    return tuple(caps)
+
+
+def runtime_check(files: dict[str, Path], cfg: dict | None, model_type: str,
+                  config_error: str | None) -> tuple[bool, str | None]:
+    names = list(files)
+    st = [n for n in names if n.endswith(".safetensors")]
+    if not st:
+        if any(n.lower().endswith(".gguf") for n in names):
+            return False, "GGUF weights: run 'mlxk convert' first"
+        if any(n.endswith((".bin", ".pt", ".pth")) for n in names):
+            return False, "PyTorch .bin weights only: safetensors required"
+        if cfg is None:
+            return False, f"config.json {config_error or 'missing'}"
+        return False, "no weights found"
+    if cfg is None:
+        return False, f"config.json {config_error or 'missing'}"
+    if model_type == "embedding":
+        ok, reason = runtime.embeddings_supports(cfg)
+    else:
+        ok, reason = runtime.lm_supports(cfg)
+    if not ok:
+        return ok, reason
+    return runtime.quantization_supported(cfg)
+
+
+def describe(path: Path, files: dict[str, Path] | None = None, repo_id: str | None = None,
+             cfg: dict | None = None, config_error: str | None = None) -> ModelDescription:
+    """Describe the model in ``path`` (a snapshot or a local directory).
+
+    ``files`` maps relative names to readable paths (the cache passes only files
+    whose symlinks resolve inside the repo); by default the directory is walked.
+    """
+    if files is None:
+        files = local_files(Path(path))
+    if cfg is None and config_error is None:
+        cfg, config_error = load_json(files.get("config.json"))
+    template = chat_template(files) if cfg is not None or files else None
+    if _is_embedding(files, cfg):
+        model_type = "embedding"
+    elif cfg is None:
+        model_type = "unknown"
+    elif template or CHAT_NAME_HINT.search(repo_id or Path(path).name):
+        model_type = "chat"
+    else:
+        model_type = "base"
+    ok, reason = runtime_check(files, cfg, model_type, config_error)
+    archs = (cfg or {}).get("architectures") or ()
+    return ModelDescription(
+        framework=framework(files, cfg, repo_id),
+        model_type=model_type,
+        capabilities=_capabilities(model_type, cfg, template, files),
+        runtime_compatible=ok,
+        runtime_reason=reason,
+        architecture=(cfg or {}).get("model_type"),
+        architectures=tuple(str(a) for a in archs) if isinstance(archs, list) else (),
+        quantization=quantization_label(cfg),
+        has_chat_template=bool(template),
+        embedding_dim=_embedding_dim(files, cfg) if model_type == "embedding" else None,
+        config=cfg,
+        config_error=config_error,
+    )

@@ -1,0 +1,152 @@
+"""What the installed MLX stack can build, learned WITHOUT importing mlx, mlx-lm or mlx-embeddings.
+
+The package folders are located with ``importlib.util.find_spec`` (which does not
+import a top-level package), architectures are the file names in their
+``models/`` folder, and mlx-lm's remapping tables are read by parsing
+``mlx_lm/utils.py`` with ``ast``. Results are cached for the process.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from functools import cache
+from importlib.util import find_spec
+from pathlib import Path
+
+# Helper modules in models/ folders that are not architectures.
+_NOT_ARCHS = {"__init__", "base", "cache", "activations", "rope_utils", "switch_layers", "pipeline",
+              "mla", "gated_delta", "bitlinear_layers", "ssm", "layers", "utils"}
+
+# Quantization methods mlx-lm's loader knows how to read (config["quantization_config"]).
+HF_QUANT_METHODS = {"bitnet", "mxfp4", "mxfp8", "fp8", "compressed-tensors", "modelopt", "awq", "gptq"}
+MLX_QUANT_MODES = {"affine", "mxfp4", "mxfp8", "nvfp4"}
+MLX_QUANT_BITS = {2, 3, 4, 5, 6, 8}
+
+
+@cache
+def package_dir(module: str) -> Path | None:
+    try:
+        spec = find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@cache
+def architectures(module: str) -> frozenset[str]:
+    """Names of ``<module>/models/<arch>.py`` (or ``<arch>/`` packages)."""
+    base = package_dir(module)
+    if base is None:
+        return frozenset()
+    names: set[str] = set()
+    try:
+        with os.scandir(base / "models") as it:
+            for e in it:
+                if e.name.endswith(".py"):
+                    names.add(e.name[:-3])
+                elif e.is_dir() and not e.name.startswith("__"):
+                    names.add(e.name)
+    except OSError:
+        return frozenset()
+    return frozenset(names - _NOT_ARCHS)
+
+
+@cache
+def remapping(module: str) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    """``MODEL_REMAPPING`` and ``MODEL_ARCHITECTURE_REMAPPING`` from ``<module>/utils.py``, via ast."""
+    base = package_dir(module)
+    simple: dict[str, str] = {}
+    by_arch: dict[tuple[str, str], str] = {}
+    if base is None:
+        return simple, by_arch
+    try:
+        tree = ast.parse((base / "utils.py").read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return simple, by_arch
+    for node in tree.body:
+        if not isinstance(node, ast.Assign) or len(node.targets) != 1:
+            continue
+        target = node.targets[0]
+        if not isinstance(target, ast.Name):
+            continue
+        try:
+            value = ast.literal_eval(node.value)
+        except ValueError:
+            continue
+        if target.id == "MODEL_REMAPPING" and isinstance(value, dict):
+            simple = {str(k): str(v) for k, v in value.items()}
+        elif target.id == "MODEL_ARCHITECTURE_REMAPPING" and isinstance(value, dict):
+            by_arch = {k: str(v) for k, v in value.items() if isinstance(k, tuple) and len(k) == 2}
+    return simple, by_arch
+
+
+@cache
+def version(dist: str) -> str:
+    """Installed version of a distribution, or ``not installed``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def lm_model_type(config: dict) -> str:
+    """The module name mlx-lm would import for this config (after its remapping)."""
+    model_type = str(config.get("model_type") or "")
+    archs = config.get("architectures") or ()
+    if isinstance(archs, str):
+        archs = (archs,)
+    simple, by_arch = remapping("mlx_lm")
+    for arch in archs:
+        hit = by_arch.get((model_type, str(arch)))
+        if hit is not None:
+            return hit
+    return simple.get(model_type, model_type)
+
+
+def lm_supports(config: dict) -> tuple[bool, str | None]:
+    model_type = str(config.get("model_type") or "")
+    if package_dir("mlx_lm") is None:
+        return False, "mlx-lm is not installed"
+    if not model_type:
+        return False, "config.json has no model_type"
+    if lm_model_type(config) in architectures("mlx_lm"):
+        return True, None
+    return False, f"Unsupported architecture '{model_type}' (mlx-lm {version('mlx-lm')})"
+
+
+def embeddings_supports(config: dict) -> tuple[bool, str | None]:
+    model_type = str(config.get("model_type") or "")
+    if package_dir("mlx_embeddings") is None:
+        return False, "mlx-embeddings is not installed (pip install 'mlx-knife[embed]')"
+    if not model_type:
+        return False, "config.json has no model_type"
+    simple, _ = remapping("mlx_embeddings")
+    name = model_type.replace("-", "_")
+    name = simple.get(name, name)
+    if name in architectures("mlx_embeddings"):
+        return True, None
+    return False, f"Unsupported architecture '{model_type}' (mlx-embeddings {version('mlx-embeddings')})"
+
+
+def quantization_supported(config: dict) -> tuple[bool, str | None]:
+    """Is the quantization (if any) one the installed loader can read?"""
+    q = config.get("quantization")
+    if isinstance(q, dict):
+        mode = str(q.get("mode", "affine"))
+        bits = q.get("bits")
+        if mode not in MLX_QUANT_MODES:
+            return False, f"Unsupported quantization mode '{mode}'"
+        if mode == "affine" and bits not in MLX_QUANT_BITS:
+            return False, f"Unsupported quantization: {bits}-bit"
+        return True, None
+    qc = config.get("quantization_config")
+    if isinstance(qc, dict) and "quant_method" in qc:
+        method = str(qc["quant_method"])
+        if method not in HF_QUANT_METHODS:
+            return False, f"Unsupported quantization method '{method}' (mlx-lm {version('mlx-lm')})"
+    return True, None

@@ -1,0 +1,365 @@
+"""Continuous batching: one scheduler thread per loaded model over mlx-lm's ``BatchGenerator``.
+
+The thread owns everything MLX for its model: it loads the model, creates the
+stream, inserts admitted requests into the running batch, steps it, feeds each
+sampled token through that request's ``Prepared.decoder`` (stop strings,
+reasoning split, special tokens) and hands the resulting chunks to the request's
+asyncio queue (one ``call_soon_threadsafe`` per step, not per token).
+
+Admission is bounded: at most ``max_batch`` sequences decode together and at
+most ``max_queue`` more wait for a slot; beyond that ``submit`` raises
+``ServerBusy`` (503 + Retry-After). ``cancel`` (a client that went away) takes
+the sequence out of the batch at the next step.
+
+Seeds: a request with a ``seed`` (and temperature > 0) gets its own sampler
+with a private PRNG key (``mx.random.key(seed)``, split per token), so it runs in
+the shared batch without touching the global random state and without being
+disturbed by its neighbours. The tokens it draws depend only on its own logits;
+batched and single-sequence logits can differ in the last bits, so the same seed
+is reproducible run to run for the same load, not bit-identical to ``mlxk run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlxk.engine.types import Chunk, SamplingParams
+from mlxk.errors import ExecutionError, MlxkError, ServerBusy
+
+log = logging.getLogger("mlxk.engine.batch")
+
+
+@dataclass
+class Delta:
+    """What a request's queue receives: one chunk, plus per-token logprobs when asked for."""
+
+    chunk: Chunk
+    logprobs: list[dict[str, Any]] | None = None
+
+
+@dataclass(eq=False)
+class Handle:
+    """One admitted request."""
+
+    prepared: Any
+    queue: asyncio.Queue
+    loop: asyncio.AbstractEventLoop
+    sampler: Any = None
+    top_logprobs: int | None = None        # None: no logprobs; 0..20: top-k alternatives
+    processors: list[Any] = field(default_factory=list)
+    uid: int | None = None                 # BatchGenerator uid once inserted
+    submitted: float = field(default_factory=time.perf_counter)
+    first_token: float | None = None
+    n_tokens: int = 0
+    done: bool = False
+    pending_logprobs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RequestStats:
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_s: float | None
+    generation_tps: float | None
+    finish_reason: str | None
+
+
+def keyed_sampler(params: SamplingParams) -> Callable:
+    """A sampler with its own PRNG key (see module docstring)."""
+    import mlx.core as mx
+    from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p
+
+    state = {"key": mx.random.key(int(params.seed or 0) % (2**64))}
+    temp = params.temperature
+
+    def sampler(logprobs: mx.array) -> mx.array:
+        if 0 < params.top_p < 1.0:
+            logprobs = apply_top_p(logprobs, params.top_p)
+        if params.min_p > 0:
+            logprobs = apply_min_p(logprobs, params.min_p)
+        if params.top_k > 0:
+            logprobs = apply_top_k(logprobs, params.top_k)
+        state["key"], sub = mx.random.split(state["key"])
+        return mx.random.categorical(logprobs * (1 / temp), key=sub)
+
+    return sampler
+
+
+def _deliver(items: list[tuple[Handle, Any]]) -> None:
+    for handle, item in items:
+        handle.queue.put_nowait(item)
+
+
+class BatchScheduler:
+    """Continuous batching for one model. Construct, then ``await ready()``; ``close()`` to stop."""
+
+    def __init__(self, load: Callable[[], Any], *, name: str = "", max_batch: int = 16,
+                 max_queue: int = 32, prefill_step_size: int = 2048,
+                 on_finish: Callable[[RequestStats], None] | None = None) -> None:
+        self.name = name
+        self.max_batch = max(1, max_batch)
+        self.max_queue = max(0, max_queue)
+        self.prefill_step_size = prefill_step_size
+        self.on_finish = on_finish
+        self.lm: Any = None
+        self._load = load
+        self._cv = threading.Condition()
+        self._waiting: deque[Handle] = deque()
+        self._cancels: list[Handle] = []
+        self._active: dict[int, Handle] = {}
+        self._n_active = 0
+        self._closing = False
+        self._ready: Future = Future()
+        self._thread = threading.Thread(target=self._run, name=f"mlxk-batch-{name}", daemon=True)
+        self._thread.start()
+
+    # --- called from the event loop ----------------------------------------------------------
+    async def ready(self) -> Any:
+        """Wait until the model is loaded; returns the LoadedModel (or raises the load error)."""
+        return await asyncio.wrap_future(self._ready)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def active_count(self) -> int:
+        return self._n_active
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._n_active or self._waiting)
+
+    def submit(self, prepared: Any, *, sampling: SamplingParams | None = None,
+               top_logprobs: int | None = None, extra_processors: list[Any] | None = None) -> Handle:
+        """Admit a prepared request; its deltas arrive on ``handle.queue``. Raises ServerBusy."""
+        loop = asyncio.get_running_loop()
+        sampler = prepared.sampler
+        if sampling is not None and sampling.seed is not None and sampling.temperature > 0:
+            sampler = keyed_sampler(sampling)
+        processors = [*(prepared.logits_processors or ()), *(extra_processors or ())]
+        handle = Handle(prepared=prepared, queue=asyncio.Queue(), loop=loop, sampler=sampler,
+                        top_logprobs=top_logprobs, processors=processors)
+        with self._cv:
+            if self._closing:
+                raise ServerBusy(f"model {self.name} is unloading; retry")
+            if self._n_active + len(self._waiting) >= self.max_batch + self.max_queue:
+                raise ServerBusy(f"server busy: {self.max_batch} requests decoding and "
+                                 f"{self.max_queue} waiting for {self.name}; retry later")
+            self._waiting.append(handle)
+            self._cv.notify()
+        return handle
+
+    def cancel(self, handle: Handle) -> None:
+        """The client went away: drop the request now (no-op when it already finished)."""
+        with self._cv:
+            if handle.done:
+                return
+            handle.done = True
+            try:
+                self._waiting.remove(handle)
+            except ValueError:
+                self._cancels.append(handle)
+                self._cv.notify()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the thread; requests still running get an error delta."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        self._thread.join(timeout)
+
+    # --- the scheduler thread ------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            import mlx.core as mx
+            from mlx_lm.generate import BatchGenerator
+
+            self.lm = self._load()
+            stream = mx.default_stream(mx.default_device())
+            gen = self._new_generator(BatchGenerator, stream)
+        except BaseException as exc:  # report to whoever waits for the load
+            self._ready.set_exception(exc)
+            return
+        self._ready.set_result(self.lm)
+        try:
+            self._loop(gen, BatchGenerator, stream)
+        finally:
+            self._fail_all(ServerBusy(f"model {self.name} was unloaded; retry"))
+            with contextlib.suppress(Exception):
+                gen.close()
+            self.lm = None
+            del gen
+            with contextlib.suppress(Exception):
+                import gc
+
+                gc.collect()
+                mx.clear_cache()
+
+    def _new_generator(self, cls: Any, stream: Any) -> Any:
+        eos = sorted(getattr(self.lm, "eos_token_ids", ()) or ())
+        return cls(self.lm.model, stop_tokens=[[t] for t in eos] or None,
+                   completion_batch_size=self.max_batch,
+                   prefill_batch_size=min(self.max_batch, 8),
+                   prefill_step_size=self.prefill_step_size, stream=stream)
+
+    def _loop(self, gen: Any, gen_cls: Any, stream: Any) -> None:
+        while True:
+            with self._cv:
+                while not (self._closing or self._waiting or self._cancels or self._active):
+                    self._cv.wait()
+                if self._closing:
+                    return
+                cancels, self._cancels = self._cancels, []
+                admit = []
+                while self._waiting and len(self._active) + len(admit) < self.max_batch:
+                    admit.append(self._waiting.popleft())
+            try:
+                self._remove(gen, cancels)
+                self._insert(gen, admit)
+                if self._active:
+                    self._step(gen)
+            except Exception as exc:  # a failed step fails its batch, not the server
+                log.exception("batch step failed for %s", self.name)
+                self._fail_active(ExecutionError(f"generation failed: {type(exc).__name__}: {exc}"))
+                gen = self._new_generator(gen_cls, stream)
+
+    def _remove(self, gen: Any, cancels: list[Handle]) -> None:
+        uids = [h.uid for h in cancels if h.uid is not None and h.uid in self._active]
+        if uids:
+            gen.remove(uids)
+            for uid in uids:
+                self._active.pop(uid, None)
+            self._set_active_count()
+
+    def _insert(self, gen: Any, admit: list[Handle]) -> None:
+        admit = [h for h in admit if not h.done]
+        if not admit:
+            return
+        uids = gen.insert([list(h.prepared.prompt_tokens) for h in admit],
+                          max_tokens=[int(h.prepared.max_tokens) for h in admit],
+                          samplers=[h.sampler for h in admit],
+                          logits_processors=[h.processors for h in admit])
+        for uid, h in zip(uids, admit, strict=True):
+            h.uid = uid
+            self._active[uid] = h
+        self._set_active_count()
+
+    def _set_active_count(self) -> None:
+        with self._cv:
+            self._n_active = len(self._active)
+
+    def _step(self, gen: Any) -> None:
+        _, responses = gen.next()
+        if not responses:
+            return
+        now = time.perf_counter()
+        out: list[tuple[Handle, Any]] = []
+        finished: list[int] = []
+        for r in responses:
+            h = self._active.get(r.uid)
+            if h is None or h.done:
+                continue
+            item, end = self._token(h, r, now)
+            if item is not None:
+                out.append((h, item))
+            if end:
+                self._active.pop(r.uid, None)
+                if r.finish_reason is None:
+                    finished.append(r.uid)
+        if finished:
+            gen.remove(finished)
+        if len(finished) or any(r.finish_reason for r in responses):
+            self._set_active_count()
+        self._post(out)
+
+    def _token(self, h: Handle, r: Any, now: float) -> tuple[Any, bool]:
+        if h.first_token is None:
+            h.first_token = now
+        h.n_tokens += 1
+        dec = h.prepared.decoder
+        chunks = dec.feed(int(r.token))
+        if h.top_logprobs is not None:
+            h.pending_logprobs.append(self._logprob_entry(r, h.top_logprobs))
+        reason = "stop" if dec.finished else r.finish_reason
+        if reason is not None:
+            final = dec.finish(reason)
+            self._complete_counts(h, final)
+            h.done = True
+            chunks = [*chunks, final]
+            self._report(h, final, now)
+        if not chunks:
+            return None, reason is not None
+        deltas = [Delta(c) for c in chunks]
+        if h.pending_logprobs:
+            deltas[0].logprobs, h.pending_logprobs = h.pending_logprobs, []
+        return deltas, reason is not None
+
+    def _logprob_entry(self, r: Any, k: int) -> dict[str, Any]:
+        import mlx.core as mx
+
+        lp = r.logprobs
+        tok = int(r.token)
+        entry: dict[str, Any] = {"id": tok, "logprob": float(lp[tok].item()), "top": []}
+        if k > 0:
+            idx = mx.argpartition(-lp, kth=k - 1)[:k]
+            vals = lp[idx]
+            pairs = sorted(zip(idx.tolist(), vals.tolist(), strict=True), key=lambda p: -p[1])
+            entry["top"] = [{"id": int(i), "logprob": float(v)} for i, v in pairs]
+        return entry
+
+    def _complete_counts(self, h: Handle, final: Chunk) -> None:
+        if not final.prompt_tokens:
+            final.prompt_tokens = len(h.prepared.prompt_tokens)
+        if not final.completion_tokens:
+            final.completion_tokens = h.n_tokens
+
+    def _report(self, h: Handle, final: Chunk, now: float) -> None:
+        ttft = (h.first_token - h.submitted) if h.first_token else None
+        gen_s = now - h.first_token if h.first_token else 0.0
+        tps = (final.completion_tokens - 1) / gen_s if gen_s > 0 and final.completion_tokens > 1 else None
+        timing = dict(final.timing or {})
+        if ttft is not None:
+            timing.setdefault("ttft_s", ttft)
+        if tps is not None:
+            timing.setdefault("generation_tps", tps)
+        final.timing = timing
+        if self.on_finish is not None:
+            with contextlib.suppress(Exception):
+                self.on_finish(RequestStats(final.prompt_tokens, final.completion_tokens, ttft, tps,
+                                            final.finish_reason))
+
+    def _post(self, items: list[tuple[Handle, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Handle, Any]]] = {}
+        for h, deltas in items:
+            for d in deltas:
+                by_loop.setdefault(h.loop, []).append((h, d))
+        for loop, batch in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(_deliver, batch)
+
+    def _fail_active(self, exc: MlxkError) -> None:
+        items = [(h, [exc]) for h in self._active.values() if not h.done]
+        for h, _ in items:
+            h.done = True
+        self._active.clear()
+        self._set_active_count()
+        self._post(items)
+
+    def _fail_all(self, exc: MlxkError) -> None:
+        with self._cv:
+            waiting = list(self._waiting)
+            self._waiting.clear()
+        for h in waiting:
+            h.done = True
+        self._fail_active(exc)
+        self._post([(h, [exc]) for h in waiting])

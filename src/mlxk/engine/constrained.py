@@ -1,0 +1,239 @@
+"""Constrained decoding with llguidance, applied as an mlx-lm logits processor.
+
+A grammar (llguidance's serialized form) is built from a JSON schema, ``json_object``,
+a regex or a Lark grammar. Each generated sequence gets its own ``LLMatcher`` wrapped in
+a :class:`GrammarLogitsProcessor`; the processor turns the matcher's allowed-token
+bitmask into a boolean mask and applies it with plain ``mx`` ops (``mx.where``), so it
+runs on the CPU backend as well as on Metal/CUDA (llguidance's own MLX helper is a
+Metal kernel).
+
+mlx-lm calls a logits processor as ``processor(tokens, logits)`` where ``tokens`` holds
+the whole context (prompt + generated so far). Both ``generate_step`` and
+``BatchGenerator`` compute step *n+1* before they yield token *n*, so the processor
+cannot rely on what the caller has seen: it advances its matcher from the newest
+entries of ``tokens`` itself, remembering how many it has consumed. The first call
+fixes the prompt length (whatever the context holds then is prompt).
+
+When the grammar is complete, llguidance allows only EOS, so EOS is forced and the
+generation ends. The LLTokenizer is built once per model tokenizer (about 0.5 s).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import llguidance
+import mlx.core as mx
+import numpy as np
+
+from mlxk.errors import ValidationError
+
+# Compact, deterministic JSON: no free whitespace (small models otherwise emit endless
+# newlines), and the usual separators so the text reads naturally.
+JSON_OPTIONS: dict[str, Any] = {
+    "whitespace_flexible": False,
+    "item_separator": ", ",
+    "key_separator": ": ",
+}
+
+_TOKENIZERS: dict[int, tuple[Any, llguidance.LLTokenizer]] = {}
+_LOCK = threading.Lock()
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def ll_tokenizer(tokenizer: Any, eos_token_ids: set[int] | list[int] | None = None,
+                 n_vocab: int | None = None) -> llguidance.LLTokenizer:
+    """The llguidance tokenizer for an mlx-lm ``TokenizerWrapper`` (or an HF fast tokenizer).
+
+    Cached per tokenizer object. ``eos_token_ids`` should be every end-of-turn id the
+    decoder stops on, so a completed grammar forces one of them.
+    """
+    key = id(tokenizer)
+    with _LOCK:
+        hit = _TOKENIZERS.get(key)
+        if hit is not None and hit[0] is tokenizer:
+            return hit[1]
+    import llguidance.hf
+
+    hf = getattr(tokenizer, "_tokenizer", tokenizer)
+    eos = sorted(eos_token_ids) if eos_token_ids else None
+    if eos is None:
+        eos = sorted(getattr(tokenizer, "eos_token_ids", None) or []) or None
+    size = len(hf) if hasattr(hf, "__len__") else None
+    if n_vocab is not None and size is not None:
+        n_vocab = max(n_vocab, size)
+    try:
+        lltok = llguidance.hf.from_tokenizer(hf, n_vocab=n_vocab, eos_token=eos)
+    except ValueError as exc:  # slow (non-Rust) tokenizer
+        raise ValidationError(
+            f"constrained decoding needs a fast tokenizer: {exc}") from exc
+    with _LOCK:
+        _TOKENIZERS[key] = (tokenizer, lltok)
+    return lltok
+
+
+# ---------------------------------------------------------------- grammars
+
+
+def _with_options(schema: dict[str, Any]) -> dict[str, Any]:
+    out = dict(schema)
+    opts = dict(JSON_OPTIONS)
+    opts.update(out.get("x-guidance") or {})
+    out["x-guidance"] = opts
+    return out
+
+
+def json_schema_grammar(schema: Any) -> str:
+    """Grammar for JSON matching ``schema`` (a dict, or ``True`` for any JSON value)."""
+    if schema is True:
+        schema = {}
+    if not isinstance(schema, dict):
+        raise ValidationError("JSON schema must be an object", param="response_format")
+    try:
+        return llguidance.LLMatcher.grammar_from_json_schema(_with_options(schema))
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(f"invalid JSON schema: {exc}", param="response_format") from exc
+
+
+def json_schema_lark(schema: dict[str, Any]) -> str:
+    """A Lark fragment (``%json {...}``) embedding ``schema`` with our JSON options."""
+    return "%json " + json.dumps(_with_options(schema), ensure_ascii=False)
+
+
+def lark_grammar(text: str) -> str:
+    return llguidance.LLMatcher.grammar_from_lark(text)
+
+
+def regex_grammar(pattern: str) -> str:
+    return llguidance.LLMatcher.grammar_from_regex(pattern)
+
+
+def grammar_for_response_format(response_format: dict[str, Any] | None) -> str | None:
+    """The grammar for an OpenAI ``response_format``; None for plain text.
+
+    ``{"type": "json_object"}`` -> any JSON object; ``{"type": "json_schema",
+    "json_schema": {"name", "schema", "strict"}}`` -> that schema. Anything else is a
+    ValidationError (-> 400), never silently ignored.
+    """
+    if not response_format:
+        return None
+    if not isinstance(response_format, dict):
+        raise ValidationError("response_format must be an object", param="response_format")
+    kind = response_format.get("type")
+    if kind in (None, "text"):
+        return None
+    if kind == "json_object":
+        return json_schema_grammar({"type": "object"})
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict):
+            raise ValidationError("response_format.json_schema must be an object "
+                                  "with 'name' and 'schema'", param="response_format")
+        schema = spec.get("schema", {"type": "object"})
+        return json_schema_grammar(schema)
+    raise ValidationError(f"unsupported response_format type {kind!r} "
+                          "(supported: text, json_object, json_schema)",
+                          param="response_format")
+
+
+def check_grammar(grammar: str, lltok: llguidance.LLTokenizer | None = None,
+                  what: str = "grammar", param: str = "response_format") -> None:
+    """Raise ValidationError naming the problem when llguidance rejects ``grammar``."""
+    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, lltok)
+    if is_error:
+        detail = messages[0] if messages else "rejected by llguidance"
+        raise ValidationError(f"invalid {what}: {detail}", param=param)
+
+
+# ---------------------------------------------------------------- processor
+
+
+class GrammarLogitsProcessor:
+    """mlx-lm logits processor ``(tokens, logits) -> logits`` for one sequence.
+
+    Keep one instance per sequence (it owns a matcher); it is stateful.
+    """
+
+    def __init__(self, lltok: llguidance.LLTokenizer, grammar: str,
+                 eos_token_ids: set[int] | list[int]) -> None:
+        self.matcher = llguidance.LLMatcher(lltok, grammar, log_level=0)
+        if self.matcher.is_error():
+            raise ValidationError(f"invalid grammar: {self.matcher.get_error()}")
+        self.eos_token_ids = sorted(eos_token_ids) or [lltok.eos_token]
+        self.vocab_size = lltok.vocab_size
+        self._words = np.zeros((self.vocab_size + 31) // 32, dtype=np.int32)
+        self.prompt_length: int | None = None
+        self.consumed = 0          # generated tokens fed to the matcher
+        self.error: str | None = None
+
+    # -- state
+    @property
+    def accepting(self) -> bool:
+        return self.matcher.is_accepting()
+
+    @property
+    def stopped(self) -> bool:
+        return self.matcher.is_stopped()
+
+    def _advance(self, tokens: mx.array) -> None:
+        total = int(tokens.shape[-1])
+        if self.prompt_length is None:
+            self.prompt_length = total
+            return
+        start = self.prompt_length + self.consumed
+        if total <= start:
+            return
+        new = tokens.reshape(-1)[start:total].tolist()
+        self.consumed += len(new)
+        if self.error is not None:
+            return
+        for tok in new:
+            if tok in self.eos_token_ids and self.matcher.is_accepting():
+                self.matcher.consume_token(tok)
+                continue
+            if not self.matcher.consume_token(tok):
+                self.error = self.matcher.get_error() or f"token {tok} rejected"
+                return
+
+    def allowed(self, width: int) -> np.ndarray:
+        """Boolean mask over ``width`` logits for the matcher's current state."""
+        if self.error is not None or self.matcher.is_error():
+            mask = np.zeros(width, dtype=np.bool_)
+            mask[[t for t in self.eos_token_ids if t < width]] = True
+            return mask
+        self.matcher.unsafe_compute_mask_ptr(self._words.ctypes.data, self._words.nbytes)
+        bits = np.unpackbits(self._words.view(np.uint8), bitorder="little")
+        if bits.shape[0] >= width:
+            mask = bits[:width].astype(np.bool_)
+        else:
+            mask = np.zeros(width, dtype=np.bool_)
+            mask[: bits.shape[0]] = bits
+        if self.matcher.is_stopped() or not mask.any():
+            # Grammar finished (or dead end): only end-of-turn may follow.
+            mask[:] = False
+            mask[[t for t in self.eos_token_ids if t < width]] = True
+        return mask
+
+    def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
+        self._advance(tokens)
+        mask = mx.array(self.allowed(int(logits.shape[-1])))
+        return mx.where(mask, logits, mx.array(-float("inf"), dtype=logits.dtype))
+
+
+def make_processor(lltok: llguidance.LLTokenizer, grammar: str,
+                   eos_token_ids: set[int] | list[int]) -> GrammarLogitsProcessor:
+    check_grammar(grammar, lltok)
+    return GrammarLogitsProcessor(lltok, grammar, eos_token_ids)
+
+
+def processor_for_model(lm: Any, grammar: str) -> GrammarLogitsProcessor:
+    """A fresh processor for a loaded model (``LoadedModel``-like: tokenizer, eos ids, config)."""
+    eos = set(getattr(lm, "eos_token_ids", None) or [])
+    config = getattr(lm, "config", None) or {}
+    n_vocab = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+    lltok = ll_tokenizer(lm.tokenizer, eos or None, n_vocab)
+    return make_processor(lltok, grammar, eos or set(lltok.eos_tokens))

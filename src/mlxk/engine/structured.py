@@ -1,0 +1,179 @@
+"""Structured output and tool calling wired into the engine's ``prepare`` hook.
+
+Two calls, both made by ``generate.prepare``:
+
+* :func:`plan` (before the prompt is encoded) validates ``response_format`` / ``tools`` /
+  ``tool_choice`` (ValidationError -> 400 before anything streams) and returns a
+  :class:`StructuredPlan` whose ``request`` is what the prompt encoder should render:
+  tools left for a template that handles them (tool-call arguments as objects), or
+  described in a fallback system turn (``tools.fallback_system_prompt``), or dropped for
+  ``tool_choice: none``.
+* :func:`attach` (after) adds a fresh grammar logits processor per sequence and wraps the
+  decoder in :class:`ToolCallDecoder`, which turns tool-call text into ``Chunk.tool_calls``
+  and the finish reason into ``"tool_calls"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from mlxk.engine import tools as T
+from mlxk.engine.types import Chunk, GenerationRequest
+from mlxk.errors import ValidationError
+
+
+@dataclass
+class StructuredPlan:
+    request: GenerationRequest        # to encode (messages/tools rewritten)
+    grammar_lark: str | None = None   # Lark text (tool calls, possibly + JSON answer)
+    grammar: str | None = None        # serialized llguidance grammar (response_format)
+    tool_format: str | None = None    # parse tool calls from the output in this format
+    parallel: bool = True
+
+    @property
+    def active(self) -> bool:
+        return bool(self.grammar or self.grammar_lark or self.tool_format)
+
+
+def chat_template_text(lm: Any) -> str | None:
+    tok = getattr(lm, "tokenizer", None)
+    template = getattr(tok, "chat_template", None)
+    return template if isinstance(template, str) else None
+
+
+def model_tool_format(lm: Any) -> tuple[bool, str]:
+    """(template renders tools, tool-call format the model emits)."""
+    template = chat_template_text(lm)
+    supports = T.template_supports_tools(template)
+    start = getattr(getattr(lm, "tokenizer", None), "_tool_call_start", None)
+    fmt = {"<tool_call>": T.HERMES, "[TOOL_CALLS]": T.MISTRAL,
+           "<|python_tag|>": T.LLAMA3}.get(start or "")
+    if not supports:
+        return False, T.HERMES        # our fallback prompt asks for the hermes format
+    return True, fmt or T.detect_format(template)
+
+
+def plan(lm: Any, request: GenerationRequest) -> StructuredPlan:
+    """Validate the structured parts of ``request`` and decide how to honour them."""
+    from mlxk.engine import constrained as C
+
+    grammar = C.grammar_for_response_format(request.response_format)
+    tools = T.normalize_tools(request.tools)
+    choice = T.resolve_tool_choice(request.tool_choice, tools)
+    parallel = bool(getattr(request, "parallel_tool_calls", True))
+    has_tool_history = any(m.get("role") == "tool" or m.get("tool_calls")
+                           for m in request.messages or [])
+    if not tools and not has_tool_history:
+        return StructuredPlan(request=request, grammar=grammar)
+    if request.messages is None or not request.use_chat_template:
+        raise ValidationError("tools need chat messages and a chat template", param="tools")
+
+    supports, fmt = model_tool_format(lm)
+    if choice.mode == "none":
+        msgs = (T.messages_for_template(request.messages) if supports
+                else T.strip_tool_messages(request.messages))
+        new = dataclasses.replace(request, messages=msgs, tools=None)
+        return StructuredPlan(request=new, grammar=grammar)
+
+    if supports:
+        new = dataclasses.replace(request, messages=T.messages_for_template(request.messages),
+                                  tools=tools)
+    else:
+        new = dataclasses.replace(
+            request, messages=T.messages_for_fallback(request.messages, tools, choice),
+            tools=None)
+    out = StructuredPlan(request=new, tool_format=fmt, parallel=parallel)
+    if choice.mode in ("required", "named"):
+        lark = T.call_grammar_lark(fmt, tools, choice, parallel and choice.mode == "required",
+                                   C.json_schema_lark)
+        out.grammar_lark = lark
+    elif grammar is not None:
+        # auto + response_format: either tool call(s) or the JSON answer.
+        calls = T.call_grammar_lark(fmt, tools, T.ToolChoice("required"), parallel,
+                                    C.json_schema_lark)
+        answer = _response_format_lark(request.response_format, C)
+        out.grammar_lark = (calls.replace("start:", "calls:", 1)
+                            + f"start: calls | answer\nanswer: {answer}\n")
+    return out
+
+
+def _response_format_lark(response_format: dict[str, Any], C: Any) -> str:
+    if response_format.get("type") == "json_object":
+        return C.json_schema_lark({"type": "object"})
+    schema = (response_format.get("json_schema") or {}).get("schema", {"type": "object"})
+    return C.json_schema_lark(schema)
+
+
+def check(lm: Any, p: StructuredPlan) -> None:
+    """Compile the plan's grammar for the model's tokenizer now (400 before streaming)."""
+    if p.grammar or p.grammar_lark:
+        make_processor(lm, p)
+
+
+def make_processor(lm: Any, p: StructuredPlan) -> Any | None:
+    """A fresh per-sequence grammar processor for ``p`` (None when unconstrained)."""
+    from mlxk.engine import constrained as C
+
+    if p.grammar_lark is not None:
+        param = "tools"
+        grammar = C.lark_grammar(p.grammar_lark)
+    elif p.grammar is not None:
+        param = "response_format"
+        grammar = p.grammar
+    else:
+        return None
+    try:
+        return C.processor_for_model(lm, grammar)
+    except ValidationError as exc:
+        raise ValidationError(exc.message, param=param) from exc
+
+
+def attach(lm: Any, p: StructuredPlan, prepared: Any) -> Any:
+    """Add the grammar processor and the tool-call decoder to an engine ``Prepared``."""
+    proc = make_processor(lm, p)
+    if proc is not None:
+        prepared.logits_processors = [*list(prepared.logits_processors or []), proc]
+    if p.tool_format is not None:
+        prepared.decoder = ToolCallDecoder(prepared.decoder,
+                                           T.ToolCallParser(p.tool_format, p.parallel))
+    return prepared
+
+
+class ToolCallDecoder:
+    """Wraps a ``SequenceDecoder``: tool-call text becomes ``Chunk.tool_calls``."""
+
+    def __init__(self, inner: Any, parser: T.ToolCallParser) -> None:
+        self.inner = inner
+        self.parser = parser
+
+    def __getattr__(self, name: str) -> Any:   # token counts etc. of the inner decoder
+        return getattr(self.inner, name)
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.inner.finished) or self.parser.done
+
+    def _convert(self, chunks: list[Chunk]) -> list[Chunk]:
+        out = []
+        for ch in chunks:
+            res = self.parser.feed(ch.text) if ch.text else T.ParseResult()
+            if res.text or res.calls or ch.reasoning or ch.finish_reason:
+                out.append(dataclasses.replace(ch, text=res.text,
+                                               tool_calls=res.calls or None))
+        return out
+
+    def feed(self, token_id: int) -> list[Chunk]:
+        return self._convert(self.inner.feed(token_id))
+
+    def finish(self, reason: str) -> Chunk:
+        last = self.inner.finish(reason)
+        head = self.parser.feed(last.text) if last.text else T.ParseResult()
+        tail = self.parser.finish()
+        calls = head.calls + tail.calls
+        final_reason = last.finish_reason
+        if self.parser.calls and final_reason in ("stop", "length", None):
+            final_reason = "tool_calls"
+        return dataclasses.replace(last, text=head.text + tail.text,
+                                   tool_calls=calls or None, finish_reason=final_reason)

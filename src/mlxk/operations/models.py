@@ -1,0 +1,203 @@
+"""Data for ``list`` and ``show``: the contract's model object, metadata, files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlxk.cache import detect, integrity, scan
+from mlxk.cache.detect import ModelDescription
+from mlxk.cache.resolve import ResolvedModel, resolve
+from mlxk.cache.safetensors import HeaderError, count_parameters, read_header
+from mlxk.cache.scan import CachedRepo, Revision
+from mlxk.output.human import iso_utc
+
+TOKENIZER_NAMES = ("tokenizer", "vocab", "merges.txt", "special_tokens_map.json", "added_tokens.json",
+                   "chat_template", "spiece.model", "sentencepiece", "qwen.tiktoken")
+CONFIG_NAMES = ("config.json", "generation_config.json", "preprocessor_config.json",
+                "processor_config.json", "modules.json", "config_sentence_transformers.json",
+                "sentence_bert_config.json")
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """Everything list/show/health learn about one revision (or local directory)."""
+
+    name: str
+    commit: str | None
+    path: Path
+    cached: bool
+    files: dict[str, Path]
+    description: ModelDescription
+    problems: tuple[str, ...]
+    size_bytes: int
+    last_modified: float
+    repo: CachedRepo | None = None
+    revision: Revision | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    @property
+    def reason(self) -> str | None:
+        if self.problems:
+            return self.problems[0]
+        return None if self.description.runtime_compatible else self.description.runtime_reason
+
+
+def evaluate_revision(repo: CachedRepo, rev: Revision | None) -> Evaluated:
+    files = integrity.readable_files(rev) if rev else {}
+    cfg, cfg_err = detect.load_json(files.get("config.json"))
+    path = rev.path if rev else repo.path
+    desc = detect.describe(path, files, repo.repo_id, cfg, cfg_err)
+    problems = integrity.check(repo, rev, cfg_err)
+    return Evaluated(repo.repo_id, rev.commit if rev else None, path, True, files, desc,
+                     tuple(problems), rev.size_bytes if rev else 0,
+                     rev.last_modified if rev else _mtime(repo.path), repo, rev)
+
+
+def evaluate_local(path: Path) -> Evaluated:
+    files = detect.local_files(path)
+    cfg, cfg_err = detect.load_json(files.get("config.json"))
+    desc = detect.describe(path, files, None, cfg, cfg_err)
+    entries = tuple(scan.CachedFile(n, p, None, p.stat().st_size, p.stat().st_mtime, True)
+                    for n, p in sorted(files.items()))
+    fake_rev = Revision("0" * 40, path, (), entries)
+    fake_repo = CachedRepo(str(path), path, (fake_rev,), ())
+    problems = integrity.check(fake_repo, fake_rev, cfg_err)
+    return Evaluated(str(path), None, path, False, files, desc, tuple(problems),
+                     fake_rev.size_bytes, fake_rev.last_modified)
+
+
+def evaluate(resolved: ResolvedModel, root: Path | None = None) -> Evaluated:
+    if not resolved.cached:
+        return evaluate_local(resolved.path)
+    repo = scan.scan_repo(resolved.repo_id or resolved.name, root)
+    rev = repo.revision(resolved.commit) if resolved.commit else repo.default_revision
+    return evaluate_revision(repo, rev)
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def model_object(ev: Evaluated) -> dict[str, Any]:
+    """The contract's model object."""
+    d = ev.description
+    return {
+        "name": ev.name,
+        "hash": ev.commit,
+        "size_bytes": ev.size_bytes,
+        "last_modified": iso_utc(ev.last_modified),
+        "framework": d.framework,
+        "model_type": d.model_type,
+        "capabilities": list(d.capabilities),
+        "health": "healthy" if ev.healthy else "unhealthy",
+        "runtime_compatible": d.runtime_compatible,
+        "reason": ev.reason,
+        "cached": ev.cached,
+    }
+
+
+def list_models(pattern: str | None = None, root: Path | None = None) -> dict[str, Any]:
+    models = [model_object(evaluate_revision(r, r.default_revision))
+              for r in scan.scan_cache(root, pattern)]
+    models.sort(key=lambda m: m["name"])
+    return {"models": models, "count": len(models)}
+
+
+# -- show -----------------------------------------------------------------------
+
+def file_type(name: str) -> str:
+    base = name.rsplit("/", 1)[-1]
+    low = base.lower()
+    if low.startswith("readme"):
+        return "readme"
+    if low.endswith((".safetensors", ".bin", ".gguf", ".npz", ".pt", ".pth")) or low.endswith(".index.json"):
+        return "weights"
+    if low.startswith(TOKENIZER_NAMES) or low.endswith((".tiktoken", ".model")):
+        return "tokenizer"
+    if low in CONFIG_NAMES or name.endswith("/config.json"):
+        return "config"
+    return "other"
+
+
+def _cfg_value(cfg: dict, *keys: str) -> Any:
+    for source in (cfg, cfg.get("text_config") or {}):
+        for k in keys:
+            if isinstance(source, dict) and source.get(k) is not None:
+                return source[k]
+    return None
+
+
+def parameter_count(ev: Evaluated) -> int | None:
+    headers = []
+    for name, path in sorted(ev.files.items()):
+        if name.endswith(".safetensors"):
+            try:
+                headers.append(read_header(path))
+            except HeaderError:
+                return None
+    return count_parameters(headers, ev.description.config) if headers else None
+
+
+def metadata(ev: Evaluated) -> dict[str, Any]:
+    d = ev.description
+    cfg = d.config or {}
+    meta: dict[str, Any] = {
+        "model_type": d.architecture,
+        "architecture": d.architectures[0] if d.architectures else None,
+        "quantization": d.quantization,
+        "context_length": _cfg_value(cfg, "max_position_embeddings", "max_seq_len", "n_positions",
+                                     "seq_length", "n_ctx"),
+        "vocab_size": _cfg_value(cfg, "vocab_size"),
+        "hidden_size": _cfg_value(cfg, "hidden_size", "d_model", "n_embd"),
+        "num_attention_heads": _cfg_value(cfg, "num_attention_heads", "n_head"),
+        "num_hidden_layers": _cfg_value(cfg, "num_hidden_layers", "n_layer", "num_layers"),
+        "parameter_count": parameter_count(ev),
+        "chat_template": d.has_chat_template,
+        "revisions": _revisions(ev.repo),
+    }
+    if d.model_type == "embedding":
+        meta["embedding_dimension"] = d.embedding_dim
+    meta["parallel_modes"] = _parallel_modes(cfg, d.model_type)
+    return meta
+
+
+def _parallel_modes(cfg: dict, model_type: str) -> list[str]:
+    """Sharding modes (`run`/`serve --hosts --parallel`) mlx-lm offers for this model."""
+    if model_type == "embedding" or not cfg:
+        return []
+    from mlxk.engine.shardplan import supported_modes  # pure: no mlx import
+
+    return supported_modes(cfg)
+
+
+def _revisions(repo: CachedRepo | None) -> list[dict[str, Any]]:
+    if repo is None:
+        return []
+    return [{"hash": r.commit, "refs": list(r.refs), "size_bytes": r.size_bytes,
+             "last_modified": iso_utc(r.last_modified)} for r in repo.revisions]
+
+
+def show_model(ref: str, files: bool = False, config: bool = False,
+               root: Path | None = None) -> dict[str, Any]:
+    ev = evaluate(resolve(ref, root), root)
+    model = model_object(ev)
+    model["quantization"] = ev.description.quantization
+    data: dict[str, Any] = {"model": model, "metadata": metadata(ev)}
+    if files:
+        entries = ev.revision.files if ev.revision else ()
+        if not ev.cached:
+            entries = tuple(scan.CachedFile(n, p, None, p.stat().st_size, 0.0, True)
+                            for n, p in sorted(ev.files.items()))
+        data["files"] = [{"name": f.name, "size_bytes": f.size_bytes, "type": file_type(f.name)}
+                         for f in entries]
+    if config:
+        data["config"] = ev.description.config
+    return data

@@ -1,0 +1,93 @@
+"""``create_app(settings, pool)``: the FastAPI application (routes, errors, security, metrics)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mlxk import __version__
+from mlxk.server import errors, routes
+from mlxk.server.metrics import Metrics
+from mlxk.server.pool import ModelPool
+from mlxk.server.security import ApiKeyMiddleware, BodyLimitMiddleware, cors_kwargs
+from mlxk.server.settings import ServerSettings
+
+log = logging.getLogger("mlxk.server")
+OPTIONAL_ROUTERS = ("mlxk.server.routes_embeddings",)
+
+
+class MetricsMiddleware:
+    """Counts requests by route template and status (no per-path cardinality explosion)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "other"
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+
+
+def _include_optional(app: FastAPI) -> None:
+    for name in OPTIONAL_ROUTERS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        app.include_router(module.router)
+
+
+def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await pool.start()
+        except Exception as exc:
+            app.state.startup_error = exc
+            log.error("startup failed: %s", exc)
+            raise
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await pool.close()
+
+    app = FastAPI(title="mlx-knife", version=__version__, lifespan=lifespan,
+                  description="OpenAI-compatible API for MLX models in the HuggingFace cache.")
+    app.state.pool = pool
+    app.state.settings = settings
+    app.state.ready = False
+    errors.install(app)
+    app.include_router(routes.router)
+    _include_optional(app)
+    app.add_middleware(MetricsMiddleware, metrics=pool.metrics)
+    if settings.api_key:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, **cors_kwargs(settings.cors_origins))
+    return app

@@ -1,0 +1,77 @@
+"""What ``/v1/models`` lists: healthy, runtime-compatible text models in the cache, plus loaded ones.
+
+Reads the cache only (no mlx import). Results are memoised for a few seconds so
+a client polling ``/v1/models`` does not re-hash safetensors headers each time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from mlxk.server.pool import ModelPool
+
+LISTED_TYPES = frozenset({"chat", "base"})
+TTL_SECONDS = 5.0
+_memo: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+_memo_lock = threading.Lock()
+
+
+def _card(mid: str, created: float, owned_by: str, model_type: str | None,
+          capabilities: list[str], loaded: bool, context_length: int | None = None) -> dict[str, Any]:
+    return {"id": mid, "object": "model", "created": int(created), "owned_by": owned_by,
+            "loaded": loaded, "model_type": model_type, "capabilities": capabilities,
+            "context_length": context_length}
+
+
+def _evaluate_cache(include_embeddings: bool) -> list[dict[str, Any]]:
+    from mlxk.cache.scan import scan_cache
+    from mlxk.operations.models import evaluate_revision
+
+    types = LISTED_TYPES | ({"embedding"} if include_embeddings else set())
+    cards = []
+    for repo in scan_cache():
+        try:
+            rev = repo.default_revision
+            if rev is None:
+                continue
+            ev = evaluate_revision(repo, rev)
+        except Exception:  # one broken repo never hides the others
+            continue
+        desc = ev.description
+        if not ev.healthy or not desc.runtime_compatible or desc.model_type not in types:
+            continue
+        org = repo.repo_id.split("/", 1)[0] if "/" in repo.repo_id else "local"
+        cards.append(_card(repo.repo_id, ev.last_modified, org, desc.model_type,
+                           list(desc.capabilities), False))
+    return cards
+
+
+def cached_models(include_embeddings: bool = False) -> list[dict[str, Any]]:
+    from mlxk import config
+
+    key = f"{config.hub_cache()}|{include_embeddings}"
+    now = time.monotonic()
+    with _memo_lock:
+        hit = _memo.get(key)
+        if hit and now - hit[0] < TTL_SECONDS:
+            return [dict(c) for c in hit[1]]
+    cards = _evaluate_cache(include_embeddings)
+    with _memo_lock:
+        _memo[key] = (now, cards)
+    return [dict(c) for c in cards]
+
+
+def model_list(pool: ModelPool, cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_id = {c["id"]: c for c in cards}
+    for key in pool.loaded_names():
+        entry = pool.entry(key)
+        lm = entry.lm if entry else None
+        ctx = getattr(lm, "context_length", None)
+        if key in by_id:
+            by_id[key]["loaded"] = True
+            by_id[key]["context_length"] = ctx
+        else:  # a preloaded local directory or a pinned revision
+            by_id[key] = _card(key, time.time(), "local", "chat", ["text-generation"], True, ctx)
+    return [by_id[k] for k in sorted(by_id)]

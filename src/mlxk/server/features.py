@@ -1,0 +1,154 @@
+"""Which request features the server honours, and the translation to a ``GenerationRequest``.
+
+Everything a client asks for is either honoured or refused with a 400 naming
+the field; nothing is silently ignored. Extension point for the structured-output
+track: ``check_response_format`` and ``check_tools`` are the only gates for
+``response_format`` and ``tools``/``tool_choice``; when the engine honours them
+these functions let them through (the values already travel on the
+``GenerationRequest``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlxk.engine.types import GenerationRequest, SamplingParams
+from mlxk.errors import ValidationError
+from mlxk.server.schemas import MAX_STOP_STRINGS, ChatCompletionRequest, CompletionRequest
+
+SUPPORTED_RESPONSE_FORMATS = frozenset({"text"})
+
+
+def _refuse(param: str, message: str) -> ValidationError:
+    return ValidationError(message, param=param, code="unsupported_parameter")
+
+
+def check_common(req: ChatCompletionRequest | CompletionRequest) -> None:
+    if req.n is not None and req.n > 1:
+        raise _refuse("n", "n > 1 is not supported (one choice per request)")
+    if isinstance(req.stop, list) and len(req.stop) > MAX_STOP_STRINGS:
+        raise _refuse("stop", f"at most {MAX_STOP_STRINGS} stop strings")
+    if req.stream_options is not None and not req.stream:
+        raise _refuse("stream_options", "stream_options is only allowed with stream: true")
+    if req.logit_bias:
+        for k, v in req.logit_bias.items():
+            if not k.isdigit():
+                raise _refuse("logit_bias", f"logit_bias keys must be token ids, got {k!r}")
+            if not -100.0 <= v <= 100.0:
+                raise _refuse("logit_bias", "logit_bias values must be between -100 and 100")
+
+
+def check_response_format(req: ChatCompletionRequest, lm: Any) -> None:
+    fmt = req.response_format
+    if fmt is None:
+        return
+    kind = fmt.get("type")
+    if kind not in SUPPORTED_RESPONSE_FORMATS:
+        raise _refuse("response_format", f"response_format type {kind!r} is not supported")
+
+
+def supports_tools(lm: Any) -> bool:
+    explicit = getattr(lm, "supports_tools", None)
+    if explicit is not None:
+        return bool(explicit)
+    template = getattr(getattr(lm, "tokenizer", None), "chat_template", None) or ""
+    return isinstance(template, str) and "tools" in template
+
+
+def check_tools(req: ChatCompletionRequest, lm: Any) -> None:
+    if req.tools:
+        if not supports_tools(lm):
+            raise _refuse("tools", "this model's chat template does not support tools")
+    elif req.tool_choice not in (None, "none"):
+        raise _refuse("tool_choice", "tool_choice requires tools")
+    if req.parallel_tool_calls is not None and not req.tools:
+        raise _refuse("parallel_tool_calls", "parallel_tool_calls requires tools")
+
+
+def _text_of(content: Any) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    parts = []
+    for p in content:
+        if p.type != "text" or p.text is None:
+            raise _refuse("messages", f"content part type {p.type!r} is not supported (text only)")
+        parts.append(p.text)
+    return "".join(parts)
+
+
+def chat_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
+    out = []
+    for m in req.messages:
+        msg: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role,
+                               "content": _text_of(m.content)}
+        for extra in ("name", "tool_calls", "tool_call_id"):
+            value = getattr(m, extra)
+            if value is not None:
+                msg[extra] = value
+        out.append(msg)
+    return out
+
+
+def sampling(req: ChatCompletionRequest | CompletionRequest) -> SamplingParams:
+    d = SamplingParams()
+    return SamplingParams(
+        temperature=d.temperature if req.temperature is None else req.temperature,
+        top_p=d.top_p if req.top_p is None else req.top_p,
+        top_k=d.top_k if req.top_k is None else req.top_k,
+        min_p=d.min_p if req.min_p is None else req.min_p,
+        repetition_penalty=d.repetition_penalty if req.repetition_penalty is None
+        else req.repetition_penalty,
+        seed=req.seed,
+    )
+
+
+def _stops(req: ChatCompletionRequest | CompletionRequest) -> tuple[str, ...]:
+    stop = req.stop
+    if stop is None:
+        return ()
+    items = [stop] if isinstance(stop, str) else stop
+    return tuple(s for s in items if s)
+
+
+def chat_request(req: ChatCompletionRequest, lm: Any) -> GenerationRequest:
+    check_common(req)
+    check_response_format(req, lm)
+    check_tools(req, lm)
+    if req.top_logprobs is not None and not req.logprobs:
+        raise _refuse("top_logprobs", "top_logprobs requires logprobs: true")
+    return GenerationRequest(
+        messages=chat_messages(req), sampling=sampling(req),
+        max_tokens=req.max_completion_tokens or req.max_tokens, stop=_stops(req),
+        tools=req.tools or None, tool_choice=req.tool_choice,
+        response_format=req.response_format if (req.response_format or {}).get("type") != "text" else None,
+        logprobs=(req.top_logprobs or 0) if req.logprobs else None,
+        parallel_tool_calls=req.parallel_tool_calls is not False,
+    )
+
+
+def completion_request(req: CompletionRequest, lm: Any) -> GenerationRequest:
+    check_common(req)
+    if req.echo:
+        raise _refuse("echo", "echo is not supported")
+    if req.suffix:
+        raise _refuse("suffix", "suffix (insertion) is not supported")
+    if req.best_of is not None and req.best_of > 1:
+        raise _refuse("best_of", "best_of > 1 is not supported")
+    prompt = req.prompt
+    if isinstance(prompt, list):
+        if len(prompt) != 1:
+            raise _refuse("prompt", "exactly one prompt per request")
+        prompt = prompt[0]
+    return GenerationRequest(prompt=prompt, sampling=sampling(req), max_tokens=req.max_tokens,
+                             stop=_stops(req), use_chat_template=False, logprobs=req.logprobs)
+
+
+def extra_processors(req: ChatCompletionRequest | CompletionRequest) -> list[Any]:
+    """Logits processors for the OpenAI penalties and logit_bias (mlx-lm builds them)."""
+    if not (req.presence_penalty or req.frequency_penalty or req.logit_bias):
+        return []
+    from mlx_lm.sample_utils import make_logits_processors
+
+    bias = {int(k): float(v) for k, v in (req.logit_bias or {}).items()} or None
+    return make_logits_processors(logit_bias=bias, presence_penalty=req.presence_penalty or None,
+                                  frequency_penalty=req.frequency_penalty or None)

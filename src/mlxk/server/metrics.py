@@ -1,0 +1,36 @@
+"""Prometheus metrics for ``/metrics``, one registry per app (so tests can build several apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_TPS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("mlxk_requests", "HTTP requests by route and status",
+                                ["endpoint", "status"], registry=r)
+        self.tokens_in = Counter("mlxk_prompt_tokens", "prompt tokens processed", ["model"], registry=r)
+        self.tokens_out = Counter("mlxk_completion_tokens", "tokens generated", ["model"], registry=r)
+        self.ttft = Histogram("mlxk_time_to_first_token_seconds", "time from admission to first token",
+                              ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.tps = Histogram("mlxk_generation_tokens_per_second", "decode speed per request",
+                             ["model"], buckets=_TPS_BUCKETS, registry=r)
+        self.queue_depth = Gauge("mlxk_queue_depth", "requests waiting for a decode slot",
+                                 ["model"], registry=r)
+        self.active = Gauge("mlxk_active_sequences", "sequences being decoded", ["model"], registry=r)
+        self.loaded = Gauge("mlxk_loaded_models", "models currently loaded", registry=r)
+        self.loads = Counter("mlxk_model_loads", "model loads", ["model"], registry=r)
+        self.unloads = Counter("mlxk_model_unloads", "model unloads", ["model"], registry=r)
+        self.load_seconds = Histogram("mlxk_model_load_seconds", "model load time", ["model"],
+                                      buckets=_LATENCY_BUCKETS, registry=r)
+        self.rejected = Counter("mlxk_rejected_requests", "requests refused because the queue was full",
+                                ["model"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

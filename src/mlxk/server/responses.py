@@ -1,0 +1,95 @@
+"""OpenAI response and chunk bodies, built as plain dicts (fast, exact shapes)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """Identity of one response: id, creation time, model."""
+
+    kind: str                    # "chat" | "text"
+    model: str
+    id: str = ""
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            prefix = "chatcmpl" if self.kind == "chat" else "cmpl"
+            self.id = f"{prefix}-{uuid.uuid4().hex}"
+
+    @property
+    def chunk_object(self) -> str:
+        return "chat.completion.chunk" if self.kind == "chat" else "text_completion"
+
+    def envelope(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return {"id": self.id, "object": self.chunk_object, "created": self.created,
+                "model": self.model, "choices": choices, **extra}
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def token_text(tokenizer: Any, token_id: int) -> str:
+    try:
+        return tokenizer.decode([token_id])
+    except Exception:
+        return ""
+
+
+def chat_logprobs(entries: list[dict[str, Any]], tokenizer: Any) -> dict[str, Any]:
+    def one(e: dict[str, Any]) -> dict[str, Any]:
+        t = token_text(tokenizer, e["id"])
+        return {"token": t, "logprob": e["logprob"], "bytes": list(t.encode())}
+
+    return {"content": [{**one(e), "top_logprobs": [one(a) for a in e.get("top", ())]}
+                        for e in entries]}
+
+
+def text_logprobs(entries: list[dict[str, Any]], tokenizer: Any, offset: int = 0) -> dict[str, Any]:
+    tokens, lps, tops, offsets = [], [], [], []
+    pos = offset
+    for e in entries:
+        t = token_text(tokenizer, e["id"])
+        tokens.append(t)
+        lps.append(e["logprob"])
+        tops.append({token_text(tokenizer, a["id"]): a["logprob"] for a in e.get("top", ())})
+        offsets.append(pos)
+        pos += len(t)
+    return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
+
+
+def tool_call_deltas(calls: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
+    out = []
+    for i, call in enumerate(calls):
+        d = {"index": call.get("index", start + i), **{k: v for k, v in call.items() if k != "index"}}
+        d.setdefault("type", "function")
+        out.append(d)
+    return out
+
+
+def chat_completion(reply: Reply, text: str, reasoning: str, tool_calls: list[dict[str, Any]],
+                    finish_reason: str | None, use: dict[str, int],
+                    logprobs: dict[str, Any] | None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text if (text or not tool_calls) else None}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if tool_calls:
+        message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in tool_calls]
+    return {"id": reply.id, "object": "chat.completion", "created": reply.created, "model": reply.model,
+            "choices": [{"index": 0, "message": message, "logprobs": logprobs,
+                         "finish_reason": finish_reason}],
+            "usage": use}
+
+
+def text_completion(reply: Reply, text: str, finish_reason: str | None, use: dict[str, int],
+                    logprobs: dict[str, Any] | None) -> dict[str, Any]:
+    return {"id": reply.id, "object": "text_completion", "created": reply.created, "model": reply.model,
+            "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}],
+            "usage": use}

@@ -1,0 +1,84 @@
+"""HTTP routes. Each function only parses, delegates, and returns."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from mlxk import __version__
+from mlxk.errors import ModelNotFound
+from mlxk.server import catalog, generation
+from mlxk.server.metrics import CONTENT_TYPE
+from mlxk.server.pool import ModelPool
+from mlxk.server.schemas import (
+    ERROR_RESPONSES,
+    ChatCompletion,
+    ChatCompletionRequest,
+    CompletionRequest,
+    Health,
+    ModelCard,
+    ModelList,
+    TextCompletion,
+)
+
+router = APIRouter()
+
+
+def _pool(request: Request) -> ModelPool:
+    return request.app.state.pool
+
+
+def _has_embeddings() -> bool:
+    return importlib.util.find_spec("mlxk.server.routes_embeddings") is not None
+
+
+async def _models(request: Request) -> list[dict]:
+    cards = await asyncio.to_thread(catalog.cached_models, _has_embeddings())
+    return catalog.model_list(_pool(request), cards)
+
+
+@router.get("/health", response_model=Health, tags=["ops"])
+async def health(request: Request) -> dict:
+    ready = bool(getattr(request.app.state, "ready", False))
+    return {"status": "ok" if ready else "starting", "ready": ready,
+            "loaded_models": _pool(request).loaded_names(), "version": __version__}
+
+
+@router.get("/metrics", tags=["ops"], response_class=Response)
+async def metrics(request: Request) -> Response:
+    return Response(_pool(request).metrics.render(), media_type=CONTENT_TYPE)
+
+
+@router.get("/v1/models", response_model=ModelList, responses=ERROR_RESPONSES, tags=["models"])
+async def list_models(request: Request) -> dict:
+    return {"object": "list", "data": await _models(request)}
+
+
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=ERROR_RESPONSES,
+            tags=["models"])
+async def get_model(model_id: str, request: Request) -> dict:
+    for card in await _models(request):
+        if card["id"] == model_id:
+            return card
+    raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERROR_RESPONSES,
+             tags=["generation"])
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    return await generation.respond(_pool(request), body, "chat", request)
+
+
+@router.post("/v1/completions", response_model=TextCompletion, responses=ERROR_RESPONSES,
+             tags=["generation"])
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    return await generation.respond(_pool(request), body, "text", request)
+
+
+def not_found_json(path: str) -> JSONResponse:  # used by tests of the error shape
+    from mlxk.server.errors import error_body
+
+    return JSONResponse(error_body(404, f"no route {path}", "not_found"), status_code=404)

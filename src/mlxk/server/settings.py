@@ -1,0 +1,57 @@
+"""Server settings: plain values, built once by ``operations.serve`` and passed in explicitly."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mlxk import config
+
+DEFAULT_MAX_QUEUE = 32
+DEFAULT_MAX_BATCH = 16
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_LOADED = 2
+DEFAULT_STOP_TIMEOUT = 15.0
+
+
+@dataclass
+class ServerSettings:
+    """Everything the server process needs; serialisable so the supervisor can hand it to the child."""
+
+    host: str = config.DEFAULT_HOST
+    port: int = config.DEFAULT_PORT
+    model: str | None = None                 # preloaded model (name or path), pinned while running
+    max_loaded: int = DEFAULT_MAX_LOADED     # LRU bound on loaded models
+    keep_alive: float = config.DEFAULT_KEEP_ALIVE_SECONDS  # 0: unload after each request, -1: never
+    memory_budget_bytes: int | None = None   # None: 75% of physical memory
+    api_key: str | None = None
+    cors_origins: list[str] = field(default_factory=list)
+    max_queue: int = DEFAULT_MAX_QUEUE       # requests waiting for a decode slot, per model
+    max_batch: int = DEFAULT_MAX_BATCH       # sequences decoded together, per model
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT  # graceful drain before the child is killed
+    log_json: bool = False
+    restart: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # room for other tracks (distributed ranks)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerSettings:
+        return cls(**json.loads(text))
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,40 @@
+"""An in-process random-weight llama with a small trained byte-level BPE tokenizer.
+
+For constrained-decoding tests that must not depend on files on disk: the object looks
+like the engine's ``LoadedModel`` as far as structured output needs (model, tokenizer,
+eos_token_ids, config).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+
+def build_tiny_lm(seed: int = 7) -> SimpleNamespace:
+    import mlx.core as mx
+    from mlx_lm.models import llama
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    corpus = ['{"name": "Ann", "age": 31}', "[1, 2, 3]", '{"color": "red"}',
+              "<tool_call>\n", "hello world, the quick brown fox"] * 20
+    tok.train_from_iterator(corpus, trainer)
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|end|>")
+    hf.chat_template = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}"
+                        "{% if add_generation_prompt %}<assistant>{% endif %}")
+    wrapper = TokenizerWrapper(hf)
+    vocab = len(hf) + 7  # padded like many real models: logits wider than the vocab
+    args = llama.ModelArgs(model_type="llama", hidden_size=32, num_hidden_layers=1,
+                           intermediate_size=64, num_attention_heads=2, rms_norm_eps=1e-5,
+                           vocab_size=vocab, num_key_value_heads=1)
+    mx.random.seed(seed)
+    model = llama.Model(args)
+    eos = hf.convert_tokens_to_ids("<|end|>")
+    return SimpleNamespace(model=model, tokenizer=wrapper, eos_token_ids={eos},
+                           config={"vocab_size": vocab}, name="tiny", has_chat_template=True)
