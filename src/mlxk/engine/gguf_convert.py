@@ -263,7 +263,7 @@ def build_tokenizer(metadata: dict[str, Any]) -> tuple[Any, dict[str, Any], list
     else:
         tk.post_processor = processors.ByteLevel(trim_offsets=False)
     added = [AddedToken(t, special=ty == _CONTROL, normalized=False)
-             for t, ty in zip(tokens, types) if ty in (_CONTROL, _USER_DEFINED)]
+             for t, ty in zip(tokens, types, strict=False) if ty in (_CONTROL, _USER_DEFINED)]
     tk.add_tokens(added)
 
     eos_ids: list[int] = []
