@@ -5,22 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jsonschema
 import numpy as np
 import pytest
 from tests.support.cache_factory import add_repo, config_json
 from tests.support.cli import run_mlxk
+from tests.support.schema import assert_valid
 
-SCHEMA = Path(__file__).resolve().parents[2] / "src" / "mlxk" / "schemas" / "embed.json"
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
 
 pytestmark = pytest.mark.slow
 
 
 def _valid(envelope: dict) -> None:
-    schema = json.loads(SCHEMA.read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    jsonschema.validate(envelope, schema)
+    assert_valid(envelope, "embed")
 
 
 def _lines(stdout: str) -> list[dict]:
