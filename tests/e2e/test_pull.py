@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import scan_cache_dir, snapshot_download
+from tests.support.cache_factory import add_repo
 from tests.support.cli import mlxk_argv, mlxk_env, run_mlxk
-from tests.support.hub_repos import big_file, model_files, tree_snapshot
-from tests.support.hub_server import FakeHub
+from tests.support.hub_repos import big_file, model_files, tree_snapshot, write_folder
+from tests.support.hub_server import FakeHub, HubProcess
 from tests.support.schema import assert_valid
 
 REPO = "org/tiny-model"
@@ -141,6 +143,7 @@ def test_revision_pull_and_short_name(hub_server: FakeHub, hub_cache: Path, file
 
     # short name: resolved on the Hub as mlx-community/<name>, never via another cached model
     hub_server.add_repo("mlx-community/tiny-model", files)
+    add_repo(hub_cache, "someone/tiny-model-instruct", {"config.json": files["config.json"]})
     short = pull("tiny-model")
     assert short.returncode == 0, short.stdout
     assert short.json["data"]["model"] == "mlx-community/tiny-model"
@@ -235,3 +238,36 @@ def test_progress_bar_in_human_mode_silent_in_json(hub_server: FakeHub, files: d
     assert j.returncode == 0
     assert j.stderr == ""
     assert j.json["data"]["download_status"] == "success"
+
+
+def test_hub_killed_mid_file_then_back(tmp_path: Path, hub_cache: Path, files: dict[str, bytes]) -> None:
+    root = write_folder(tmp_path / "hub-root" / "org" / "tiny-model", files).parents[1]
+    hub = HubProcess(root, throttle=1024 * 1024)
+    env = {"HF_ENDPOINT": hub.url}
+    proc = subprocess.Popen(mlxk_argv("pull", REPO, "--json"), env=mlxk_env(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        blobs = hub_cache / "models--org--tiny-model" / "blobs"
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size > 0 for p in blobs.glob("*.incomplete")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        hub.kill()
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        hub.kill()
+        if proc.poll() is None:
+            proc.kill()
+    env_out = json.loads(out)
+    assert proc.returncode == 1
+    assert env_out["error"]["type"] == "download_failed"
+    blobs_are_sound(hub_cache / "models--org--tiny-model")
+
+    hub = HubProcess(root, port=hub.port)
+    try:
+        ok = pull(REPO, env={"HF_ENDPOINT": hub.url})
+        assert ok.returncode == 0, ok.stdout
+        assert ok.json["data"]["download_status"] == "success"
+        blobs_are_sound(hub_cache / "models--org--tiny-model")
+    finally:
+        hub.kill()

@@ -638,3 +638,58 @@ class _Handler(BaseHTTPRequestHandler):
         base = f"http://{self.headers.get('Host')}"
         self._send_json(200, {"success": True, "commitOid": sha, "commitUrl": f"{base}/{repo}/commit/{sha}",
                               "hookOutput": "", "pullRequestUrl": None})
+
+
+class HubProcess:
+    """The fake Hub in its own process (``main`` below), for tests that kill the server itself."""
+
+    def __init__(self, root: Path, port: int = 0, throttle: float | None = None) -> None:
+        import subprocess
+        import sys
+
+        argv = [sys.executable, "-m", "tests.support.hub_server", str(root), "--port", str(port)]
+        if throttle:
+            argv += ["--throttle", str(throttle)]
+        repo_root = Path(__file__).resolve().parents[2]
+        self.proc = subprocess.Popen(argv, cwd=repo_root, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("http://"):
+            self.proc.kill()
+            raise RuntimeError("fake hub process did not start")
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.support.hub_server ROOT``: serve every ``ROOT/org/name`` folder as a repo.
+
+    For a Hub in its own process (a test that must kill or restart it, or manual trials):
+    prints the base URL on the first line, then serves until killed.
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(description="local fake HuggingFace Hub")
+    ap.add_argument("root", type=Path, help="folder with <org>/<name>/ repo folders")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--throttle", type=float, default=None, help="bytes/s for file downloads")
+    args = ap.parse_args(argv)
+    hub = FakeHub()
+    for org in sorted(p for p in args.root.iterdir() if p.is_dir()):
+        for repo in sorted(p for p in org.iterdir() if p.is_dir()):
+            hub.add_repo_from_dir(f"{org.name}/{repo.name}", repo)
+    hub.throttle(args.throttle)
+    hub.start(args.port)
+    print(hub.url, flush=True)
+    try:
+        assert hub.thread is not None
+        hub.thread.join()
+    except KeyboardInterrupt:
+        hub.stop()
+
+
+if __name__ == "__main__":
+    main()
