@@ -271,3 +271,12 @@ def test_hub_killed_mid_file_then_back(tmp_path: Path, hub_cache: Path, files: d
         blobs_are_sound(hub_cache / "models--org--tiny-model")
     finally:
         hub.kill()
+
+
+@pytest.mark.parametrize("ref", ["./local-dir", "../x", "/abs/x", "org/../x", "org//x", "a b/c d", ""])
+def test_invalid_references_are_rejected_before_any_request(hub_server: FakeHub, hub_cache: Path,
+                                                            ref: str) -> None:
+    r = pull(ref)
+    assert r.returncode == 1
+    assert r.json["error"]["type"] == "ValidationError"
+    assert not hub_server.requests and not any(hub_cache.iterdir())

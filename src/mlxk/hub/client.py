@@ -30,6 +30,7 @@ from mlxk.errors import (
     MlxkError,
     ModelNotFound,
     OfflineError,
+    ValidationError,
 )
 
 RESUME_GRANULARITY = 1024 * 1024
@@ -85,6 +86,8 @@ def translate(exc: BaseException, repo_id: str, revision: str | None = None) -> 
     from huggingface_hub import errors as hf
 
     page = model_page(repo_id)
+    if isinstance(exc, hf.HFValidationError):
+        return ValidationError(f"Invalid Hub repo id '{repo_id}': {_first_line(exc)}")
     if isinstance(exc, hf.GatedRepoError):
         hint = ("your HF_TOKEN has no access: request it on the model page"
                 if _token() else "set HF_TOKEN to a token of an account that accepted its terms")

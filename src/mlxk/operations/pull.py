@@ -37,8 +37,10 @@ def split_ref(ref: str) -> tuple[str, str | None]:
 
 def resolve_repo_id(name: str) -> str:
     """``org/name`` as is; a short name is looked up on the Hub (``mlx-community/<name>`` first)."""
-    from mlxk.cache.resolve import validate_name
+    from mlxk.cache.resolve import is_explicit_path, validate_name
 
+    if is_explicit_path(name):
+        raise ValidationError(f"pull takes a Hub repo id (org/name), not a path: '{name}'")
     validate_name(name)
     if "/" in name:
         return name
