@@ -287,3 +287,16 @@ def test_invalid_references_are_rejected_before_any_request(hub_server: FakeHub,
     assert r.returncode == 1
     assert r.json["error"]["type"] == "ValidationError"
     assert not hub_server.requests and not any(hub_cache.iterdir())
+
+
+def test_failure_after_preflight_before_any_file_leaves_no_trace(hub_server: FakeHub, hub_cache: Path,
+                                                                 files: dict[str, bytes]) -> None:
+    hub_server.add_repo(REPO, files)
+    hub_server.fail("tree", 403)  # the Hub refuses the file listing after model info said yes
+    before = tree_snapshot(hub_cache.parent)
+    r = pull(REPO)
+    assert r.returncode == 1
+    assert r.json["error"]["type"] in ("download_failed", "access_denied")
+    assert tree_snapshot(hub_cache.parent) == before
+    hub_server.failures.clear()
+    assert pull(REPO).returncode == 0
