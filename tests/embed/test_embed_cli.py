@@ -1,0 +1,114 @@
+"""`mlxk embed` as a real subprocess on the real MiniLM in a temporary cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.support.cache_factory import add_repo, config_json
+from tests.support.cli import run_mlxk
+from tests.support.schema import assert_valid
+
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
+
+pytestmark = pytest.mark.slow
+
+
+def _valid(envelope: dict) -> None:
+    assert_valid(envelope, "embed")
+
+
+def _lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def _ref(i: int) -> dict:
+    return json.loads(REFERENCE.read_text(encoding="utf-8"))["items"][i]
+
+
+def test_texts_as_arguments_give_jsonl_records(minilm_cached: str) -> None:
+    ref = _ref(9)
+    res = run_mlxk("embed", minilm_cached, ref["text"], "--batch-size", "1", "second text")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+    recs = _lines(res.stdout)
+    assert [r["text"] for r in recs] == [ref["text"], "second text"]
+    for r in recs:
+        assert set(r) == {"text", "embedding", "model", "dimensions"}
+        assert r["model"] == minilm_cached and r["dimensions"] == 384 == len(r["embedding"])
+    got = np.array(recs[0]["embedding"])
+    want = np.array(ref["embedding"])
+    assert got @ want / (np.linalg.norm(got) * np.linalg.norm(want)) >= 0.999
+
+
+def test_stdin_one_text_per_line(minilm_cached: str) -> None:
+    res = run_mlxk("embed", minilm_cached, "-", input="first line\n\nsecond line\n")
+    assert res.returncode == 0, res.stderr
+    recs = _lines(res.stdout)
+    assert [r["text"] for r in recs] == ["first line", "second line"]
+
+
+def test_jsonl_stdin_passes_other_fields_through(minilm_cached: str) -> None:
+    lines = [{"id": 7, "text": "A man is eating food.", "meta": {"lang": "en"}},
+             {"id": "x", "text": "A man eats a meal."},
+             {"id": None, "text": "Stock prices fell sharply."}]
+    res = run_mlxk("embed", minilm_cached, "-", input="".join(json.dumps(x) + "\n" for x in lines))
+    assert res.returncode == 0, res.stderr
+    recs = _lines(res.stdout)
+    assert [(r["id"], r["text"]) for r in recs] == [(x["id"], x["text"]) for x in lines]
+    assert recs[0]["meta"] == {"lang": "en"}
+    v = [np.array(r["embedding"]) for r in recs]
+    assert v[0] @ v[1] > v[0] @ v[2]  # paraphrase closer than unrelated (unit vectors)
+
+
+def test_json_envelope_validates_against_schema(minilm_cached: str) -> None:
+    res = run_mlxk("--json", "embed", minilm_cached, "hello", "world peace")
+    assert res.returncode == 0, res.stderr
+    env = res.json
+    _valid(env)
+    data = env["data"]
+    assert data["count"] == 2 and data["dimensions"] == 384
+    assert data["usage"]["prompt_tokens"] == 3 + 4  # [CLS] hello [SEP] / [CLS] world peace [SEP]
+    assert data["pooling"] == "mean" and data["normalized"] is True
+
+
+def test_too_long_text_with_no_truncate_fails_and_default_truncates(minilm_cached: str) -> None:
+    long_text = "word " * 300
+    res = run_mlxk("embed", minilm_cached, "--no-truncate", long_text, "--json")
+    assert res.returncode == 1
+    _valid(res.json)
+    assert res.json["error"]["type"] == "ValidationError"
+    assert "302 tokens" in res.json["error"]["message"] and "256" in res.json["error"]["message"]
+    ok = run_mlxk("embed", minilm_cached, long_text)
+    assert ok.returncode == 0, ok.stderr
+    assert len(_lines(ok.stdout)) == 1
+    assert "cut to the model's limit of 256 tokens" in ok.stderr
+
+
+def test_chat_model_is_refused_before_loading(hub_cache: Path) -> None:
+    add_repo(hub_cache, "org/chat-model", {
+        "config.json": config_json(),
+        "tokenizer_config.json": json.dumps({"chat_template": "{{ messages }}"}),
+        "model.safetensors": b"not loaded",
+    })
+    res = run_mlxk("embed", "org/chat-model", "hello")
+    assert res.returncode == 1
+    assert "chat model, not an embedding model" in res.stderr
+    assert "mlxk run" in res.stderr
+    assert "Traceback" not in res.stderr
+    env = run_mlxk("embed", "org/chat-model", "hello", "--json").json
+    _valid(env)
+    assert env["error"]["type"] == "ValidationError"
+
+
+def test_unknown_model_and_bad_input(hub_cache: Path) -> None:
+    res = run_mlxk("embed", "nobody/nothing", "hello", "--json")
+    assert res.returncode == 1
+    _valid(res.json)
+    assert res.json["error"]["type"] == "model_not_found"
+    bad = run_mlxk("embed", "nobody/nothing", "-", input='{"text": "a"}\nplain line\n')
+    assert bad.returncode == 1 and "stdin line 2" in bad.stderr
+    usage = run_mlxk("embed", "--batch-size", "x", "m", "t")
+    assert usage.returncode == 2
