@@ -111,6 +111,7 @@ class FakeHub:
         self.throttle_paths: set[str] | None = None  # limit the throttle to these file paths
         self.drops: dict[str, tuple[int, int | None]] = {}  # path -> (byte offset, times left|None)
         self.page_size = 1000
+        self.failures: dict[str, tuple[int, str | None]] = {}  # route -> (status, X-Error-Code)
         self.bytes_served: dict[str, int] = {}  # "repo/path" -> body bytes sent
         self.requests: list[dict] = []  # method, path, range_start, status
         self.active_transfers = 0
@@ -175,6 +176,10 @@ class FakeHub:
     def throttle(self, bytes_per_second: float | None, paths: set[str] | None = None) -> None:
         self.throttle_bps = bytes_per_second
         self.throttle_paths = paths
+
+    def fail(self, route: str, status: int, error_code: str | None = None) -> None:
+        """Answer every request of ``route`` (model_info, tree, resolve, commit...) with an error."""
+        self.failures[route] = (status, error_code)
 
     def drop_connection(self, path: str, at_byte: int, times: int | None = None) -> None:
         """Close the connection when a GET of ``path`` reaches absolute offset ``at_byte``."""
@@ -277,6 +282,10 @@ class _Handler(BaseHTTPRequestHandler):
         for m, rx, name in _ROUTES:
             match = rx.match(path)
             if m == method and match:
+                failure = self.hub.failures.get(name)
+                if failure is not None:
+                    self._error(failure[0], failure[1], f"injected failure of {name}")
+                    return
                 try:
                     getattr(self, "h_" + name)(**{k: v for k, v in match.groupdict().items()})
                 except _Abort:

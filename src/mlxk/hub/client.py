@@ -30,6 +30,7 @@ from mlxk.errors import (
     MlxkError,
     ModelNotFound,
     OfflineError,
+    ValidationError,
 )
 
 RESUME_GRANULARITY = 1024 * 1024
@@ -85,6 +86,8 @@ def translate(exc: BaseException, repo_id: str, revision: str | None = None) -> 
     from huggingface_hub import errors as hf
 
     page = model_page(repo_id)
+    if isinstance(exc, hf.HFValidationError):
+        return ValidationError(f"Invalid Hub repo id '{repo_id}': {_first_line(exc)}")
     if isinstance(exc, hf.GatedRepoError):
         hint = ("your HF_TOKEN has no access: request it on the model page"
                 if _token() else "set HF_TOKEN to a token of an account that accepted its terms")
@@ -109,10 +112,29 @@ def translate(exc: BaseException, repo_id: str, revision: str | None = None) -> 
             return AccessDenied(f"Access to {repo_id} denied by the Hub (HTTP {status}); "
                                 f"check HF_TOKEN ({page}).", model=repo_id, url=page)
         return DownloadFailed(f"Hub error for {repo_id}: {_first_line(exc)}", model=repo_id)
+    if _is_connection_error(exc):
+        return DownloadFailed(f"Cannot reach the Hub at {config.hf_endpoint()} ({_first_line(exc)}); "
+                              "check the network or HF_ENDPOINT.", model=repo_id)
     if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
         return DownloadFailed(f"No space left on device while downloading {repo_id}.", model=repo_id)
     return DownloadFailed(f"Download of {repo_id} failed: {type(exc).__name__}: {_first_line(exc)}",
                           model=repo_id)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    kinds: tuple[type[BaseException], ...] = ()
+    for mod in ("httpx2", "httpx"):  # huggingface_hub 2.x uses httpx2, 1.x httpx
+        try:
+            http = __import__(mod)
+            kinds += (http.ConnectError, http.TimeoutException)
+        except ImportError:
+            continue
+    seen: BaseException | None = exc
+    while seen is not None:  # huggingface_hub wraps the transport error (LocalEntryNotFoundError)
+        if isinstance(seen, kinds):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _first_line(exc: BaseException) -> str:
