@@ -175,6 +175,7 @@ def test_dropped_connection_fails_cleanly_then_retry_succeeds(hub_server: FakeHu
     r = pull(REPO)
     assert r.returncode == 1
     assert r.json["error"]["type"] == "download_failed"
+    assert r.stderr == ""  # --json: huggingface_hub's retry warnings are silenced too
     repo_dir = hub_cache / "models--org--tiny-model"
     blobs_are_sound(repo_dir)
     assert not (repo_dir / "snapshots" / hub_server.head_sha(REPO) / big).exists()

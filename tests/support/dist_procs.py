@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import struct
@@ -14,9 +13,6 @@ import pytest
 from tests.support.dist_models import build_tiny_model
 
 TWO_LOCAL = "127.0.0.1,127.0.0.1"
-# Parity tests compare with the single-process engine; until it is merged they cannot run.
-needs_engine = pytest.mark.skipif(importlib.util.find_spec("mlxk.engine.generate") is None,
-                                  reason="the single-process engine (mlxk.engine.generate) is not merged yet")
 MODELS = {
     "mlxk-test/dist-llama": ("llama", {}),            # tensor only
     "mlxk-test/dist-qwen2": ("qwen2", {}),            # tensor and pipeline

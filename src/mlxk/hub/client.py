@@ -68,6 +68,13 @@ def require_online(what: str = "This command") -> None:
                            "Unset HF_HUB_OFFLINE (or set it to 0) to go online.")
 
 
+def quiet() -> None:
+    """--json: huggingface_hub's warnings (retries...) stay off stderr."""
+    from huggingface_hub.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
 def _token() -> str | None:
     return config.hf_token()
 

@@ -105,9 +105,27 @@ def model_object(ev: Evaluated) -> dict[str, Any]:
     }
 
 
+def _listed(repo_id: str, base: Path) -> dict[str, Any]:
+    repo = scan.scan_repo(repo_id, base)
+    return model_object(evaluate_revision(repo, repo.default_revision))
+
+
 def list_models(pattern: str | None = None, root: Path | None = None) -> dict[str, Any]:
-    models = [model_object(evaluate_revision(r, r.default_revision))
-              for r in scan.scan_cache(root, pattern)]
+    """The ``list`` data: every matching repo's model object, sorted by name.
+
+    Large caches are evaluated on all cores (``fanout``); each repo is independent.
+    """
+    from functools import partial
+
+    from mlxk.cache import layout
+    from mlxk.operations.fanout import fan_out
+
+    base = layout.cache_root(root)
+    ids = scan.list_repo_ids(base)
+    if pattern:
+        needle = pattern.lower()
+        ids = [i for i in ids if needle in i.lower()]
+    models = fan_out(partial(_listed, base=base), ids)
     models.sort(key=lambda m: m["name"])
     return {"models": models, "count": len(models)}
 

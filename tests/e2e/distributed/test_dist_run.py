@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.cli import mlxk_argv, mlxk_env, run_mlxk
-from tests.support.dist_procs import TWO_LOCAL, alive, descendants, needs_engine, rank_pids
+from tests.support.dist_procs import TWO_LOCAL, alive, descendants, rank_pids
 
 PROMPT = "hello there"
 GEN = ("--temperature", "0", "--max-tokens", "16")
@@ -22,7 +22,6 @@ def _run_json(*args: str) -> dict:
     return r.json["data"]
 
 
-@needs_engine
 @pytest.mark.parametrize("repo,mode", [("mlxk-test/dist-llama", "tensor"),
                                        ("mlxk-test/dist-qwen2", "pipeline")])
 def test_two_ranks_generate_the_single_process_tokens(dist_cache: Path, repo: str, mode: str) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.dist_procs import TWO_LOCAL, alive, descendants, needs_engine, rank_pids
+from tests.support.dist_procs import TWO_LOCAL, alive, descendants, rank_pids
 from tests.support.fixtures_server import module_hf_home, port_is_free, start_serve
 
 MODEL = "mlxk-test/dist-llama"
@@ -54,7 +54,6 @@ def _chat(url: str, q: str, stream: bool) -> str:
                    if ch.choices)
 
 
-@needs_engine
 @pytest.mark.parametrize("stream", [False, True])
 def test_sharded_server_answers_like_a_single_one(servers: tuple[str, str], stream: bool) -> None:
     single, sharded = servers
@@ -64,7 +63,6 @@ def test_sharded_server_answers_like_a_single_one(servers: tuple[str, str], stre
         assert _chat(sharded, q, stream) == want
 
 
-@needs_engine
 def test_concurrent_requests_step_one_batch_on_both_ranks(servers: tuple[str, str]) -> None:
     single, sharded = servers
     want = [_chat(single, q, False) for q in QUESTIONS]
