@@ -146,6 +146,12 @@ def test_revision_pull_and_short_name(hub_server: FakeHub, hub_cache: Path, file
     assert r2.json["data"]["bytes_downloaded"] == len(files["config.json"]) + 2
     bad = pull(f"{REPO}@deadbeef")
     assert bad.returncode == 1 and bad.json["error"]["type"] == "hash_not_found"
+    assert set(bad.json["error"]["available_hashes"]) == {first, second}
+    # a Hub that only takes full hashes in URLs: the prefix is expanded from the commit list
+    hub_server.short_revisions = False
+    again = pull(f"{REPO}@{first[:7]}")
+    assert again.json["data"]["commit_hash"] == first
+    assert again.json["data"]["download_status"] == "already_exists"
 
     # short name: resolved on the Hub as mlx-community/<name>, never via another cached model
     hub_server.add_repo("mlx-community/tiny-model", files)

@@ -112,3 +112,30 @@ def test_unknown_model_and_bad_input(hub_cache: Path) -> None:
     assert bad.returncode == 1 and "stdin line 2" in bad.stderr
     usage = run_mlxk("embed", "--batch-size", "x", "m", "t")
     assert usage.returncode == 2
+
+
+def test_fast_blas_and_bundled_blas_agree(minilm_cached: str) -> None:
+    """mlxk.engine.blas swaps MLX's CPU BLAS on Linux; vectors must not change beyond float noise."""
+    texts = ["The cat sits on the mat.", "Quantum entanglement links two particles."]
+    fast = run_mlxk("embed", minilm_cached, *texts)
+    bundled = run_mlxk("embed", minilm_cached, *texts, env={"MLXK_BLAS": "reference"})
+    assert fast.returncode == 0 and bundled.returncode == 0, fast.stderr + bundled.stderr
+    for a, b in zip(_lines(fast.stdout), _lines(bundled.stdout), strict=True):
+        assert np.allclose(a["embedding"], b["embedding"], atol=1e-5)
+
+
+def test_blas_helper_reports_a_real_library() -> None:
+    import subprocess
+    import sys
+
+    from tests.support.cli import mlxk_env
+
+    code = ("import ctypes, json; from mlxk.engine import blas; p = blas.use_fast_blas(); "
+            "print(json.dumps([p, p is None or hasattr(ctypes.CDLL(p), 'cblas_sgemm')]))")
+    out = subprocess.run([sys.executable, "-c", code], env=mlxk_env(), capture_output=True,
+                         text=True, check=True).stdout
+    _path, ok = json.loads(out)
+    assert ok
+    off = subprocess.run([sys.executable, "-c", code], env=mlxk_env({"MLXK_BLAS": "reference"}),
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(off)[0] is None

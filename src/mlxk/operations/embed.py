@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from mlxk.engine.embeddings import EmbeddingModel
 
 # Inputs per engine call when streaming records out (sorted by length inside each chunk).
-STREAM_CHUNK = 256
+STREAM_CHUNK = 1024
 
 
 @dataclass
