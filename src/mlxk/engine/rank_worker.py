@@ -88,6 +88,9 @@ class Rank:
 
         threading.Thread(target=_stdin_reader, args=(self.ops,), daemon=True).start()
         group = init_group(self.spec.get("backend", "ring"), self.watchdog)
+        # The backend knows the rank for sure (MLX_RANK is only the ring/nccl launch protocol).
+        self.rank = self.watchdog.rank = group.rank()
+        self.lead = self.events.lead = self.rank == 0
         if group.size() < 2:
             raise ExecutionError("the distributed backend started with a single rank; "
                                  "check the hostfile and backend")

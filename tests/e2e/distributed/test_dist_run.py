@@ -99,3 +99,21 @@ def test_hosts_flag_is_in_help() -> None:
     out = subprocess.run([sys.executable, "-m", "mlxk", "run", "--help"], env=mlxk_env(),
                          capture_output=True, text=True)
     assert "--hosts" in out.stdout and "--parallel" in out.stdout and "--hostfile" in out.stdout
+
+
+def test_show_reports_the_parallel_modes(dist_cache: Path) -> None:
+    from tests.support.schema import assert_valid
+
+    r = run_mlxk("--json", "show", "mlxk-test/dist-qwen2")
+    assert r.returncode == 0, r.stderr
+    assert_valid(r.json, "show")
+    assert r.json["data"]["metadata"]["parallel_modes"] == ["tensor", "pipeline"]
+    gpt2 = run_mlxk("show", "mlxk-test/dist-gpt2")
+    assert "none (cannot be sharded)" in gpt2.stdout
+    llama = run_mlxk("--json", "show", "mlxk-test/dist-llama")
+    assert llama.json["data"]["metadata"]["parallel_modes"] == ["tensor"]
+
+
+def test_mpi_backend_is_refused_clearly(dist_cache: Path) -> None:
+    r = run_mlxk("run", "mlxk-test/dist-llama", PROMPT, "--hosts", TWO_LOCAL, "--backend", "mpi")
+    assert r.returncode == 1 and "mpi backend is not supported" in r.stderr
