@@ -34,6 +34,16 @@ def test_two_ranks_generate_the_single_process_tokens(dist_cache: Path, repo: st
     assert len(set(single["response"])) > 3  # a real, varied answer, not one repeated token
 
 
+def test_seeded_sampling_draws_the_same_tokens_on_every_rank(dist_cache: Path) -> None:
+    """temperature > 0: every rank must sample the same token, or the shards diverge."""
+    args = ("mlxk-test/dist-qwen2", PROMPT, "--temperature", "0.9", "--seed", "5", "--max-tokens", "16")
+    single = _run_json(*args)
+    sharded = _run_json(*args, "--hosts", TWO_LOCAL)
+    greedy = _run_json("mlxk-test/dist-qwen2", PROMPT, *GEN)
+    assert single["response"] != greedy["response"]  # the seed really sampled
+    assert sharded["response"] == single["response"]
+
+
 def test_dry_run_prints_the_plan_without_starting_ranks(dist_cache: Path) -> None:
     r = run_mlxk("--json", "run", "mlxk-test/dist-qwen2", "x", "--hosts", TWO_LOCAL,
                  "--parallel", "pipeline", "--dry-run")
