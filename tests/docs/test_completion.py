@@ -27,10 +27,9 @@ def cache(hub_cache: Path) -> Path:
     return hub_cache
 
 
-@pytest.fixture
-def script_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "completion"
-    d.mkdir()
+@pytest.fixture(scope="module")
+def script_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("completion")
     for shell in ("bash", "zsh", "fish"):
         res = run_mlxk("completion", shell)
         assert res.returncode == 0, res.stderr
@@ -127,7 +126,7 @@ def test_bash_does_not_offer_models_where_text_goes(cache: Path, script_dir: Pat
 
 def test_bash_real_tab_in_interactive_shell(cache: Path, script_dir: Path) -> None:
     pexpect = pytest.importorskip("pexpect")
-    rc = script_dir / "bashrc"
+    rc = cache.parent / "bashrc"
     rc.write_text(f"""PS1='READY> '
 mlxk() {{ if [ "$1" = completion ]; then "{PY}" -m mlxk "$@"; else echo "ARGS:$*"; fi; }}
 source '{script_dir / "mlxk.bash"}'
@@ -153,7 +152,7 @@ needs_fish = pytest.mark.skipif(shutil.which("fish") is None, reason="fish is no
 @needs_zsh
 def test_zsh_real_tab_completes_model(cache: Path, script_dir: Path) -> None:
     pexpect = pytest.importorskip("pexpect")
-    zdot = script_dir / "zdot"
+    zdot = cache.parent / "zdot"
     zdot.mkdir()
     (zdot / ".zshrc").write_text(f"""PS1='READY> '
 autoload -Uz compinit && compinit -u -d '{zdot}/.zcompdump'
