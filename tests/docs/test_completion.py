@@ -179,7 +179,7 @@ source '{script_dir / "mlxk.zsh"}'
         child.send("mlxk show --fil\t\r")
         child.expect_exact("ARGS:show --files")
         child.send("mlxk show ./my-m\t\r")
-        child.expect_exact("ARGS:show ./my-model/")
+        child.expect_exact("ARGS:show ./my-model")
         child.sendline("exit")
         child.expect(pexpect.EOF)
     finally:
