@@ -150,6 +150,40 @@ FIELD_NOTES = {
     "embedding": "the L2-normalised vector",
 }
 
+# Every environment variable mlxk reads (found in src/mlxk by scripts/gen_docs.py), explained.
+ENV_NOTES = {
+    "HF_HOME": "HuggingFace home; the cache is `$HF_HOME/hub` (default `~/.cache/huggingface`)",
+    "XDG_CACHE_HOME": "used for the default `HF_HOME` (`$XDG_CACHE_HOME/huggingface`)",
+    "HF_HUB_CACHE": "the hub cache folder itself (wins over `HF_HOME`)",
+    "HUGGINGFACE_HUB_CACHE": "legacy name of `HF_HUB_CACHE`",
+    "HF_TOKEN": "Hub token for gated/private repos (`pull`) and uploads (`push`)",
+    "HUGGING_FACE_HUB_TOKEN": "legacy name of `HF_TOKEN`",
+    "HF_ENDPOINT": "another Hub: a mirror or a local server (default `https://huggingface.co`)",
+    "HF_HUB_OFFLINE": "`1`: never contact the Hub; `pull` fails with `offline`",
+    "MLXK2_ENABLE_EXPERIMENTAL_PUSH": "`1` enables the experimental `push` command",
+    "MLXK_DEBUG": "`1` adds tracebacks to error output (CLI and server)",
+    "MLXK_API_KEY": "API key `serve` requires (same as `--api-key`, but not visible in `ps`)",
+    "MLXK_JSON": "`1` makes `--json` the default for every command",
+    "MLXK_BLAS": "Linux CPU: path of a BLAS library for MLX's matrix products, or `reference` for the one the mlx wheel bundles",
+    "MLXK_DIST_PORT": "distributed: the port rank 0 listens on for the other ranks",
+    "MLXK_DIST_TIMEOUT": "distributed: seconds a collective may wait before the run fails",
+    "MLXK_DIST_HEARTBEAT": "distributed: seconds between rank heartbeats",
+    "MLXK_DIST_VERBOSE": "distributed: `1` prints the launcher's commands",
+}
+# Read by mlxk but not user settings (set by launchers / Python itself).
+ENV_INTERNAL = {"PYTHONPATH", "MLX_RANK"}
+_ENV_READ = re.compile(r"""(?:_env|_is_true|environ\.get|env_value|getenv)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
+                       r"""|environ\[["']([A-Z][A-Z0-9_]+)["']\]""")
+
+
+def env_vars_read() -> list[str]:
+    """Every environment variable the package reads, sorted."""
+    found: set[str] = set()
+    for path in (SRC / "mlxk").rglob("*.py"):
+        for m in _ENV_READ.finditer(path.read_text()):
+            found.add(m.group(1) or m.group(2))
+    return sorted(found - ENV_INTERNAL)
+
 
 def python_version() -> str:
     return f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -195,6 +229,8 @@ def render_commands_md() -> str:
         if c.aliases:
             lines += [f"Aliases: {', '.join(f'`mlxk {a}`' for a in c.aliases)}", ""]
         lines += ["```text", help_text([c.name]).rstrip(), "```", ""]
+    lines += ["## Environment variables", "", "| variable | meaning |", "|---|---|"]
+    lines += [f"| `{name}` | {ENV_NOTES.get(name, '')} |" for name in env_vars_read()]
     return "\n".join(lines).rstrip() + "\n"
 
 

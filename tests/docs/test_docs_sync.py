@@ -171,3 +171,10 @@ def test_help_from_a_real_process_equals_the_reference() -> None:
 def test_every_error_type_is_explained() -> None:
     missing = [cls.code for cls in gen_docs.error_classes() if cls.code not in gen_docs.ERROR_NOTES]
     assert missing == [], "add a line for these error types to ERROR_NOTES in scripts/gen_docs.py"
+
+
+def test_every_environment_variable_is_explained() -> None:
+    names = gen_docs.env_vars_read()
+    assert {"HF_HOME", "MLXK_API_KEY", "MLXK_JSON"} <= set(names)
+    missing = [n for n in names if not gen_docs.ENV_NOTES.get(n)]
+    assert missing == [], "add these variables to ENV_NOTES in scripts/gen_docs.py"
