@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tests.support.cli import run_mlxk
 from tests.support.schema import assert_valid
 
