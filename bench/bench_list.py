@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -58,16 +59,23 @@ def build_cache(root: Path, count: int) -> None:
             os.symlink(f"../../blobs/{names[name]}", snap / name)
 
 
-def time_cmd(args: list[str], env: dict[str, str], runs: int) -> float:
+def _child_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def time_cmd(args: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
+    """(median wall seconds, median CPU seconds of the process and its children)."""
     subprocess.run(args, env=env, capture_output=True, check=True)  # warm-up (page cache, pyc)
-    times = []
+    walls, cpus = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        c0, t0 = _child_cpu(), time.perf_counter()
         proc = subprocess.run(args, env=env, capture_output=True)
-        times.append(time.perf_counter() - t0)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(_child_cpu() - c0)
         if proc.returncode != 0:
             raise SystemExit(f"{args} failed: {proc.stderr.decode()}")
-    return statistics.median(times)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def main() -> None:
@@ -79,7 +87,7 @@ def main() -> None:
     for k in [k for k in env if k.startswith(("HF_", "MLXK"))]:
         env.pop(k)
     mlxk = [sys.executable, "-m", "mlxk"]
-    rows: list[tuple[str, float, float]] = []
+    rows: list[tuple[str, tuple[float, float], float]] = []
     with tempfile.TemporaryDirectory(prefix="mlxk-bench-") as tmp:
         env["HF_HOME"] = str(Path(tmp) / "empty")
         rows.append(("--version", time_cmd([*mlxk, "--version"], env, opts.runs), TARGETS["--version"]))
@@ -94,11 +102,14 @@ def main() -> None:
             assert json.loads(out.stdout)["data"]["count"] == n
             rows.append((f"list {n}", time_cmd([*mlxk, "list", "--json"], env_n, opts.runs),
                          TARGETS.get(f"list {n}", 0.0)))
-    print(f"{'case':<16}{'median s':>10}{'target s':>10}{'ratio':>8}  verdict")
-    for name, secs, target in rows:
-        ratio = f"{secs / target:.2f}" if target else "-"
-        verdict = ("ok" if secs <= target else "SLOW") if target else "(baseline)"
-        print(f"{name:<16}{secs:>10.3f}{(f'{target:.2f}' if target else '-'):>10}{ratio:>8}  {verdict}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"{os.cpu_count()} cores, load average {load:.2f} (wall times grow with load; CPU does not)")
+    print(f"{'case':<16}{'wall s':>9}{'cpu s':>9}{'target s':>10}{'wall/target':>13}  verdict")
+    for name, (wall, cpu), target in rows:
+        ratio = f"{wall / target:.2f}" if target else "-"
+        verdict = ("ok" if wall <= target else "SLOW") if target else "(baseline)"
+        tgt = f"{target:.2f}" if target else "-"
+        print(f"{name:<16}{wall:>9.3f}{cpu:>9.3f}{tgt:>10}{ratio:>13}  {verdict}")
 
 
 if __name__ == "__main__":

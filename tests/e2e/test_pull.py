@@ -146,6 +146,12 @@ def test_revision_pull_and_short_name(hub_server: FakeHub, hub_cache: Path, file
     assert r2.json["data"]["bytes_downloaded"] == len(files["config.json"]) + 2
     bad = pull(f"{REPO}@deadbeef")
     assert bad.returncode == 1 and bad.json["error"]["type"] == "hash_not_found"
+    assert set(bad.json["error"]["available_hashes"]) == {first, second}
+    # a Hub that only takes full hashes in URLs: the prefix is expanded from the commit list
+    hub_server.short_revisions = False
+    again = pull(f"{REPO}@{first[:7]}")
+    assert again.json["data"]["commit_hash"] == first
+    assert again.json["data"]["download_status"] == "already_exists"
 
     # short name: resolved on the Hub as mlx-community/<name>, never via another cached model
     hub_server.add_repo("mlx-community/tiny-model", files)
@@ -175,6 +181,7 @@ def test_dropped_connection_fails_cleanly_then_retry_succeeds(hub_server: FakeHu
     r = pull(REPO)
     assert r.returncode == 1
     assert r.json["error"]["type"] == "download_failed"
+    assert r.stderr == ""  # --json: huggingface_hub's retry warnings are silenced too
     repo_dir = hub_cache / "models--org--tiny-model"
     blobs_are_sound(repo_dir)
     assert not (repo_dir / "snapshots" / hub_server.head_sha(REPO) / big).exists()

@@ -87,8 +87,21 @@ def chat_template(files: Files) -> str | None:
                     continue
             if text:
                 return text if isinstance(text, str) else json.dumps(text)
-    tok, _ = load_json(files.get("tokenizer_config.json"))
-    tpl = (tok or {}).get("chat_template")
+    path = files.get("tokenizer_config.json")
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    if b'"chat_template"' not in raw:  # most base models: no need to parse a large JSON
+        return None
+    try:
+        tok = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    tpl = tok.get("chat_template") if isinstance(tok, dict) else None
     if isinstance(tpl, list):  # named templates: [{"name", "template"}]
         return "\n".join(str(t.get("template", "")) for t in tpl if isinstance(t, dict)) or None
     return tpl if isinstance(tpl, str) and tpl else None

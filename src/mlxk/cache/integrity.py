@@ -6,12 +6,10 @@ is the ``reason``); ``verify_digests`` recomputes blob digests in parallel.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 
 from mlxk.cache.safetensors import HeaderError, read_header
 from mlxk.cache.scan import CachedFile, CachedRepo, Revision
@@ -163,6 +161,8 @@ def _dedupe(items: list[str]) -> list[str]:
 # -- --verify -------------------------------------------------------------------
 
 def _digest(path: str, lfs: bool) -> str:
+    import hashlib
+
     if lfs:
         h = hashlib.sha256()
     else:
@@ -211,6 +211,8 @@ def verify_revisions(revs: list[Revision], workers: int | None = None) -> list[l
     out: list[list[str]] = [[] for _ in revs]
     if not jobs:
         return out
+    from concurrent.futures import ThreadPoolExecutor
+
     workers = workers or min(8, os.cpu_count() or 2, len(jobs))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for (i, _), problem in zip(jobs, pool.map(lambda j: _verify_one(j[1]), jobs), strict=True):

@@ -176,8 +176,11 @@ def read_refs(repo_dir: Path) -> list[tuple[str, str]]:
                 stack.append((e.path, prefix + e.name + "/"))
                 continue
             try:
-                with open(e.path, encoding="utf-8") as f:
-                    commit = f.read().strip()
+                fd = os.open(e.path, os.O_RDONLY)
+                try:
+                    commit = os.read(fd, 4096).decode("utf-8").strip()
+                finally:
+                    os.close(fd)
             except (OSError, UnicodeDecodeError):
                 commit = ""
             refs.append((prefix + e.name, commit))

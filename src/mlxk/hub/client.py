@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from mlxk.errors import (
 )
 
 RESUME_GRANULARITY = 1024 * 1024
+_HEX_PREFIX = re.compile(r"^[0-9a-f]{4,39}$")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,13 @@ def require_online(what: str = "This command") -> None:
     if config.hf_offline():
         raise OfflineError(f"{what} needs the Hub, but HF_HUB_OFFLINE is set. "
                            "Unset HF_HUB_OFFLINE (or set it to 0) to go online.")
+
+
+def quiet() -> None:
+    """--json: huggingface_hub's warnings (retries...) stay off stderr."""
+    from huggingface_hub.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
 
 
 def _token() -> str | None:
@@ -168,8 +177,15 @@ def repo_exists(repo_id: str) -> bool:
 def preflight(repo_id: str, revision: str | None = None) -> RemoteRevision:
     """Resolve ``revision`` on the Hub and prove we may download it. Writes nothing."""
     require_online("pull")
-    info = _call(lambda: api().model_info(repo_id, revision=revision, files_metadata=True),
-                 repo_id, revision)
+    try:
+        info = _call(lambda: api().model_info(repo_id, revision=revision, files_metadata=True),
+                     repo_id, revision)
+    except HashNotFound:
+        if not (revision and _HEX_PREFIX.match(revision)):
+            raise
+        full = expand_commit_prefix(repo_id, revision)
+        info = _call(lambda: api().model_info(repo_id, revision=full, files_metadata=True),
+                     repo_id, revision)
     files = []
     for s in info.siblings or []:
         lfs = s.lfs is not None
@@ -182,6 +198,17 @@ def preflight(repo_id: str, revision: str | None = None) -> RemoteRevision:
         probe = min(remote.files, key=lambda f: f.size)
         _call(lambda: file_metadata(repo_id, probe.path, remote.commit), repo_id, revision)
     return remote
+
+
+def expand_commit_prefix(repo_id: str, prefix: str) -> str:
+    """A commit-hash prefix -> the full commit on the default branch (the Hub's URLs want full ones)."""
+    commits = _call(lambda: [c.commit_id for c in api().list_repo_commits(repo_id)], repo_id, prefix)
+    hits = [c for c in commits if c.startswith(prefix.lower())]
+    if len(hits) == 1:
+        return hits[0]
+    what = "is ambiguous" if hits else "matches no commit"
+    raise HashNotFound(f"Revision '{prefix}' {what} of {repo_id} on the Hub.",
+                       available_hashes=(hits or commits)[:20], model=repo_id)
 
 
 def file_metadata(repo_id: str, path: str, commit: str) -> Any:

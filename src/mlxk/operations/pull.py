@@ -89,6 +89,8 @@ def pull(ref: str, *, progress: bool = True, info: Callable[[str], None] | None 
 def _pull(repo_id: str, rev: str | None, *, progress: bool, say: Callable[[str], None],
           max_workers: int) -> dict[str, Any]:
     cache = config.hub_cache()
+    if not progress:
+        client.quiet()
     remote = client.preflight(repo_id, rev)
     commit = remote.commit
     rdir = layout.repo_dir(repo_id, cache)
