@@ -217,10 +217,13 @@ def test_killed_pull_shows_partial_then_resumes(hub_server: FakeHub, hub_cache: 
     finally:
         proc.wait(timeout=30)
     repo_dir = hub_cache / "models--org--tiny-model"
-    partials = list((repo_dir / "blobs").glob("*.incomplete"))
+    # other files may have been in flight too (empty partials); the big one holds real bytes
+    big_sha = hashlib.sha256(files[big]).hexdigest()
+    partials = list((repo_dir / "blobs").glob(f"{big_sha}.*.incomplete"))
     assert len(partials) == 1
     have = partials[0].stat().st_size
     assert 0 < have < size
+    assert partials[0].read_bytes() == files[big][:have]
 
     health = _health(REPO)
     assert [e["name"] for e in health["unhealthy"]] == [REPO]

@@ -156,3 +156,17 @@ def test_local_directory_and_unsupported_encoder(minilm_dir: Path, hub_cache: Pa
     assert bad.returncode == 1
     assert bad.json["error"]["type"] == "not_runtime_compatible"
     assert "t5" in bad.json["error"]["message"]
+
+
+def test_minilm_is_listed_as_embedding_and_run_points_to_embed(minilm_cached: str) -> None:
+    show = run_mlxk("show", minilm_cached, "--json")
+    assert show.returncode == 0, show.stderr
+    model, meta = show.json["data"]["model"], show.json["data"]["metadata"]
+    assert model["model_type"] == "embedding" and model["capabilities"] == ["embeddings"]
+    assert model["runtime_compatible"] is True and model["health"] == "healthy"
+    assert meta["embedding_dimension"] == 384
+    listed = {m["name"]: m for m in run_mlxk("list", "--json").json["data"]["models"]}
+    assert listed[minilm_cached]["model_type"] == "embedding"
+    run = run_mlxk("run", minilm_cached, "hello")
+    assert run.returncode == 1
+    assert f"mlxk embed {minilm_cached}" in run.stderr and "Traceback" not in run.stderr

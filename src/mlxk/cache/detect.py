@@ -178,7 +178,25 @@ def _is_embedding(files: Files, cfg: dict | None) -> bool:
     return False
 
 
+def _dense_out_features(files: Files) -> int | None:
+    """Output size of the last sentence-transformers Dense module, if the model has one."""
+    path = files.get("modules.json")
+    try:
+        with open(path, "rb") as f:  # type: ignore[arg-type]
+            modules = json.loads(f.read())
+    except (TypeError, OSError, ValueError, UnicodeDecodeError):
+        return None
+    dense = [str(m.get("path")) for m in modules if isinstance(m, dict)
+             and str(m.get("type", "")).endswith(".Dense")] if isinstance(modules, list) else []
+    last, _ = load_json(files.get(f"{dense[-1]}/config.json")) if dense else (None, None)
+    out = (last or {}).get("out_features")
+    return out if isinstance(out, int) else None
+
+
 def _embedding_dim(files: Files, cfg: dict | None) -> int | None:
+    dense = _dense_out_features(files)
+    if dense:
+        return dense
     pooling, _ = load_json(files.get("1_Pooling/config.json"))
     if pooling and isinstance(pooling.get("word_embedding_dimension"), int):
         return pooling["word_embedding_dimension"]

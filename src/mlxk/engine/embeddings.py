@@ -8,10 +8,13 @@ sentence-transformers computes for the same model. Imported lazily (it imports m
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,6 +206,25 @@ def _load_dense(path: Path, spec: EmbedSpec) -> list[tuple[Any, Any, str]]:
     return layers
 
 
+@contextlib.contextmanager
+def _top_level_view(path: Path) -> Iterator[Path]:
+    """``path``, or a temporary folder of links to its top-level files when subfolders hold weights.
+
+    mlx_embeddings' loader globs ``**/model*.safetensors`` recursively, so a sentence-transformers
+    ``2_Dense/model.safetensors`` would be loaded into the encoder (and rejected). The Dense
+    weights are loaded separately (``_load_dense``).
+    """
+    nested = [p for p in path.glob("*/model*.safetensors")]
+    if not nested:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="mlxk-encoder-") as tmp:
+        for f in path.iterdir():
+            if f.is_file():
+                (Path(tmp) / f.name).symlink_to(f.resolve())
+        yield Path(tmp)
+
+
 def load_embedding_model(path: Path, name: str | None = None) -> EmbeddingModel:
     """Load an encoder from a local directory (a cache snapshot or a model folder). Never downloads."""
     path = Path(path)
@@ -224,7 +246,8 @@ def load_embedding_model(path: Path, name: str | None = None) -> EmbeddingModel:
         from mlx_embeddings.utils import load_model
         from transformers import AutoTokenizer
 
-        model = load_model(path)
+        with _top_level_view(path) as model_dir:
+            model = load_model(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except MlxkError:
         raise
