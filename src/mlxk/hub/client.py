@@ -403,19 +403,16 @@ def repo_is_private(repo_id: str) -> bool | None:
         raise translate(exc, repo_id) from exc
 
 
-def upload_folder(repo_id: str, folder: Path, *, deletes: list[str], message: str) -> str:
-    """Create ``repo_id`` private if needed, upload ``folder`` (and delete ``deletes``); commit sha."""
-    from huggingface_hub import CommitOperationDelete
+def upload_folder(repo_id: str, folder: Path, *, deletes: list[str], message: str,
+                  ignore_patterns: list[str]) -> str:
+    """Create ``repo_id`` private if needed; upload ``folder`` and delete ``deletes`` in one commit."""
+    import glob
 
     require_online("push")
     hub = api()
     _call(lambda: hub.create_repo(repo_id, private=True, exist_ok=True), repo_id)
-    if deletes:
-        ops = [CommitOperationDelete(path_in_repo=p) for p in deletes]
-        _call(lambda: hub.create_commit(repo_id, operations=ops,
-                                        commit_message=f"{message} (remove deleted files)"), repo_id)
-    info = _call(lambda: hub.upload_folder(repo_id=repo_id, folder_path=str(folder),
-                                           commit_message=message,
-                                           ignore_patterns=[".git/*", ".cache/*", "**/.DS_Store"]),
-                 repo_id)
+    info = _call(lambda: hub.upload_folder(
+        repo_id=repo_id, folder_path=str(folder), commit_message=message,
+        ignore_patterns=ignore_patterns,
+        delete_patterns=[glob.escape(p) for p in deletes] or None), repo_id)
     return str(info.oid)
