@@ -161,6 +161,10 @@ def test_serve_model_flag_preloads_an_encoder(home: Path, serve_factory) -> None
     r = _post(sp, {"input": ["no model named"]})
     assert r.status_code == 200, r.text
     assert r.json()["model"] == MINILM_REPO_ID and len(r.json()["data"][0]["embedding"]) == 384
+    assert MINILM_REPO_ID in httpx.get(sp.base_url + "/health").json()["loaded_models"]
+    cards = {m["id"]: m for m in httpx.get(sp.base_url + "/v1/models").json()["data"]}
+    assert cards[MINILM_REPO_ID]["loaded"] is True
+    assert cards[MINILM_REPO_ID]["model_type"] == "embedding"
     chat = httpx.post(sp.base_url + "/v1/chat/completions", timeout=60,
                       json={"messages": [{"role": "user", "content": "hi"}]})
     assert chat.status_code == 400
