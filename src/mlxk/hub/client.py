@@ -380,8 +380,11 @@ def repo_is_private(repo_id: str) -> bool | None:
 
 
 def upload_folder(repo_id: str, folder: Path, *, deletes: list[str], message: str,
-                  ignore_patterns: list[str]) -> str:
-    """Create ``repo_id`` private if needed; upload ``folder`` and delete ``deletes`` in one commit."""
+                  ignore_patterns: list[str]) -> tuple[str, str]:
+    """Create ``repo_id`` private if needed; upload ``folder`` and delete ``deletes`` in one commit.
+
+    Returns the commit sha and its URL on the Hub.
+    """
     import glob
 
     require_online("push")
@@ -391,4 +394,4 @@ def upload_folder(repo_id: str, folder: Path, *, deletes: list[str], message: st
         repo_id=repo_id, folder_path=str(folder), commit_message=message,
         ignore_patterns=ignore_patterns,
         delete_patterns=[glob.escape(p) for p in deletes] or None), repo_id)
-    return str(info.oid)
+    return str(info.oid), str(info.commit_url)
