@@ -375,3 +375,4 @@ def test_complete_download_of_an_unhealthy_model_reports_its_health(hub_server: 
     hub_server.add_repo("org/some-gguf", {"model-Q4_0.gguf": b"GGUF" + bytes(5000)})
     gguf = pull("org/some-gguf")
     assert gguf.returncode == 0 and gguf.json["data"]["message"].endswith("; healthy.")
+

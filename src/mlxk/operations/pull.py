@@ -105,10 +105,12 @@ def _pull(repo_id: str, rev: str | None, *, progress: bool, say: Callable[[str],
         if fetched:
             say(f"Resumed partial download ({_mb(fetched)} fetched for partial files)")
         client.snapshot(remote, cache, progress=progress, max_workers=max_workers)
-    except MlxkError:
+    except (MlxkError, OSError) as exc:
         if not existed:
             _drop_if_nothing_arrived(rdir)
-        raise
+        if isinstance(exc, MlxkError):
+            raise
+        raise client.translate(exc, repo_id, commit) from exc
     problems = client.arrival_problems(remote, cache)
     if problems:
         raise DownloadFailed(f"Download of {repo_id}@{commit[:7]} is incomplete: {problems[0]}",
