@@ -150,7 +150,10 @@ def test_logprobs(client: httpx.Client) -> None:
     ({"temperature": 7}, "temperature"),
     ({"n": 2}, "n"),
     ({"response_format": {"type": "xml"}}, "response_format"),
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ({"tools": [{"type": "retrieval"}]}, "tools"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}],
+      "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
+    ({"response_format": {"type": "json_schema"}}, "response_format"),
     ({"frobnicate": True}, "frobnicate"),
     ({"stream": "yes"}, "stream"),
 ])

@@ -37,7 +37,7 @@ LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".npz", ".pt", ".pth", ".onnx",
 LFS_THRESHOLD = 10 * 1024 * 1024
 DEFAULT_TOKEN = "hf_mlxk_test_write_token"
 USER = "mlxk-tester"
-CHUNK = 64 * 1024
+CHUNK = 1024 * 1024
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -111,8 +111,11 @@ class FakeHub:
         self.throttle_paths: set[str] | None = None  # limit the throttle to these file paths
         self.drops: dict[str, tuple[int, int | None]] = {}  # path -> (byte offset, times left|None)
         self.page_size = 1000
+        self.short_revisions = True  # resolve commit prefixes in URLs (False: full sha or ref only)
+        self.failures: dict[str, tuple[int, str | None]] = {}  # route -> (status, X-Error-Code)
         self.bytes_served: dict[str, int] = {}  # "repo/path" -> body bytes sent
         self.requests: list[dict] = []  # method, path, range_start, status
+        self.active_transfers = 0
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
 
@@ -175,6 +178,10 @@ class FakeHub:
         self.throttle_bps = bytes_per_second
         self.throttle_paths = paths
 
+    def fail(self, route: str, status: int, error_code: str | None = None) -> None:
+        """Answer every request of ``route`` (model_info, tree, resolve, commit...) with an error."""
+        self.failures[route] = (status, error_code)
+
     def drop_connection(self, path: str, at_byte: int, times: int | None = None) -> None:
         """Close the connection when a GET of ``path`` reaches absolute offset ``at_byte``."""
         self.drops[path] = (at_byte, times)
@@ -184,6 +191,14 @@ class FakeHub:
 
     def served(self, repo_id: str, path: str) -> int:
         return self.bytes_served.get(f"{repo_id}/{path}", 0)
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no file body is being sent (e.g. after the client was killed)."""
+        deadline = time.monotonic() + timeout
+        while self.active_transfers and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self.active_transfers:
+            raise TimeoutError("fake hub still sending")
 
     def reset_counters(self) -> None:
         with self.lock:
@@ -207,7 +222,7 @@ class FakeHub:
 
     def start(self, port: int = 0) -> FakeHub:
         handler = type("BoundHandler", (_Handler,), {"hub": self})
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.server = _Server(("127.0.0.1", port), handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
                                        name="fake-hub")
@@ -227,6 +242,15 @@ class FakeHub:
         self.stop()
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return  # a client that went away (killed, dropped): expected in these tests
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class _Abort(Exception):
     """Raised to close the connection without a response (simulated network drop)."""
 
@@ -236,8 +260,10 @@ _ROUTES = [
     ("GET", re.compile(rf"^/api/models/{_REPO}/revision/(?P<rev>[^/]+)$"), "model_info"),
     ("GET", re.compile(rf"^/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$"), "tree"),
     ("GET", re.compile(rf"^/api/models/{_REPO}$"), "model_info"),
+    ("GET", re.compile(rf"^/api/models/{_REPO}/commits/(?P<rev>[^/]+)$"), "commits"),
     ("GET", re.compile(r"^/api/whoami-v2$"), "whoami"),
     ("POST", re.compile(r"^/api/repos/create$"), "create_repo"),
+    ("POST", re.compile(r"^/api/validate-yaml$"), "validate_yaml"),
     ("POST", re.compile(rf"^/api/models/{_REPO}/preupload/(?P<rev>[^/]+)$"), "preupload"),
     ("POST", re.compile(rf"^/api/models/{_REPO}/commit/(?P<rev>[^/]+)$"), "commit"),
     ("POST", re.compile(rf"^/{_REPO}\.git/info/lfs/objects/batch$"), "lfs_batch"),
@@ -267,6 +293,10 @@ class _Handler(BaseHTTPRequestHandler):
         for m, rx, name in _ROUTES:
             match = rx.match(path)
             if m == method and match:
+                failure = self.hub.failures.get(name)
+                if failure is not None:
+                    self._error(failure[0], failure[1], f"injected failure of {name}")
+                    return
                 try:
                     getattr(self, "h_" + name)(**{k: v for k, v in match.groupdict().items()})
                 except _Abort:
@@ -274,6 +304,9 @@ class _Handler(BaseHTTPRequestHandler):
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
                 return
+        if path.startswith("/api/models/"):  # e.g. a bare legacy name: the Hub says "not found"
+            self._error(401 if self._token() is None else 404, "RepoNotFound", "Repository not found")
+            return
         self._send_json(404, {"error": "Not Found"}, error_code=None)
 
     def do_GET(self) -> None:
@@ -337,7 +370,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _commit(self, repo: HubRepo, rev: str) -> Commit | None:
         rev = unquote(rev)
         sha = repo.refs.get(rev)
-        if sha is None and re.fullmatch(r"[0-9a-f]{4,40}", rev):
+        if sha is None and rev in repo.commits:
+            sha = rev
+        if sha is None and self.hub.short_revisions and re.fullmatch(r"[0-9a-f]{4,40}", rev):
             hits = [c for c in repo.commits if c.startswith(rev)]
             sha = hits[0] if len(hits) == 1 else None
         if sha is None:
@@ -378,6 +413,20 @@ class _Handler(BaseHTTPRequestHandler):
             "tags": ["mlx"] if org == "mlx-community" else [], "library_name": "mlx",
             "siblings": siblings, "usedStorage": sum(f.size for f in c.files.values()),
         })
+
+    def h_commits(self, repo: str, rev: str) -> None:
+        r = self._repo(repo)
+        if r is None:
+            return
+        c = self._commit(r, rev)
+        if c is None:
+            return
+        out = []
+        while c is not None:
+            out.append({"id": c.sha, "authors": [{"user": USER}], "date": c.date,
+                        "title": c.message, "message": c.message})
+            c = r.commits.get(c.parent) if c.parent else None
+        self._send_json(200, out)
 
     def h_tree(self, repo: str, rev: str, path: str | None = None) -> None:
         r = self._repo(repo)
@@ -470,7 +519,13 @@ class _Handler(BaseHTTPRequestHandler):
                                       "start": start, "status": status})
         if self.command == "HEAD":
             return
-        self._stream(repo, f, start, end + 1)
+        with self.hub.lock:
+            self.hub.active_transfers += 1
+        try:
+            self._stream(repo, f, start, end + 1)
+        finally:
+            with self.hub.lock:
+                self.hub.active_transfers -= 1
 
     def _stream(self, repo: str, f: HubFile, start: int, stop: int) -> None:
         hub = self.hub
@@ -486,6 +541,7 @@ class _Handler(BaseHTTPRequestHandler):
         if bps and hub.throttle_paths is not None and f.path not in hub.throttle_paths:
             bps = None
         chunk = CHUNK if not bps else max(1024, min(CHUNK, int(bps / 20)))
+        view = memoryview(f.data)
         pos = start
         t0 = time.monotonic()
         while pos < stop:
@@ -493,7 +549,7 @@ class _Handler(BaseHTTPRequestHandler):
             if drop_at is not None and pos + n > drop_at:
                 n = drop_at - pos
             if n > 0:
-                self.wfile.write(f.data[pos:pos + n])
+                self.wfile.write(view[pos:pos + n])
                 with hub.lock:
                     hub.bytes_served[key] = hub.bytes_served.get(key, 0) + n
                 pos += n
@@ -516,6 +572,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, {"type": "user", "id": "0" * 24, "name": USER, "fullname": "mlxk tester",
                               "orgs": [], "auth": {"type": "access_token",
                                                    "accessToken": {"displayName": "test", "role": "write"}}})
+
+    def h_validate_yaml(self) -> None:
+        self._send_json(200, {"errors": [], "warnings": []})
 
     def h_create_repo(self) -> None:
         if not self._writer():
@@ -615,3 +674,58 @@ class _Handler(BaseHTTPRequestHandler):
         base = f"http://{self.headers.get('Host')}"
         self._send_json(200, {"success": True, "commitOid": sha, "commitUrl": f"{base}/{repo}/commit/{sha}",
                               "hookOutput": "", "pullRequestUrl": None})
+
+
+class HubProcess:
+    """The fake Hub in its own process (``main`` below), for tests that kill the server itself."""
+
+    def __init__(self, root: Path, port: int = 0, throttle: float | None = None) -> None:
+        import subprocess
+        import sys
+
+        argv = [sys.executable, "-m", "tests.support.hub_server", str(root), "--port", str(port)]
+        if throttle:
+            argv += ["--throttle", str(throttle)]
+        repo_root = Path(__file__).resolve().parents[2]
+        self.proc = subprocess.Popen(argv, cwd=repo_root, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("http://"):
+            self.proc.kill()
+            raise RuntimeError("fake hub process did not start")
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.support.hub_server ROOT``: serve every ``ROOT/org/name`` folder as a repo.
+
+    For a Hub in its own process (a test that must kill or restart it, or manual trials):
+    prints the base URL on the first line, then serves until killed.
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(description="local fake HuggingFace Hub")
+    ap.add_argument("root", type=Path, help="folder with <org>/<name>/ repo folders")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--throttle", type=float, default=None, help="bytes/s for file downloads")
+    args = ap.parse_args(argv)
+    hub = FakeHub()
+    for org in sorted(p for p in args.root.iterdir() if p.is_dir()):
+        for repo in sorted(p for p in org.iterdir() if p.is_dir()):
+            hub.add_repo_from_dir(f"{org.name}/{repo.name}", repo)
+    hub.throttle(args.throttle)
+    hub.start(args.port)
+    print(hub.url, flush=True)
+    try:
+        assert hub.thread is not None
+        hub.thread.join()
+    except KeyboardInterrupt:
+        hub.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -158,3 +158,18 @@ def test_errors_are_validation_errors(tiny_lm):
     assert err.value.extra.get("param") == "tools"
     with pytest.raises(ValidationError):
         S.plan(tiny_lm, GenerationRequest(prompt="x", tools=[ADD]))
+
+
+def test_response_format_from_file(tmp_path):
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps(schema))
+    assert S.response_format_from_file(str(f)) == {
+        "type": "json_schema", "json_schema": {"name": "s", "schema": schema}}
+    f.write_text(json.dumps({"name": "x", "schema": schema, "strict": True}))
+    assert S.response_format_from_file(str(f))["json_schema"]["name"] == "x"
+    f.write_text("{nope")
+    with pytest.raises(ValidationError, match="not valid JSON"):
+        S.response_format_from_file(str(f))
+    with pytest.raises(ValidationError, match="cannot read"):
+        S.response_format_from_file(str(tmp_path / "missing.json"))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from typing import Any
 
 import llguidance
@@ -38,7 +39,8 @@ JSON_OPTIONS: dict[str, Any] = {
     "key_separator": ": ",
 }
 
-_TOKENIZERS: dict[int, tuple[Any, llguidance.LLTokenizer]] = {}
+# One LLTokenizer per model tokenizer; dropped with the tokenizer when a model unloads.
+_TOKENIZERS: weakref.WeakKeyDictionary[Any, llguidance.LLTokenizer] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
 
@@ -52,11 +54,10 @@ def ll_tokenizer(tokenizer: Any, eos_token_ids: set[int] | list[int] | None = No
     Cached per tokenizer object. ``eos_token_ids`` should be every end-of-turn id the
     decoder stops on, so a completed grammar forces one of them.
     """
-    key = id(tokenizer)
     with _LOCK:
-        hit = _TOKENIZERS.get(key)
-        if hit is not None and hit[0] is tokenizer:
-            return hit[1]
+        hit = _TOKENIZERS.get(tokenizer)
+        if hit is not None:
+            return hit
     import llguidance.hf
 
     hf = getattr(tokenizer, "_tokenizer", tokenizer)
@@ -72,7 +73,7 @@ def ll_tokenizer(tokenizer: Any, eos_token_ids: set[int] | list[int] | None = No
         raise ValidationError(
             f"constrained decoding needs a fast tokenizer: {exc}") from exc
     with _LOCK:
-        _TOKENIZERS[key] = (tokenizer, lltok)
+        _TOKENIZERS[tokenizer] = lltok
     return lltok
 
 
@@ -162,7 +163,8 @@ class GrammarLogitsProcessor:
                  eos_token_ids: set[int] | list[int]) -> None:
         self.matcher = llguidance.LLMatcher(lltok, grammar, log_level=0)
         if self.matcher.is_error():
-            raise ValidationError(f"invalid grammar: {self.matcher.get_error()}")
+            detail = self.matcher.get_error().removeprefix("Error: ").strip()
+            raise ValidationError(f"invalid schema or grammar: {detail}")
         self.eos_token_ids = sorted(eos_token_ids) or [lltok.eos_token]
         self.vocab_size = lltok.vocab_size
         self._words = np.zeros((self.vocab_size + 31) // 32, dtype=np.int32)
@@ -226,7 +228,7 @@ class GrammarLogitsProcessor:
 
 def make_processor(lltok: llguidance.LLTokenizer, grammar: str,
                    eos_token_ids: set[int] | list[int]) -> GrammarLogitsProcessor:
-    check_grammar(grammar, lltok)
+    """A processor for ``grammar``; ValidationError naming the problem when it is invalid."""
     return GrammarLogitsProcessor(lltok, grammar, eos_token_ids)
 
 

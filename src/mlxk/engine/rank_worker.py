@@ -88,6 +88,9 @@ class Rank:
 
         threading.Thread(target=_stdin_reader, args=(self.ops,), daemon=True).start()
         group = init_group(self.spec.get("backend", "ring"), self.watchdog)
+        # The backend knows the rank for sure (MLX_RANK is only the ring/nccl launch protocol).
+        self.rank = self.watchdog.rank = group.rank()
+        self.lead = self.events.lead = self.rank == 0
         if group.size() < 2:
             raise ExecutionError("the distributed backend started with a single rank; "
                                  "check the hostfile and backend")
@@ -104,7 +107,7 @@ class Rank:
         mem = self.channel.gather_ints(int(mx.get_active_memory()) // 1024)
         peak = self.channel.gather_ints(int(mx.get_peak_memory()) // 1024)
         self.events.emit("ready", load_seconds=load_s, memory_kib=mem, peak_memory_kib=peak,
-                         world_size=group.size(), mode=self.spec["mode"])
+                         world_size=group.size(), mode=self.spec["mode"], name=self.lm.name)
 
     # -- run: one request at a time from the launcher ------------------------------------
     def lead_run(self) -> None:

@@ -37,6 +37,34 @@ class StructuredPlan:
         return bool(self.grammar or self.grammar_lark or self.tool_format)
 
 
+def response_format_from_file(path: str) -> dict[str, Any]:
+    """``run --json-schema FILE``: a bare JSON schema, or OpenAI's ``{"name", "schema"}``
+    wrapper, or a whole ``response_format`` object; ``-`` reads stdin."""
+    import json
+    import sys
+    from pathlib import Path
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValidationError(f"cannot read JSON schema file {path}: {exc.strerror}",
+                              param="json_schema") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"JSON schema file {path} is not valid JSON: {exc}",
+                              param="json_schema") from exc
+    if not isinstance(data, dict):
+        raise ValidationError(f"JSON schema file {path} must hold a JSON object",
+                              param="json_schema")
+    if data.get("type") in ("json_schema", "json_object") and "properties" not in data:
+        return data
+    if isinstance(data.get("schema"), dict) and "properties" not in data:
+        return {"type": "json_schema", "json_schema": data}
+    return {"type": "json_schema", "json_schema": {"name": Path(path).stem or "schema",
+                                                   "schema": data}}
+
+
 def chat_template_text(lm: Any) -> str | None:
     tok = getattr(lm, "tokenizer", None)
     template = getattr(tok, "chat_template", None)

@@ -16,7 +16,9 @@ from mlxk.engine.types import GenerationRequest, SamplingParams
 from mlxk.errors import ValidationError
 from mlxk.server.schemas import MAX_STOP_STRINGS, ChatCompletionRequest, CompletionRequest
 
-SUPPORTED_RESPONSE_FORMATS = frozenset({"text"})
+# json_object / json_schema are enforced by constrained decoding (engine/structured.py),
+# which also validates the schema itself (a 400 naming the problem).
+SUPPORTED_RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
 
 
 def _refuse(param: str, message: str) -> ValidationError:
@@ -45,6 +47,11 @@ def check_response_format(req: ChatCompletionRequest, lm: Any) -> None:
     kind = fmt.get("type")
     if kind not in SUPPORTED_RESPONSE_FORMATS:
         raise _refuse("response_format", f"response_format type {kind!r} is not supported")
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), (dict, bool)):
+            raise ValidationError("response_format.json_schema must be an object with a "
+                                  "'schema' (a JSON schema object)", param="response_format")
 
 
 def supports_tools(lm: Any) -> bool:
@@ -57,8 +64,13 @@ def supports_tools(lm: Any) -> bool:
 
 def check_tools(req: ChatCompletionRequest, lm: Any) -> None:
     if req.tools:
-        if not supports_tools(lm):
-            raise _refuse("tools", "this model's chat template does not support tools")
+        # A template without tool support gets the documented fallback system prompt
+        # (engine/tools.py); only a model with no chat template at all cannot take tools.
+        if not supports_tools(lm) and not getattr(lm, "has_chat_template", True):
+            raise _refuse("tools", "this model has no chat template, so it cannot take tools")
+        from mlxk.engine import tools as tool_spec  # pure module, no mlx
+
+        tool_spec.resolve_tool_choice(req.tool_choice, tool_spec.normalize_tools(req.tools))
     elif req.tool_choice not in (None, "none"):
         raise _refuse("tool_choice", "tool_choice requires tools")
     if req.parallel_tool_calls is not None and not req.tools:

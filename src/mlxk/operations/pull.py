@@ -1,0 +1,153 @@
+"""``pull <model>[@rev]``: preflight on the Hub, download the exact revision, health-check it.
+
+Order matters for the cache's safety:
+1. name validation, offline check, Hub preflight (model info; a file probe for gated repos)
+   and the free-space check: nothing is written to the cache before all of them pass;
+2. a healthy cached copy of that commit -> ``already_exists`` (no transfer);
+3. leftovers of a killed download are resumed with Range requests, then
+   ``snapshot_download`` of the pinned commit fetches the rest;
+4. the revision is health-checked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlxk import config
+from mlxk.cache import layout
+from mlxk.errors import DownloadFailed, MlxkError, ModelNotFound, ValidationError
+from mlxk.hub import client
+
+_HEX = re.compile(r"^[0-9a-fA-F]{4,40}$")
+_REV = re.compile(r"^[A-Za-z0-9._/-]{1,128}$")
+
+
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """``org/name@rev`` -> (name, rev); rev is a commit (prefix) or a branch/tag name."""
+    if "@" not in ref:
+        return ref, None
+    name, _, rev = ref.rpartition("@")
+    if not rev or not _REV.match(rev) or ".." in rev:
+        raise ValidationError(f"Invalid revision '{rev}'")
+    return name, rev.lower() if _HEX.match(rev) else rev
+
+
+def resolve_repo_id(name: str) -> str:
+    """``org/name`` as is; a short name is looked up on the Hub (``mlx-community/<name>`` first)."""
+    from mlxk.cache.resolve import is_explicit_path, validate_name
+
+    if is_explicit_path(name):
+        raise ValidationError(f"pull takes a Hub repo id (org/name), not a path: '{name}'")
+    validate_name(name)
+    if "/" in name:
+        return name
+    for candidate in (f"{config.MLX_COMMUNITY_ORG}/{name}", name):
+        if client.repo_exists(candidate):
+            return candidate
+    raise ModelNotFound(f"'{name}' not found on the Hub (tried {config.MLX_COMMUNITY_ORG}/{name} "
+                        f"and {name}).", model=name)
+
+
+def _ref_to_write(rev: str | None, commit: str) -> str | None:
+    """The ref snapshot_download would record: the branch/tag asked for, none for a commit."""
+    if rev is None:
+        return "main"
+    if _HEX.match(rev) and commit.startswith(rev.lower()):
+        return None
+    return rev
+
+
+def _cached_and_healthy(repo_id: str, remote: client.RemoteRevision, cache: Path) -> bool:
+    snap = layout.snapshots_dir(repo_id, cache) / remote.commit
+    if not snap.is_dir():
+        return False
+    if any(not (snap / f.path).is_file() for f in remote.files):
+        return False
+    from mlxk.operations.health import check_revision
+
+    return check_revision(repo_id, remote.commit, root=cache).status == "healthy"
+
+
+def pull(ref: str, *, progress: bool = True, info: Callable[[str], None] | None = None,
+         max_workers: int = 8) -> dict[str, Any]:
+    say = info or (lambda _msg: None)
+    name, rev = split_ref(ref.strip())
+    repo_id = name
+    try:
+        repo_id = resolve_repo_id(name)
+        return _pull(repo_id, rev, progress=progress, say=say, max_workers=max_workers)
+    except MlxkError as exc:
+        status = "access_denied" if exc.code == "access_denied" else "failed"
+        exc.extra.setdefault("model", repo_id)
+        exc.extra.setdefault("download_status", status)
+        raise
+
+
+def _pull(repo_id: str, rev: str | None, *, progress: bool, say: Callable[[str], None],
+          max_workers: int) -> dict[str, Any]:
+    cache = config.hub_cache()
+    if not progress:
+        client.quiet()
+    remote = client.preflight(repo_id, rev)
+    commit = remote.commit
+    rdir = layout.repo_dir(repo_id, cache)
+    ref_name = _ref_to_write(rev, commit)
+
+    if _cached_and_healthy(repo_id, remote, cache):
+        if ref_name:
+            client.write_ref(rdir, ref_name, commit)
+        return _result(repo_id, "already_exists", commit, 0,
+                       f"{repo_id}@{commit[:7]} is already in the cache and healthy.")
+
+    need = client.check_disk_space(remote, rdir)
+    say(f"Pulling {repo_id}@{commit[:7]} ({_mb(need)} to download)")
+    existed = rdir.exists()
+    try:
+        if ref_name:
+            client.write_ref(rdir, ref_name, commit)
+        fetched = client.resume_partials(remote, cache)
+        if fetched:
+            say(f"Resumed partial download ({_mb(fetched)} fetched for partial files)")
+        client.snapshot(remote, cache, progress=progress, max_workers=max_workers)
+    except MlxkError:
+        if not existed:
+            _drop_if_nothing_arrived(rdir)
+        raise
+    downloaded = need  # everything missing before the pull is now present
+
+    from mlxk.operations.health import check_revision
+
+    health = check_revision(repo_id, commit, root=cache)
+    if health.status != "healthy":
+        raise DownloadFailed(f"Downloaded {repo_id}@{commit[:7]} but it is unhealthy: {health.reason}",
+                             model=repo_id, commit_hash=commit, reason=health.reason)
+    return _result(repo_id, "success", commit, downloaded,
+                   f"Downloaded {repo_id}@{commit[:7]} ({_mb(downloaded)}).")
+
+
+def _drop_if_nothing_arrived(rdir: Path) -> None:
+    """A pull that created ``rdir`` and failed before any byte of a file landed leaves no trace.
+
+    Anything else (a finished blob, a partial, a snapshot) stays: it is what the next pull resumes.
+    """
+    import shutil
+
+    blobs = rdir / "blobs"
+    snapshots = rdir / "snapshots"
+    if (blobs.is_dir() and any(blobs.iterdir())) or (snapshots.is_dir() and any(snapshots.iterdir())):
+        return
+    shutil.rmtree(rdir, ignore_errors=True)
+
+
+def _result(repo_id: str, status: str, commit: str, nbytes: int, message: str) -> dict[str, Any]:
+    return {"model": repo_id, "download_status": status, "message": message,
+            "commit_hash": commit, "bytes_downloaded": nbytes}
+
+
+def _mb(n: int) -> str:
+    from mlxk.output.human import size_str
+
+    return size_str(n)
