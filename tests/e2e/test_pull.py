@@ -310,3 +310,21 @@ def test_failure_after_preflight_before_any_file_leaves_no_trace(hub_server: Fak
     assert tree_snapshot(hub_cache.parent) == before
     hub_server.failures.clear()
     assert pull(REPO).returncode == 0
+
+
+def test_concurrent_pulls_share_the_locks(hub_server: FakeHub, hub_cache: Path,
+                                          files: dict[str, bytes]) -> None:
+    """Two pulls of one model at once: both succeed and every file crosses the wire once."""
+    sha = hub_server.add_repo(REPO, files)
+    big = big_file(files)
+    hub_server.throttle(2 * 1024 * 1024, paths={big})
+    procs = [subprocess.Popen(mlxk_argv("pull", REPO, "--json"), env=mlxk_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for _ in range(2)]
+    outs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert {o["data"]["commit_hash"] for o in outs} == {sha}
+    for name, data in files.items():
+        assert hub_server.served(REPO, name) == len(data), name
+    blobs_are_sound(hub_cache / "models--org--tiny-model")
+    assert not scan_cache_dir(hub_cache).warnings

@@ -193,3 +193,22 @@ def test_interactive_chat_through_a_pty(smollm2_cached: str) -> None:
     assert child.exitstatus == 0
     for marker in SPECIAL_MARKERS:
         assert marker not in (child.before or "")
+
+
+def test_reasoning_model_with_preopened_think_block(tiny_think_dir: Path) -> None:
+    """The template opens <think>: output is reasoning until </think>; --hide-reasoning hides it."""
+    args = ("run", str(tiny_think_dir), "Hello", *GREEDY, "--max-tokens", "8")
+    r = run_mlxk(*args, "--json")
+    assert r.returncode == 0, r.stderr
+    data = assert_valid(r.json)["data"]
+    thought, answer = data.get("reasoning", ""), data["response"]
+    assert thought.strip(), data  # random weights: they start inside the pre-opened block
+    assert "<think>" not in thought + answer and "</think>" not in thought + answer
+    shown = run_mlxk(*args)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("Thinking...\n")
+    assert thought.strip() in shown.stdout and "...done thinking." in shown.stdout
+    hidden = run_mlxk(*args, "--hide-reasoning")
+    assert hidden.returncode == 0, hidden.stderr
+    assert "Thinking..." not in hidden.stdout and thought.strip() not in hidden.stdout
+    assert hidden.stdout.strip() == answer.strip()

@@ -81,7 +81,8 @@ def test_too_long_text_with_no_truncate_fails_and_default_truncates(minilm_cache
     assert res.returncode == 1
     _valid(res.json)
     assert res.json["error"]["type"] == "ValidationError"
-    assert "302 tokens" in res.json["error"]["message"] and "256" in res.json["error"]["message"]
+    msg = res.json["error"]["message"]
+    assert "302 tokens" in msg and "limit of 256" in msg and "--no-truncate" in msg
     ok = run_mlxk("embed", minilm_cached, long_text)
     assert ok.returncode == 0, ok.stderr
     assert len(_lines(ok.stdout)) == 1

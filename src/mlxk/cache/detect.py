@@ -54,13 +54,29 @@ def local_files(path: Path) -> dict[str, Path]:
     return out
 
 
+def read_bytes(path: PathLike) -> bytes:
+    """Whole file through a raw descriptor: open, read until EOF, close (no buffered object)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if len(chunk) < (1 << 20):
+                break  # short read on a regular file: EOF reached
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def load_json(path: PathLike | None) -> tuple[dict | None, str | None]:
     """(data, error). ``error`` is ``missing``, ``empty`` or ``invalid``."""
     if path is None:
         return None, "missing"
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_bytes(path)
     except OSError:
         return None, "missing"
     if not raw.strip():
@@ -91,8 +107,7 @@ def chat_template(files: Files) -> str | None:
     if path is None:
         return None
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_bytes(path)
     except OSError:
         return None
     if b'"chat_template"' not in raw:  # most base models: no need to parse a large JSON

@@ -55,11 +55,13 @@ class EmbeddingModel:
     _dense: list[tuple[Any, Any, str]] = field(default_factory=list)
     _accepts_token_types: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _tok_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # tokenization ----------------------------------------------------------
     def tokenize(self, texts: list[str], truncate: bool = True) -> tuple[list[list[int]], list[bool]]:
         """Token ids per text (with the model's special tokens), cut to ``max_length`` when allowed."""
-        enc = self.tokenizer(texts, add_special_tokens=True, truncation=False, padding=False)
+        with self._tok_lock:  # HF fast tokenizers raise "Already borrowed" when shared across threads
+            enc = self.tokenizer(texts, add_special_tokens=True, truncation=False, padding=False)
         ids: list[list[int]] = [list(x) for x in enc["input_ids"]]
         truncated = [len(x) > self.max_length for x in ids]
         if not any(truncated):
@@ -69,10 +71,11 @@ class EmbeddingModel:
             i = long[0]
             raise ValidationError(
                 f"input {i} has {len(ids[i])} tokens, more than the model's limit of "
-                f"{self.max_length} tokens (allow truncation with --truncate)",
+                f"{self.max_length} tokens",
                 param="input", index=i, tokens=len(ids[i]), max_tokens=self.max_length)
-        cut = self.tokenizer([texts[i] for i in long], add_special_tokens=True, truncation=True,
-                             max_length=self.max_length, padding=False)["input_ids"]
+        with self._tok_lock:
+            cut = self.tokenizer([texts[i] for i in long], add_special_tokens=True, truncation=True,
+                                 max_length=self.max_length, padding=False)["input_ids"]
         for i, row in zip(long, cut, strict=False):
             ids[i] = list(row)
         return ids, truncated
@@ -88,7 +91,8 @@ class EmbeddingModel:
             too_long = len(row) > self.max_length
             if too_long and not truncate:
                 raise ValidationError(f"input {i} has {len(row)} tokens, more than the model's limit "
-                                      f"of {self.max_length} tokens", param="input")
+                                      f"of {self.max_length} tokens", param="input", index=i,
+                                      tokens=len(row), max_tokens=self.max_length)
             out.append(list(row[: self.max_length]))
             truncated.append(too_long)
         return out, truncated

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from tests.support.cli import mlxk_argv, mlxk_env, run_mlxk
 from tests.support.dist_procs import TWO_LOCAL, alive, descendants, rank_pids
+from tests.support.schema import assert_valid
 
 PROMPT = "hello there"
 GEN = ("--temperature", "0", "--max-tokens", "16")
@@ -19,6 +20,7 @@ GEN = ("--temperature", "0", "--max-tokens", "16")
 def _run_json(*args: str) -> dict:
     r = run_mlxk("--json", "run", *args, timeout=300)
     assert r.returncode == 0, r.stderr + r.stdout
+    assert_valid(r.json, "run")
     return r.json["data"]
 
 
@@ -48,6 +50,7 @@ def test_dry_run_prints_the_plan_without_starting_ranks(dist_cache: Path) -> Non
     r = run_mlxk("--json", "run", "mlxk-test/dist-qwen2", "x", "--hosts", TWO_LOCAL,
                  "--parallel", "pipeline", "--dry-run")
     assert r.returncode == 0, r.stderr
+    assert_valid(r.json, "run")
     plan = r.json["data"]["plan"]
     assert plan["mode"] == "pipeline" and plan["world_size"] == 2
     assert [x["layers"] for x in plan["ranks"]] == [[2, 4], [0, 2]]
@@ -69,6 +72,7 @@ def test_unshardable_models_fail_before_any_rank_starts(dist_cache: Path, repo: 
     assert "Starting" not in r.stderr and "Traceback" not in r.stderr
     j = run_mlxk("--json", "run", repo, PROMPT, "--hosts", TWO_LOCAL, *extra, timeout=60)
     assert j.returncode == 1 and j.json["status"] == "error" and message in j.json["error"]["message"]
+    assert_valid(j.json, "run")
 
 
 def test_unreachable_host_in_hostfile_fails_before_load(dist_cache: Path, tmp_path: Path) -> None:
@@ -112,8 +116,6 @@ def test_hosts_flag_is_in_help() -> None:
 
 
 def test_show_reports_the_parallel_modes(dist_cache: Path) -> None:
-    from tests.support.schema import assert_valid
-
     r = run_mlxk("--json", "show", "mlxk-test/dist-qwen2")
     assert r.returncode == 0, r.stderr
     assert_valid(r.json, "show")

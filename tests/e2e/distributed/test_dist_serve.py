@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from tests.support.dist_procs import TWO_LOCAL, alive, descendants, rank_pids
 from tests.support.fixtures_server import module_hf_home, port_is_free, start_serve
+from tests.support.schema import assert_valid
 
 MODEL = "mlxk-test/dist-llama"
 QUESTIONS = ["hello there", "what is the capital of France?", "count to ten", "tell me about MLX"]
@@ -79,6 +80,7 @@ def test_dry_run_prints_the_plan(serve_home: Path) -> None:
     r = run_mlxk("--json", "serve", "--model", MODEL, "--hosts", TWO_LOCAL, "--dry-run",
                  env={"HF_HOME": str(serve_home)})
     assert r.returncode == 0, r.stderr
+    assert_valid(r.json, "serve")
     plan = r.json["data"]["plan"]
     assert plan["mode"] == "tensor"
     assert [x["attention_heads"] for x in plan["ranks"]] == [2, 2]
@@ -99,6 +101,9 @@ def test_killed_rank_stops_the_server_with_a_clear_error(serve_home: Path) -> No
     assert code == 1
     last = json.loads(out.strip().splitlines()[-1])
     assert last["status"] == "error", out
+    assert_valid(last, "serve")
+    assert_valid(sp.startup, "serve")
+    assert sp.startup["data"]["ranks"] == 2 and sp.startup["data"]["parallel"] == "tensor"
     msg = last["error"]["message"]
     assert "distributed server stopped" in msg and "rank 1" in msg and "SIGKILL" in msg, msg
     assert "Traceback" not in sp.stderr_text()

@@ -1,0 +1,126 @@
+"""`mlxk run`'s engine path versus raw ``mlx_lm.stream_generate``: same model, prompt,
+max_tokens and sampling, in one run.
+
+    .venv/bin/python bench/bench_run.py [--model DIR] [--tokens 128] [--rounds 5]
+
+DIR defaults to SmolLM2-135M-Instruct converted from the PyPI GGUF by our convert code
+(built under ``.cache/test-models/`` like the test fixture does). One loaded model is
+shared by both arms, so only the generation path differs. Arms alternate round by round
+(a shared, busy machine drifts); medians count.
+
+- engine: ``generate.prepare`` + ``generate.stream`` (template, tokenization, sampler,
+  SequenceDecoder with detokenizer, stop/reasoning handling) - what `mlxk run` calls.
+- raw:    ``tokenizer.apply_chat_template`` + ``mlx_lm.stream_generate``.
+
+TTFT: from the call to the first generated token. Decode tok/s: tokens after the first
+over the time after the first. Targets: decode ratio >= 0.98, TTFT overhead <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+PROMPT = "Write a long story about a dragon who lives in a castle."
+
+
+def default_model() -> Path:
+    from tests.support.fixtures_models import build_smollm2
+
+    return build_smollm2()
+
+
+def run_engine(lm, max_tokens: int) -> tuple[float, float, int]:
+    from mlxk.engine.generate import prepare, stream
+    from mlxk.engine.types import GenerationRequest, SamplingParams
+
+    req = GenerationRequest(messages=[{"role": "user", "content": PROMPT}],
+                            sampling=SamplingParams(temperature=0.0), max_tokens=max_tokens)
+    times: list[float] = []
+    t0 = time.perf_counter()
+    p = prepare(lm, req)
+    feed = p.decoder.feed
+
+    def timed_feed(token: int):
+        times.append(time.perf_counter())
+        return feed(token)
+
+    p.decoder.feed = timed_feed
+    for _ in stream(lm, req, prepared=p):
+        pass
+    return _stats(t0, times)
+
+
+def run_raw(lm, max_tokens: int) -> tuple[float, float, int]:
+    from mlx_lm import stream_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    tok = lm.tokenizer
+    times: list[float] = []
+    t0 = time.perf_counter()
+    prompt = tok.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True)
+    for r in stream_generate(lm.model, tok, prompt, max_tokens=max_tokens, sampler=make_sampler(0.0)):
+        if len(times) < r.generation_tokens:
+            times.append(time.perf_counter())
+    return _stats(t0, times)
+
+
+def _stats(t0: float, times: list[float]) -> tuple[float, float, int]:
+    ttft = times[0] - t0
+    n = len(times)
+    tps = (n - 1) / (times[-1] - times[0]) if n > 1 else 0.0
+    return ttft, tps, n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+
+    import mlx.core as mx
+
+    from mlxk.engine.loader import load_model
+
+    model_dir = args.model or default_model()
+    lm = load_model(model_dir, model_dir.name)
+    # mlx_lm's own loop must stop at the same tokens: the engine set them on the tokenizer.
+    print(f"model {model_dir.name} on {mx.default_device()}, prompt {PROMPT!r}, "
+          f"max_tokens {args.tokens}, greedy, {args.rounds} rounds (+1 warm-up)")
+    run_raw(lm, 8)
+    run_engine(lm, 8)
+    raw_runs, eng_runs = [], []
+    for i in range(args.rounds):
+        arms = [("raw", run_raw, raw_runs), ("engine", run_engine, eng_runs)]
+        if i % 2:
+            arms.reverse()
+        for name, fn, acc in arms:
+            ttft, tps, n = fn(lm, args.tokens)
+            acc.append((ttft, tps, n))
+            print(f"  round {i + 1} {name:6s}: ttft {ttft * 1000:7.1f} ms  decode {tps:7.2f} tok/s  ({n} tokens)")
+    raw_ttft = statistics.median(r[0] for r in raw_runs)
+    eng_ttft = statistics.median(r[0] for r in eng_runs)
+    raw_tps = statistics.median(r[1] for r in raw_runs)
+    eng_tps = statistics.median(r[1] for r in eng_runs)
+    ratio = eng_tps / raw_tps if raw_tps else 0.0
+    overhead_ms = (eng_ttft - raw_ttft) * 1000
+    print()
+    print(f"raw mlx_lm.stream_generate: decode {raw_tps:.2f} tok/s, ttft {raw_ttft * 1000:.1f} ms")
+    print(f"mlxk engine (run path):     decode {eng_tps:.2f} tok/s, ttft {eng_ttft * 1000:.1f} ms")
+    print(f"decode tok/s ratio engine/raw: {ratio:.3f}  (target >= 0.98)  "
+          f"{'OK' if ratio >= 0.98 else 'BELOW TARGET'}")
+    print(f"TTFT overhead: {overhead_ms:+.1f} ms  (target <= 50 ms)  "
+          f"{'OK' if overhead_ms <= 50 else 'ABOVE TARGET'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
