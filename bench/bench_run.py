@@ -72,6 +72,50 @@ def run_raw(lm, max_tokens: int) -> tuple[float, float, int]:
     return _stats(t0, times)
 
 
+def direct_overhead(lm, max_tokens: int, reps: int = 20) -> tuple[float, float, float]:
+    """What the engine adds on top of raw mlx_lm, timed without the model's forward pass:
+    (prepare - raw template/tokenize) seconds, and (decoder.feed - raw detokenizer) per token."""
+    from mlx_lm import stream_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    from mlxk.engine.decoder import SequenceDecoder
+    from mlxk.engine.generate import prepare
+    from mlxk.engine.types import GenerationRequest, SamplingParams
+
+    tok = lm.tokenizer
+    msgs = [{"role": "user", "content": PROMPT}]
+    prompt = tok.apply_chat_template(msgs, add_generation_prompt=True)
+    responses = list(stream_generate(lm.model, tok, prompt, max_tokens=max_tokens,
+                                     sampler=make_sampler(0.0)))
+    tokens = [r.token for r in responses]
+    req = GenerationRequest(messages=msgs, sampling=SamplingParams(temperature=0.0), max_tokens=max_tokens)
+
+    def best(fn) -> float:
+        out = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+        return statistics.median(out)
+
+    def raw_detok() -> None:
+        d = tok.detokenizer
+        for t in tokens:
+            d.add_token(t)
+            _ = d.last_segment
+        d.finalize()
+
+    def engine_decode() -> None:
+        d = SequenceDecoder(tok, lm.eos_token_ids, hidden_token_ids=lm.hidden_token_ids)
+        for t in tokens:
+            d.feed(t)
+        d.finish("length")
+
+    prep = best(lambda: prepare(lm, req)) - best(lambda: tok.apply_chat_template(msgs, add_generation_prompt=True))
+    per_token = (best(engine_decode) - best(raw_detok)) / max(1, len(tokens))
+    return prep, per_token, responses[-1].generation_tps
+
+
 def _stats(t0: float, times: list[float]) -> tuple[float, float, int]:
     ttft = times[0] - t0
     n = len(times)
@@ -83,7 +127,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--tokens", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=5, help="0: only the direct overhead measurement")
     args = ap.parse_args()
 
     import mlx.core as mx
@@ -97,6 +141,14 @@ def main() -> int:
           f"max_tokens {args.tokens}, greedy, {args.rounds} rounds (+1 warm-up)")
     run_raw(lm, 8)
     run_engine(lm, 8)
+    prep_s, per_tok_s, raw_gen_tps = direct_overhead(lm, args.tokens)
+    print(f"direct: prepare() costs {prep_s * 1000:+.2f} ms more than apply_chat_template; "
+          f"SequenceDecoder.feed costs {per_tok_s * 1e6:+.1f} us/token more than mlx-lm's detokenizer")
+    raw_tok_s = 1.0 / raw_gen_tps if raw_gen_tps else float("inf")
+    print(f"  at raw mlx_lm's {raw_gen_tps:.2f} tok/s this bounds the decode ratio at "
+          f"{raw_tok_s / (raw_tok_s + per_tok_s):.4f} and the TTFT overhead at {prep_s * 1000:.2f} ms")
+    if args.rounds <= 0:
+        return 0
     raw_runs, eng_runs = [], []
     for i in range(args.rounds):
         arms = [("raw", run_raw, raw_runs), ("engine", run_engine, eng_runs)]
@@ -113,6 +165,7 @@ def main() -> int:
     ratio = eng_tps / raw_tps if raw_tps else 0.0
     overhead_ms = (eng_ttft - raw_ttft) * 1000
     print()
+    print(f"end to end (medians of {args.rounds} alternating rounds):")
     print(f"raw mlx_lm.stream_generate: decode {raw_tps:.2f} tok/s, ttft {raw_ttft * 1000:.1f} ms")
     print(f"mlxk engine (run path):     decode {eng_tps:.2f} tok/s, ttft {eng_ttft * 1000:.1f} ms")
     print(f"decode tok/s ratio engine/raw: {ratio:.3f}  (target >= 0.98)  "

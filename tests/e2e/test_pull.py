@@ -13,7 +13,13 @@ import pytest
 from huggingface_hub import scan_cache_dir, snapshot_download
 from tests.support.cache_factory import add_repo
 from tests.support.cli import mlxk_argv, mlxk_env, run_mlxk
-from tests.support.hub_repos import big_file, model_files, tree_snapshot, write_folder
+from tests.support.hub_repos import (
+    big_file,
+    model_files,
+    safetensors_bytes,
+    tree_snapshot,
+    write_folder,
+)
 from tests.support.hub_server import FakeHub, HubProcess
 from tests.support.schema import assert_valid
 
@@ -328,3 +334,45 @@ def test_concurrent_pulls_share_the_locks(hub_server: FakeHub, hub_cache: Path,
         assert hub_server.served(REPO, name) == len(data), name
     blobs_are_sound(hub_cache / "models--org--tiny-model")
     assert not scan_cache_dir(hub_cache).warnings
+
+
+def test_damaged_cached_file_is_fetched_again(hub_server: FakeHub, hub_cache: Path,
+                                              files: dict[str, bytes]) -> None:
+    hub_server.add_repo(REPO, files)
+    assert pull(REPO).returncode == 0
+    big = big_file(files)
+    snap = hub_cache / "models--org--tiny-model" / "snapshots" / hub_server.head_sha(REPO)
+    blob = (snap / big).resolve()
+    blob.write_bytes(files[big][:1000])  # truncated behind the cache's back
+    assert run_mlxk("health", REPO, "--json").returncode == 1
+    hub_server.reset_counters()
+    r = pull(REPO)
+    assert r.returncode == 0, r.stdout
+    assert r.json["data"]["download_status"] == "success"
+    assert hub_server.served(REPO, big) == len(files[big])
+    assert (snap / big).read_bytes() == files[big]
+    assert run_mlxk("health", REPO, "--json").returncode == 0
+
+
+def test_complete_download_of_an_unhealthy_model_reports_its_health(hub_server: FakeHub,
+                                                                    hub_cache: Path) -> None:
+    """Every byte arrived, but the repo itself is no sound model: success, health in the message."""
+    broken = {"config.json": b"{not json", "model.safetensors": safetensors_bytes({"w": 4096})}
+    hub_server.add_repo("org/broken-config", broken)
+    r = pull("org/broken-config")
+    assert r.returncode == 0, r.stdout
+    d = r.json["data"]
+    assert d["download_status"] == "success"
+    assert d["bytes_downloaded"] == sum(len(v) for v in broken.values())
+    assert "health check:" in d["message"] and "config.json" in d["message"]
+    snap = hub_cache / "models--org--broken-config" / "snapshots" / d["commit_hash"]
+    assert (snap / "config.json").read_bytes() == broken["config.json"]
+    again = run_mlxk("pull", "org/broken-config")
+    assert again.returncode == 0
+    assert "already in the cache; health check:" in again.stdout
+    assert "Warning: org/broken-config health check:" in again.stderr
+    # a GGUF-only repo (no config.json) is a healthy download
+    hub_server.add_repo("org/some-gguf", {"model-Q4_0.gguf": b"GGUF" + bytes(5000)})
+    gguf = pull("org/some-gguf")
+    assert gguf.returncode == 0 and gguf.json["data"]["message"].endswith("; healthy.")
+

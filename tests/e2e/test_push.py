@@ -85,6 +85,7 @@ def test_dry_run_then_real_push_lands_files(hub_server: FakeHub, folder: Path) -
     d = r.json["data"]
     assert d["action"] == "uploaded"
     assert d["commit_hash"] == hub_server.head_sha("me/model")
+    assert d["url"] == f"{hub_server.url}/me/model/commit/{d['commit_hash']}"
     assert hub_server.repos["me/model"].private
     landed = hub_server.files_at("me/model")
     assert {k: v for k, v in landed.items() if k != ".gitattributes"} == \

@@ -155,17 +155,23 @@ def test_bad_request_shapes(server) -> None:
 
 
 def test_serve_model_flag_preloads_an_encoder(home: Path, serve_factory) -> None:
-    """`serve --model <encoder>` loads it at start; requests without a model use it."""
-    sp = serve_factory(home, "--model", "all-minilm-l6")
+    """`serve --model <encoder>` loads it at start; requests without a model use it; the API key
+    guards /v1/embeddings like every other route."""
+    sp = serve_factory(home, "--model", "all-minilm-l6", "--api-key", "s3cret")
     assert sp.startup["data"]["model"] == MINILM_REPO_ID
-    r = _post(sp, {"input": ["no model named"]})
+    auth = {"Authorization": "Bearer s3cret"}
+    url = sp.base_url + "/v1/embeddings"
+    r = httpx.post(url, json={"input": ["no model named"]}, headers=auth, timeout=120)
     assert r.status_code == 200, r.text
     assert r.json()["model"] == MINILM_REPO_ID and len(r.json()["data"][0]["embedding"]) == 384
+    denied = openai.OpenAI(base_url=sp.base_url + "/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        denied.embeddings.create(model=MINILM_REPO_ID, input="x")
     assert MINILM_REPO_ID in httpx.get(sp.base_url + "/health").json()["loaded_models"]
-    cards = {m["id"]: m for m in httpx.get(sp.base_url + "/v1/models").json()["data"]}
+    cards = {m["id"]: m for m in httpx.get(sp.base_url + "/v1/models", headers=auth).json()["data"]}
     assert cards[MINILM_REPO_ID]["loaded"] is True
     assert cards[MINILM_REPO_ID]["model_type"] == "embedding"
-    chat = httpx.post(sp.base_url + "/v1/chat/completions", timeout=60,
+    chat = httpx.post(sp.base_url + "/v1/chat/completions", timeout=60, headers=auth,
                       json={"messages": [{"role": "user", "content": "hi"}]})
     assert chat.status_code == 400
 

@@ -193,6 +193,7 @@ class RankProcess:
         self.proc: subprocess.Popen = self.remote.process
         self.pidfile: str | None = None
         self.killed = False
+        self.last_error: str | None = None   # the rank's own "Error:" line, if it printed one
 
     def poll(self) -> int | None:
         return self.proc.poll()
@@ -261,6 +262,9 @@ class RankGroup:
                     continue
             if not self.verbose and line.startswith("[ring]"):
                 continue
+            marker = f"mlxk rank {rp.rank}: Error: "
+            if line.startswith(marker):
+                rp.last_error = line[len(marker):].strip()
             prefix = "" if rp.rank == 0 else f"[rank {rp.rank}] "
             self._write(sys.stderr, prefix + line)
 
@@ -336,7 +340,8 @@ class RankGroup:
         for rp in self.ranks:
             code = rp.poll()
             if code not in (0, None) and not rp.killed:
-                parts.append(f"rank {rp.rank} ({rp.host.ssh}) {_describe_status(code)}")
+                why = f" ({rp.last_error})" if rp.last_error and rp.rank else ""
+                parts.append(f"rank {rp.rank} ({rp.host.ssh}) {_describe_status(code)}{why}")
         return "; ".join(parts) or None
 
 

@@ -177,6 +177,53 @@ def check_disk_space(remote: RemoteRevision, repo_dir: Path) -> int:
     return need
 
 
+# ---- what arrived ---------------------------------------------------------------------
+def arrival_problems(remote: RemoteRevision, cache_dir: Path) -> list[str]:
+    """Files of the revision that are not in its snapshot with the size the Hub states."""
+    from mlxk.cache.layout import snapshots_dir
+
+    snap = snapshots_dir(remote.repo_id, cache_dir) / remote.commit
+    problems = []
+    for f in remote.files:
+        p = snap / f.path
+        if not p.is_file():
+            problems.append(f"missing file: {f.path}")
+        elif p.stat().st_size != f.size:
+            problems.append(f"size mismatch ({p.stat().st_size} != {f.size} bytes): {f.path}")
+    return problems
+
+
+def drop_damaged(remote: RemoteRevision, cache_dir: Path) -> list[str]:
+    """Unlink snapshot entries and blobs whose size contradicts the Hub, so they are fetched again.
+
+    Only what is provably wrong goes (a dangling link, a blob of the wrong length), each blob
+    under huggingface_hub's per-blob lock. Returns the repaired paths.
+    """
+    from huggingface_hub.utils import WeakFileLock
+
+    from mlxk.cache.layout import locks_dir, repo_dir
+
+    rdir = repo_dir(remote.repo_id, cache_dir)
+    snap = rdir / "snapshots" / remote.commit
+    repaired = []
+    for f in remote.files:
+        link = snap / f.path
+        blob = rdir / "blobs" / f.etag
+        bad_blob = blob.is_file() and blob.stat().st_size != f.size
+        bad_link = link.is_symlink() and (not link.exists() or link.stat().st_size != f.size)
+        if not (bad_blob or bad_link):
+            continue
+        lock = locks_dir(remote.repo_id, cache_dir) / f"{f.etag}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with WeakFileLock(lock):
+            if blob.is_file() and blob.stat().st_size != f.size:
+                blob.unlink()
+            if link.is_symlink() and (not link.exists() or link.stat().st_size != f.size):
+                link.unlink()
+        repaired.append(f.path)
+    return repaired
+
+
 # ---- resume ----------------------------------------------------------------------------
 def _partials(blobs: Path, etag: str) -> list[Path]:
     if not blobs.is_dir():
@@ -333,8 +380,11 @@ def repo_is_private(repo_id: str) -> bool | None:
 
 
 def upload_folder(repo_id: str, folder: Path, *, deletes: list[str], message: str,
-                  ignore_patterns: list[str]) -> str:
-    """Create ``repo_id`` private if needed; upload ``folder`` and delete ``deletes`` in one commit."""
+                  ignore_patterns: list[str]) -> tuple[str, str]:
+    """Create ``repo_id`` private if needed; upload ``folder`` and delete ``deletes`` in one commit.
+
+    Returns the commit sha and its URL on the Hub.
+    """
     import glob
 
     require_online("push")
@@ -344,4 +394,4 @@ def upload_folder(repo_id: str, folder: Path, *, deletes: list[str], message: st
         repo_id=repo_id, folder_path=str(folder), commit_message=message,
         ignore_patterns=ignore_patterns,
         delete_patterns=[glob.escape(p) for p in deletes] or None), repo_id)
-    return str(info.oid)
+    return str(info.oid), str(info.commit_url)

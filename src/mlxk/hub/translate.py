@@ -10,6 +10,7 @@ from mlxk.errors import (
     MlxkError,
     ModelNotFound,
     OfflineError,
+    PermissionDenied,
     ValidationError,
 )
 
@@ -52,6 +53,9 @@ def translate(exc: BaseException, repo_id: str, revision: str | None = None) -> 
     if _is_connection_error(exc):
         return DownloadFailed(f"Cannot reach the Hub at {config.hf_endpoint()} ({first_line(exc)}); "
                               "check the network or HF_ENDPOINT.", model=repo_id)
+    if isinstance(exc, PermissionError):
+        return PermissionDenied(f"Cannot write to the cache for {repo_id}: {first_line(exc)}",
+                                model=repo_id)
     if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
         return DownloadFailed(f"No space left on device while downloading {repo_id}.", model=repo_id)
     return DownloadFailed(f"Download of {repo_id} failed: {type(exc).__name__}: {first_line(exc)}",

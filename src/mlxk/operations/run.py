@@ -17,6 +17,7 @@ class RunOptions:
     stop: tuple[str, ...] = ()
     system: str | None = None
     use_chat_template: bool = True
+    response_format: dict[str, Any] | None = None   # e.g. from `run --json-schema FILE`
 
 
 def resolve_runnable(ref: str) -> Any:
@@ -50,7 +51,8 @@ def single_request(text: str, options: RunOptions) -> GenerationRequest:
     messages.append({"role": "user", "content": text})
     return GenerationRequest(messages=messages, sampling=options.sampling,
                              max_tokens=options.max_tokens, stop=options.stop,
-                             use_chat_template=options.use_chat_template)
+                             use_chat_template=options.use_chat_template,
+                             response_format=options.response_format)
 
 
 def combine_stdin(words: list[str], stdin_text: str | None) -> str:
@@ -106,10 +108,14 @@ class ChatSession:
                 if chunk.finish_reason:
                     turn.final = chunk
                 yield chunk
-        finally:
-            if turn.final is None:
-                turn.interrupted = True
+        except (KeyboardInterrupt, GeneratorExit):
+            turn.interrupted = True
             self.history.append({"role": "assistant", "content": turn.text})
+            raise
+        except BaseException:
+            self.history.pop()   # a failed turn (e.g. context full) leaves no trace
+            raise
+        self.history.append({"role": "assistant", "content": turn.text})
 
 
 def result_data(model: str, prompt: str, turn: Turn) -> dict[str, Any]:

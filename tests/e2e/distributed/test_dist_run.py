@@ -129,3 +129,35 @@ def test_show_reports_the_parallel_modes(dist_cache: Path) -> None:
 def test_mpi_backend_is_refused_clearly(dist_cache: Path) -> None:
     r = run_mlxk("run", "mlxk-test/dist-llama", PROMPT, "--hosts", TWO_LOCAL, "--backend", "mpi")
     assert r.returncode == 1 and "mpi backend is not supported" in r.stderr
+
+
+def test_a_hung_rank_is_caught_by_the_collective_deadline(dist_cache: Path) -> None:
+    """Rank 1 stops answering without closing its sockets (SIGSTOP: a frozen host or a cut
+    cable looks like this): the watchdog on rank 0 ends the run instead of hanging."""
+    env = {"MLXK_DIST_TIMEOUT": "5"}
+    from tests.support.cli import mlxk_env as _env
+
+    proc = subprocess.Popen(mlxk_argv("run", "mlxk-test/dist-llama", PROMPT, "--temperature", "0",
+                                      "--max-tokens", "100000", "--hosts", TWO_LOCAL),
+                            env=_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ranks = rank_pids(proc.pid)
+        family = [proc.pid, *descendants(proc.pid)]
+        assert proc.stdout is not None
+        proc.stdout.read(1)
+        subprocess.run(["kill", "-STOP", str(ranks[1])], check=True)
+        try:
+            _, err = proc.communicate(timeout=150)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail(f"the run did not end after rank 1 froze:\n{err}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1
+    assert "no answer from the other ranks for 5s" in err, err
+    assert "Traceback" not in err
+    time.sleep(0.5)
+    assert [p for p in family if alive(p)] == []
