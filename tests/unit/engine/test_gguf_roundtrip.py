@@ -113,3 +113,52 @@ def test_unsupported_tokenizer_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="tokenizer model 'llama'"):
         convert_gguf(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def _handmade_gguf(path: Path, ggml_type: int, block_bytes: int) -> None:
+    """A minimal GGUF v3 file with one 256-value tensor of the given GGML type."""
+    import struct
+
+    def s(x: str) -> bytes:
+        b = x.encode()
+        return struct.pack("<Q", len(b)) + b
+
+    out = b"GGUF" + struct.pack("<IQQ", 3, 1, 1)
+    out += s("general.architecture") + struct.pack("<I", 8) + s("llama")
+    out += s("token_embd.weight") + struct.pack("<I", 2) + struct.pack("<QQ", 256, 1)
+    out += struct.pack("<I", ggml_type) + struct.pack("<Q", 0)
+    out += b"\0" * ((32 - len(out) % 32) % 32) + b"\0" * block_bytes
+    path.write_bytes(out)
+
+
+def test_k_quant_tensors_are_refused_not_dequantized(tmp_path: Path) -> None:
+    from mlxk.engine.gguf_convert import convert_gguf
+    from mlxk.engine.gguf_header import tensor_types
+    from mlxk.errors import ValidationError
+
+    path = tmp_path / "q6k.gguf"
+    _handmade_gguf(path, 14, 210)  # Q6_K: mx.load would hand back float16
+    assert tensor_types(path) == {"token_embd.weight": "Q6_K"}
+    with pytest.raises(ValidationError, match=r"unsupported GGUF tensor type.*Q6_K"):
+        convert_gguf(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_header_types_of_the_real_q4_1_file() -> None:
+    import zipfile
+
+    from tests.support.fixtures_models import SMOLLM2_GGUF, SMOLLM2_REQ, SMOLLM2_WHEEL, find_wheel
+
+    from mlxk.engine.gguf_header import tensor_types
+
+    with zipfile.ZipFile(find_wheel(SMOLLM2_WHEEL, SMOLLM2_REQ)) as zf, zf.open(SMOLLM2_GGUF) as f:
+        head = f.read(8 * 1024 * 1024)  # the header (vocab + merges) fits easily
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".gguf") as tmp:
+        tmp.write(head)
+        tmp.flush()
+        types = tensor_types(Path(tmp.name))
+    assert types["token_embd.weight"] == "Q8_0"
+    assert types["blk.0.attn_q.weight"] == "Q4_1" and types["output_norm.weight"] == "F32"
+    assert len(types) == 272
