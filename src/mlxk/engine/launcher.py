@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -357,16 +356,6 @@ def _local_env() -> list[str]:
 def worker_command(spec: dict[str, Any]) -> list[str]:
     """The argv every rank runs (mlx's launch script prefixes the python interpreter)."""
     return ["-m", "mlxk.engine.rank_worker", json.dumps(spec, separators=(",", ":"))]
-
-
-def forwarded_env() -> dict[str, str]:
-    """Environment the ranks need to find this mlxk and the same cache on local hosts."""
-    keep = ("PYTHONPATH", "HF_HOME", "HF_HUB_CACHE", "MLXK_DIST_TIMEOUT", "MLXK_DIST_HEARTBEAT")
-    return {k: os.environ[k] for k in keep if os.environ.get(k)}
-
-
-def quote_command(cmd: list[str]) -> str:
-    return shlex.join(cmd)
 
 
 def model_ref_for_ranks(name: str, commit: str | None, path: Path, cached: bool) -> str:
