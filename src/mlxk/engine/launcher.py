@@ -167,6 +167,9 @@ def backend_env(hs: HostSet) -> tuple[dict[str, str], list[str]]:
 def _describe_status(code: int | None) -> str:
     if code is None:
         return "is still running"
+    if code == -signal.SIGALRM:
+        return ("gave up: no answer from the other ranks within the collective deadline "
+                "(MLXK_DIST_TIMEOUT); a rank or its host is gone or frozen")
     if code < 0:
         try:
             name = signal.Signals(-code).name
