@@ -84,3 +84,9 @@ def json_mode_default() -> bool:
 def env_value(name: str) -> str | None:
     """Read one variable by name; for the few call sites that pass env through (launchers)."""
     return _env(name)
+
+
+def blas_choice() -> str | None:
+    """``MLXK_BLAS``: a BLAS library path for MLX's CPU matmuls on Linux, or ``reference`` to keep
+    the BLAS the mlx wheel bundles (see ``mlxk.engine.blas``)."""
+    return _env("MLXK_BLAS")

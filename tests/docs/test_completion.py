@@ -27,10 +27,9 @@ def cache(hub_cache: Path) -> Path:
     return hub_cache
 
 
-@pytest.fixture
-def script_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "completion"
-    d.mkdir()
+@pytest.fixture(scope="module")
+def script_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("completion")
     for shell in ("bash", "zsh", "fish"):
         res = run_mlxk("completion", shell)
         assert res.returncode == 0, res.stderr
@@ -120,6 +119,13 @@ def test_bash_completes_cached_model_names(cache: Path, script_dir: Path) -> Non
     assert set(_bash_complete(script, ["mlxk", "--json", "show", ""])) == {MODEL, OTHER}
 
 
+def test_bash_completes_local_model_directories(cache: Path, script_dir: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "my-model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert _bash_complete(script_dir / "mlxk.bash", ["mlxk", "show", "./my"]) == ["./my-model"]
+
+
 def test_bash_does_not_offer_models_where_text_goes(cache: Path, script_dir: Path) -> None:
     # `run MODEL PROMPT`: the second positional is free text.
     assert _bash_complete(script_dir / "mlxk.bash", ["mlxk", "run", MODEL, "Smo"]) == []
@@ -127,7 +133,7 @@ def test_bash_does_not_offer_models_where_text_goes(cache: Path, script_dir: Pat
 
 def test_bash_real_tab_in_interactive_shell(cache: Path, script_dir: Path) -> None:
     pexpect = pytest.importorskip("pexpect")
-    rc = script_dir / "bashrc"
+    rc = cache.parent / "bashrc"
     rc.write_text(f"""PS1='READY> '
 mlxk() {{ if [ "$1" = completion ]; then "{PY}" -m mlxk "$@"; else echo "ARGS:$*"; fi; }}
 source '{script_dir / "mlxk.bash"}'
@@ -153,15 +159,16 @@ needs_fish = pytest.mark.skipif(shutil.which("fish") is None, reason="fish is no
 @needs_zsh
 def test_zsh_real_tab_completes_model(cache: Path, script_dir: Path) -> None:
     pexpect = pytest.importorskip("pexpect")
-    zdot = script_dir / "zdot"
+    zdot = cache.parent / "zdot"
     zdot.mkdir()
     (zdot / ".zshrc").write_text(f"""PS1='READY> '
 autoload -Uz compinit && compinit -u -d '{zdot}/.zcompdump'
 mlxk() {{ if [ "$1" = completion ]; then "{PY}" -m mlxk "$@"; else echo "ARGS:$*"; fi; }}
 source '{script_dir / "mlxk.zsh"}'
 """)
+    (cache.parent / "my-model").mkdir()
     child = pexpect.spawn("zsh", ["-i"], env=mlxk_env({"ZDOTDIR": str(zdot), "TERM": "xterm"}),
-                          encoding="utf-8", timeout=60, dimensions=(40, 200))
+                          encoding="utf-8", timeout=60, dimensions=(40, 200), cwd=str(cache.parent))
     try:
         child.expect_exact("READY> ")
         child.send("mlxk show mlx-community/Smo\t")
@@ -171,6 +178,8 @@ source '{script_dir / "mlxk.zsh"}'
         child.expect_exact("ARGS:health")
         child.send("mlxk show --fil\t\r")
         child.expect_exact("ARGS:show --files")
+        child.send("mlxk show ./my-m\t\r")
+        child.expect_exact("ARGS:show ./my-model")
         child.sendline("exit")
         child.expect(pexpect.EOF)
     finally:
@@ -197,3 +206,11 @@ def test_fish_completes_commands_flags_and_models(cache: Path, script_dir: Path)
     assert _fish_complete(script, "mlxk show mlx-community/Smo") == [MODEL]
     assert _fish_complete(script, f"mlxk show {MODEL}@b") == [f"{MODEL}@bbbbbbbb"]
     assert _fish_complete(script, f"mlxk run {MODEL} Smo") == []
+
+
+@needs_fish
+def test_fish_completes_local_model_directories(cache: Path, script_dir: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "my-model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert _fish_complete(script_dir / "mlxk.fish", "mlxk show ./my") == ["./my-model/"]

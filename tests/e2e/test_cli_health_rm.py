@@ -27,6 +27,9 @@ def test_broken_variant_unhealthy_exit_1_but_listed(broken_model) -> None:
     assert human.returncode == 1 and reason in human.stdout
     listed = assert_valid(run_mlxk("list", "--json").json)["data"]["models"]
     assert [m["name"] for m in listed] == [repo_id] and listed[0]["health"] == "unhealthy"
+    shown = run_mlxk("show", repo_id, "--json", "--files")
+    assert shown.returncode == 0, shown.stdout
+    assert assert_valid(shown.json)["data"]["model"]["reason"].startswith(reason)
 
 
 def test_health_ok_exit_0(model_zoo) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import time
@@ -59,10 +58,9 @@ def test_pull_creates_the_layout_huggingface_hub_creates(hub_server: FakeHub, hu
     reference = tmp_path / "reference-cache"
     snapshot_download(REPO, cache_dir=reference, endpoint=hub_server.url)
     folder = "models--org--tiny-model"
-    ours, theirs = tree_snapshot(hub_cache / folder), tree_snapshot(reference / folder)
-    assert ours == theirs
+    # the whole cache root: repo folder, blobs, symlink targets, refs, trees/, .locks, CACHEDIR.TAG
+    assert tree_snapshot(hub_cache) == tree_snapshot(reference)
     assert (hub_cache / folder / "refs" / "main").read_text() == sha
-    assert sorted(os.listdir(hub_cache / ".locks" / folder)) == sorted(os.listdir(reference / ".locks" / folder))
     report = scan_cache_dir(hub_cache)
     assert not report.warnings
     assert [r.repo_id for r in report.repos] == [REPO]
@@ -72,6 +70,14 @@ def test_pull_creates_the_layout_huggingface_hub_creates(hub_server: FakeHub, hu
     assert again.returncode == 0
     assert again.json["data"]["download_status"] == "already_exists"
     assert again.json["data"]["bytes_downloaded"] == 0
+
+    # the other commands understand what pull wrote
+    listed = run_mlxk("list", "--json").json["data"]["models"]
+    assert [(m["name"], m["hash"], m["health"]) for m in listed] == [(REPO, sha, "healthy")]
+    gone = run_mlxk("rm", REPO, "--force", "--json")
+    assert gone.returncode == 0, gone.stdout
+    assert not (hub_cache / folder).exists()
+    assert not scan_cache_dir(hub_cache).warnings
 
 
 def test_human_mode_reports_and_exits_zero(hub_server: FakeHub, files: dict[str, bytes]) -> None:
@@ -140,6 +146,12 @@ def test_revision_pull_and_short_name(hub_server: FakeHub, hub_cache: Path, file
     assert r2.json["data"]["bytes_downloaded"] == len(files["config.json"]) + 2
     bad = pull(f"{REPO}@deadbeef")
     assert bad.returncode == 1 and bad.json["error"]["type"] == "hash_not_found"
+    assert set(bad.json["error"]["available_hashes"]) == {first, second}
+    # a Hub that only takes full hashes in URLs: the prefix is expanded from the commit list
+    hub_server.short_revisions = False
+    again = pull(f"{REPO}@{first[:7]}")
+    assert again.json["data"]["commit_hash"] == first
+    assert again.json["data"]["download_status"] == "already_exists"
 
     # short name: resolved on the Hub as mlx-community/<name>, never via another cached model
     hub_server.add_repo("mlx-community/tiny-model", files)
@@ -169,6 +181,7 @@ def test_dropped_connection_fails_cleanly_then_retry_succeeds(hub_server: FakeHu
     r = pull(REPO)
     assert r.returncode == 1
     assert r.json["error"]["type"] == "download_failed"
+    assert r.stderr == ""  # --json: huggingface_hub's retry warnings are silenced too
     repo_dir = hub_cache / "models--org--tiny-model"
     blobs_are_sound(repo_dir)
     assert not (repo_dir / "snapshots" / hub_server.head_sha(REPO) / big).exists()
@@ -194,11 +207,12 @@ def test_killed_pull_shows_partial_then_resumes(hub_server: FakeHub, hub_cache: 
     proc = subprocess.Popen(mlxk_argv("pull", REPO, "--json"), env=mlxk_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        blobs = hub_cache / "models--org--tiny-model" / "blobs"
         deadline = time.monotonic() + 60
-        while hub_server.served(REPO, big) < size * 2 // 3:
+        while not any(p.stat().st_size > 0 for p in blobs.glob("*.incomplete")):
             assert proc.poll() is None, "pull ended before it could be killed"
             assert time.monotonic() < deadline
-            time.sleep(0.05)
+            time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
@@ -271,3 +285,25 @@ def test_hub_killed_mid_file_then_back(tmp_path: Path, hub_cache: Path, files: d
         blobs_are_sound(hub_cache / "models--org--tiny-model")
     finally:
         hub.kill()
+
+
+@pytest.mark.parametrize("ref", ["./local-dir", "../x", "/abs/x", "org/../x", "org//x", "a b/c d", ""])
+def test_invalid_references_are_rejected_before_any_request(hub_server: FakeHub, hub_cache: Path,
+                                                            ref: str) -> None:
+    r = pull(ref)
+    assert r.returncode == 1
+    assert r.json["error"]["type"] == "ValidationError"
+    assert not hub_server.requests and not any(hub_cache.iterdir())
+
+
+def test_failure_after_preflight_before_any_file_leaves_no_trace(hub_server: FakeHub, hub_cache: Path,
+                                                                 files: dict[str, bytes]) -> None:
+    hub_server.add_repo(REPO, files)
+    hub_server.fail("tree", 403)  # the Hub refuses the file listing after model info said yes
+    before = tree_snapshot(hub_cache.parent)
+    r = pull(REPO)
+    assert r.returncode == 1
+    assert r.json["error"]["type"] in ("download_failed", "access_denied")
+    assert tree_snapshot(hub_cache.parent) == before
+    hub_server.failures.clear()
+    assert pull(REPO).returncode == 0

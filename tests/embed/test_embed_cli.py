@@ -43,11 +43,12 @@ def test_texts_as_arguments_give_jsonl_records(minilm_cached: str) -> None:
     assert got @ want / (np.linalg.norm(got) * np.linalg.norm(want)) >= 0.999
 
 
-def test_stdin_one_text_per_line(minilm_cached: str) -> None:
-    res = run_mlxk("embed", minilm_cached, "-", input="first line\n\nsecond line\n")
+def test_stdin_one_text_per_line_and_short_name(minilm_cached: str) -> None:
+    res = run_mlxk("embed", "all-minilm-l6", "-", input="first line\n\nsecond line\n")
     assert res.returncode == 0, res.stderr
     recs = _lines(res.stdout)
     assert [r["text"] for r in recs] == ["first line", "second line"]
+    assert {r["model"] for r in recs} == {minilm_cached}
 
 
 def test_jsonl_stdin_passes_other_fields_through(minilm_cached: str) -> None:
@@ -112,3 +113,46 @@ def test_unknown_model_and_bad_input(hub_cache: Path) -> None:
     assert bad.returncode == 1 and "stdin line 2" in bad.stderr
     usage = run_mlxk("embed", "--batch-size", "x", "m", "t")
     assert usage.returncode == 2
+
+
+def test_fast_blas_and_bundled_blas_agree(minilm_cached: str) -> None:
+    """mlxk.engine.blas swaps MLX's CPU BLAS on Linux; vectors must not change beyond float noise."""
+    texts = ["The cat sits on the mat.", "Quantum entanglement links two particles."]
+    fast = run_mlxk("embed", minilm_cached, *texts)
+    bundled = run_mlxk("embed", minilm_cached, *texts, env={"MLXK_BLAS": "reference"})
+    assert fast.returncode == 0 and bundled.returncode == 0, fast.stderr + bundled.stderr
+    for a, b in zip(_lines(fast.stdout), _lines(bundled.stdout), strict=True):
+        assert np.allclose(a["embedding"], b["embedding"], atol=1e-5)
+
+
+def test_blas_helper_reports_a_real_library() -> None:
+    import subprocess
+    import sys
+
+    from tests.support.cli import mlxk_env
+
+    code = ("import ctypes, json; from mlxk.engine import blas; p = blas.use_fast_blas(); "
+            "print(json.dumps([p, p is None or hasattr(ctypes.CDLL(p), 'cblas_sgemm')]))")
+    out = subprocess.run([sys.executable, "-c", code], env=mlxk_env(), capture_output=True,
+                         text=True, check=True).stdout
+    _path, ok = json.loads(out)
+    assert ok
+    off = subprocess.run([sys.executable, "-c", code], env=mlxk_env({"MLXK_BLAS": "reference"}),
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(off)[0] is None
+
+
+def test_local_directory_and_unsupported_encoder(minilm_dir: Path, hub_cache: Path) -> None:
+    res = run_mlxk("embed", str(minilm_dir), "a local model dir")
+    assert res.returncode == 0, res.stderr
+    rec = _lines(res.stdout)[0]
+    assert rec["model"] == str(minilm_dir) and rec["dimensions"] == 384
+    add_repo(hub_cache, "org/t5-encoder", {
+        "config.json": json.dumps({"model_type": "t5", "architectures": ["T5EncoderModel"]}),
+        "modules.json": "[]",
+        "model.safetensors": b"never loaded",
+    })
+    bad = run_mlxk("embed", "org/t5-encoder", "x", "--json")
+    assert bad.returncode == 1
+    assert bad.json["error"]["type"] == "not_runtime_compatible"
+    assert "t5" in bad.json["error"]["message"]

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Iterator[ServeProcess]:
+def home(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
     home = module_hf_home(tmp_path_factory, {MINILM_REPO_ID: minilm_dir})
     # A chat model that is never loaded: requests for it must be refused before any load.
     add_repo(home / "hub", CHAT_REPO, {
@@ -30,6 +30,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Iterat
         "tokenizer_config.json": json.dumps({"chat_template": "{{ messages }}"}),
         "model.safetensors": b"never loaded",
     })
+    return home
+
+
+@pytest.fixture(scope="module")
+def server(home: Path) -> Iterator[ServeProcess]:
     sp = start_serve(home)
     yield sp
     sp.stop()
@@ -145,3 +150,15 @@ def test_bad_request_shapes(server) -> None:
         r = _post(server, body)
         assert r.status_code == 400, (body, r.text)
         assert set(r.json()["error"]) >= {"message", "type", "param", "code"}
+
+
+def test_serve_model_flag_preloads_an_encoder(home: Path, serve_factory) -> None:
+    """`serve --model <encoder>` loads it at start; requests without a model use it."""
+    sp = serve_factory(home, "--model", "all-minilm-l6")
+    assert sp.startup["data"]["model"] == MINILM_REPO_ID
+    r = _post(sp, {"input": ["no model named"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == MINILM_REPO_ID and len(r.json()["data"][0]["embedding"]) == 384
+    chat = httpx.post(sp.base_url + "/v1/chat/completions", timeout=60,
+                      json={"messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status_code == 400

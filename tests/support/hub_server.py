@@ -111,6 +111,8 @@ class FakeHub:
         self.throttle_paths: set[str] | None = None  # limit the throttle to these file paths
         self.drops: dict[str, tuple[int, int | None]] = {}  # path -> (byte offset, times left|None)
         self.page_size = 1000
+        self.short_revisions = True  # resolve commit prefixes in URLs (False: full sha or ref only)
+        self.failures: dict[str, tuple[int, str | None]] = {}  # route -> (status, X-Error-Code)
         self.bytes_served: dict[str, int] = {}  # "repo/path" -> body bytes sent
         self.requests: list[dict] = []  # method, path, range_start, status
         self.active_transfers = 0
@@ -175,6 +177,10 @@ class FakeHub:
     def throttle(self, bytes_per_second: float | None, paths: set[str] | None = None) -> None:
         self.throttle_bps = bytes_per_second
         self.throttle_paths = paths
+
+    def fail(self, route: str, status: int, error_code: str | None = None) -> None:
+        """Answer every request of ``route`` (model_info, tree, resolve, commit...) with an error."""
+        self.failures[route] = (status, error_code)
 
     def drop_connection(self, path: str, at_byte: int, times: int | None = None) -> None:
         """Close the connection when a GET of ``path`` reaches absolute offset ``at_byte``."""
@@ -245,6 +251,7 @@ _ROUTES = [
     ("GET", re.compile(rf"^/api/models/{_REPO}/revision/(?P<rev>[^/]+)$"), "model_info"),
     ("GET", re.compile(rf"^/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$"), "tree"),
     ("GET", re.compile(rf"^/api/models/{_REPO}$"), "model_info"),
+    ("GET", re.compile(rf"^/api/models/{_REPO}/commits/(?P<rev>[^/]+)$"), "commits"),
     ("GET", re.compile(r"^/api/whoami-v2$"), "whoami"),
     ("POST", re.compile(r"^/api/repos/create$"), "create_repo"),
     ("POST", re.compile(r"^/api/validate-yaml$"), "validate_yaml"),
@@ -277,6 +284,10 @@ class _Handler(BaseHTTPRequestHandler):
         for m, rx, name in _ROUTES:
             match = rx.match(path)
             if m == method and match:
+                failure = self.hub.failures.get(name)
+                if failure is not None:
+                    self._error(failure[0], failure[1], f"injected failure of {name}")
+                    return
                 try:
                     getattr(self, "h_" + name)(**{k: v for k, v in match.groupdict().items()})
                 except _Abort:
@@ -350,7 +361,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _commit(self, repo: HubRepo, rev: str) -> Commit | None:
         rev = unquote(rev)
         sha = repo.refs.get(rev)
-        if sha is None and re.fullmatch(r"[0-9a-f]{4,40}", rev):
+        if sha is None and rev in repo.commits:
+            sha = rev
+        if sha is None and self.hub.short_revisions and re.fullmatch(r"[0-9a-f]{4,40}", rev):
             hits = [c for c in repo.commits if c.startswith(rev)]
             sha = hits[0] if len(hits) == 1 else None
         if sha is None:
@@ -391,6 +404,20 @@ class _Handler(BaseHTTPRequestHandler):
             "tags": ["mlx"] if org == "mlx-community" else [], "library_name": "mlx",
             "siblings": siblings, "usedStorage": sum(f.size for f in c.files.values()),
         })
+
+    def h_commits(self, repo: str, rev: str) -> None:
+        r = self._repo(repo)
+        if r is None:
+            return
+        c = self._commit(r, rev)
+        if c is None:
+            return
+        out = []
+        while c is not None:
+            out.append({"id": c.sha, "authors": [{"user": USER}], "date": c.date,
+                        "title": c.message, "message": c.message})
+            c = r.commits.get(c.parent) if c.parent else None
+        self._send_json(200, out)
 
     def h_tree(self, repo: str, rev: str, path: str | None = None) -> None:
         r = self._repo(repo)

@@ -103,3 +103,10 @@ def test_folder_checks_and_diff(tmp_path: Path, files: dict[str, bytes]) -> None
     assert [c["path"] for c in d["changed"]] == ["config.json"]
     (folder / "model.safetensors.index.json").unlink()
     assert "2 safetensors shards but no index file" in upload.check_folder(folder).problems
+
+
+def test_unreachable_hub_is_a_clear_download_error(hub_cache: Path) -> None:
+    # conftest points HF_ENDPOINT at a closed port
+    with pytest.raises(DownloadFailed, match=r"Cannot reach the Hub at http://127\.0\.0\.1:9"):
+        client.preflight(REPO)
+    assert not any(hub_cache.iterdir())

@@ -23,6 +23,8 @@ ST_MARKERS = ("modules.json", "config_sentence_transformers.json", "sentence_ber
               "1_Pooling/config.json")
 CHAT_NAME_HINT = re.compile(r"(instruct|chat|[-_]it\b|[-_]it[-_])", re.IGNORECASE)
 TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+PathLike = str | Path
+Files = dict[str, PathLike]
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,13 @@ def local_files(path: Path) -> dict[str, Path]:
     return out
 
 
-def load_json(path: Path | None) -> tuple[dict | None, str | None]:
+def load_json(path: PathLike | None) -> tuple[dict | None, str | None]:
     """(data, error). ``error`` is ``missing``, ``empty`` or ``invalid``."""
     if path is None:
         return None, "missing"
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read()
     except OSError:
         return None, "missing"
     if not raw.strip():
@@ -69,11 +72,12 @@ def load_json(path: Path | None) -> tuple[dict | None, str | None]:
     return (data, None) if isinstance(data, dict) else (None, "invalid")
 
 
-def chat_template(files: dict[str, Path]) -> str | None:
+def chat_template(files: Files) -> str | None:
     for name in TEMPLATE_FILES:
         if name in files:
             try:
-                text = files[name].read_text(encoding="utf-8")
+                with open(files[name], encoding="utf-8") as fh:
+                    text = fh.read()
             except (OSError, UnicodeDecodeError):
                 continue
             if name.endswith(".json"):
@@ -105,7 +109,7 @@ def quantization_label(cfg: dict | None) -> str | None:
     return None
 
 
-def _readme_says_mlx(files: dict[str, Path]) -> bool:
+def _readme_says_mlx(files: Files) -> bool:
     p = files.get("README.md")
     if p is None:
         return False
@@ -121,7 +125,7 @@ def _readme_says_mlx(files: dict[str, Path]) -> bool:
                 or re.search(r"^\s*-\s*['\"]?mlx['\"]?\s*$", front, re.MULTILINE))
 
 
-def framework(files: dict[str, Path], cfg: dict | None, repo_id: str | None) -> str:
+def framework(files: Files, cfg: dict | None, repo_id: str | None) -> str:
     names = list(files)
     st = [n for n in names if n.endswith(".safetensors")]
     gguf = [n for n in names if n.lower().endswith(".gguf")]
@@ -135,7 +139,7 @@ def framework(files: dict[str, Path], cfg: dict | None, repo_id: str | None) -> 
     return "Unknown"
 
 
-def _is_mlx(files: dict[str, Path], st: list[str], cfg: dict | None, repo_id: str | None) -> bool:
+def _is_mlx(files: Files, st: list[str], cfg: dict | None, repo_id: str | None) -> bool:
     if cfg and isinstance(cfg.get("quantization"), dict):
         return True
     if repo_id and repo_id.lower().startswith(mlxk_config.MLX_COMMUNITY_ORG + "/"):
@@ -149,7 +153,7 @@ def _is_mlx(files: dict[str, Path], st: list[str], cfg: dict | None, repo_id: st
     return _readme_says_mlx(files)
 
 
-def _is_embedding(files: dict[str, Path], cfg: dict | None) -> bool:
+def _is_embedding(files: Files, cfg: dict | None) -> bool:
     if any(m in files for m in ST_MARKERS):
         return True
     if not cfg:
@@ -161,7 +165,7 @@ def _is_embedding(files: dict[str, Path], cfg: dict | None) -> bool:
     return False
 
 
-def _embedding_dim(files: dict[str, Path], cfg: dict | None) -> int | None:
+def _embedding_dim(files: Files, cfg: dict | None) -> int | None:
     pooling, _ = load_json(files.get("1_Pooling/config.json"))
     if pooling and isinstance(pooling.get("word_embedding_dimension"), int):
         return pooling["word_embedding_dimension"]
@@ -170,7 +174,7 @@ def _embedding_dim(files: dict[str, Path], cfg: dict | None) -> int | None:
 
 
 def _capabilities(model_type: str, cfg: dict | None, template: str | None,
-                  files: dict[str, Path]) -> tuple[str, ...]:
+                  files: Files) -> tuple[str, ...]:
     if model_type == "embedding":
         return ("embeddings",)
     if model_type == "unknown" and not cfg:
@@ -188,7 +192,7 @@ def _capabilities(model_type: str, cfg: dict | None, template: str | None,
     return tuple(caps)
 
 
-def runtime_check(files: dict[str, Path], cfg: dict | None, model_type: str,
+def runtime_check(files: Files, cfg: dict | None, model_type: str,
                   config_error: str | None) -> tuple[bool, str | None]:
     names = list(files)
     st = [n for n in names if n.endswith(".safetensors")]
@@ -211,7 +215,7 @@ def runtime_check(files: dict[str, Path], cfg: dict | None, model_type: str,
     return runtime.quantization_supported(cfg)
 
 
-def describe(path: Path, files: dict[str, Path] | None = None, repo_id: str | None = None,
+def describe(path: Path, files: Files | None = None, repo_id: str | None = None,
              cfg: dict | None = None, config_error: str | None = None) -> ModelDescription:
     """Describe the model in ``path`` (a snapshot or a local directory).
 

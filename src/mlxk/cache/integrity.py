@@ -6,28 +6,26 @@ is the ``reason``); ``verify_digests`` recomputes blob digests in parallel.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from mlxk.cache.safetensors import HeaderError, read_header
 from mlxk.cache.scan import CachedFile, CachedRepo, Revision
 
 LFS_POINTER_PREFIX = b"version https://git-lfs"
-LFS_POINTER_MAX_BYTES = 1024
+LFS_POINTER_MIN_BYTES = 100
+LFS_POINTER_MAX_BYTES = 300  # a pointer is 126-140 bytes; larger files need no open()
 SHARD_RE = re.compile(r"-\d{5}-of-\d{5}\.(safetensors|bin)$")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model",
                    "sentencepiece.bpe.model", "tiktoken.model", "qwen.tiktoken", "tokenizer.tiktoken")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".npz", ".pt", ".pth")
 
 
-def readable_files(rev: Revision) -> dict[str, Path]:
+def readable_files(rev: Revision) -> dict[str, str]:
     """Files whose link resolves inside the repo: name -> path to read."""
-    return {f.name: f.real_path for f in rev.files if f.ok}
+    return {f.name: f.real for f in rev.files if f.ok}
 
 
 def _weights(names: Iterable[str]) -> list[str]:
@@ -36,10 +34,11 @@ def _weights(names: Iterable[str]) -> list[str]:
 
 
 def _is_lfs_pointer(f: CachedFile) -> bool:
-    if not f.ok or f.size_bytes > LFS_POINTER_MAX_BYTES or f.size_bytes < len(LFS_POINTER_PREFIX):
+    """A Git LFS pointer (``version https://git-lfs...\noid sha256:...\nsize N``) is ~130 bytes."""
+    if not f.ok or not LFS_POINTER_MIN_BYTES <= f.size_bytes <= LFS_POINTER_MAX_BYTES:
         return False
     try:
-        with open(f.real_path, "rb") as fh:
+        with open(f.real, "rb") as fh:
             return fh.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX
     except OSError:
         return False
@@ -60,8 +59,12 @@ def partial_revisions(repo: CachedRepo) -> set[str]:
 
 
 def check(repo: CachedRepo, rev: Revision | None, config_error: str | None = None,
-          text_model: bool = True) -> list[str]:
-    """All integrity problems of ``rev`` (the selected revision of ``repo``), first = reason."""
+          text_model: bool = True, config_parsed: bool = False) -> list[str]:
+    """All integrity problems of ``rev`` (the selected revision of ``repo``), first = reason.
+
+    ``config_error`` / ``config_parsed`` pass on what the caller already learned
+    from reading config.json, so it is not parsed twice.
+    """
     problems: list[str] = []
     is_default = rev is None or (repo.default_revision is not None
                                  and rev.commit == repo.default_revision.commit)
@@ -82,14 +85,15 @@ def check(repo: CachedRepo, rev: Revision | None, config_error: str | None = Non
     weights = _weights(names)
     gguf_only = any(w.lower().endswith(".gguf") for w in weights) and not any(
         w.endswith(".safetensors") for w in weights)
+    for f in rev.files:
+        if _is_lfs_pointer(f):
+            problems.append(f"LFS pointer instead of file: {f.name}")
     if not gguf_only:
         if "config.json" not in files:
             problems.append("config.json missing")
         else:
-            problems.extend(_config_problem(files["config.json"], config_error))
-    for f in rev.files:
-        if _is_lfs_pointer(f):
-            problems.append(f"LFS pointer instead of file: {f.name}")
+            if not config_parsed:
+                problems.extend(_config_problem(files["config.json"], config_error))
     problems.extend(_weight_problems(files, weights))
     if text_model and not gguf_only and weights and not any(t in names for t in TOKENIZER_FILES):
         problems.append("tokenizer files missing")
@@ -102,7 +106,8 @@ def _config_problem(f: CachedFile, known: str | None) -> list[str]:
     if f.size_bytes == 0:
         return ["config.json empty"]
     try:
-        data = json.loads(f.real_path.read_bytes())
+        with open(f.real, "rb") as fh:
+            data = json.loads(fh.read())
     except (OSError, ValueError, UnicodeDecodeError):
         return ["config.json invalid"]
     return [] if isinstance(data, dict) else ["config.json invalid"]
@@ -115,7 +120,8 @@ def _weight_problems(files: dict[str, CachedFile], weights: list[str]) -> list[s
     indexed: set[str] = set()
     for name in sorted(n for n in files if n.endswith(".index.json")):
         try:
-            idx = json.loads(files[name].real_path.read_bytes())
+            with open(files[name].real, "rb") as fh:
+                idx = json.loads(fh.read())
             shards = set((idx.get("weight_map") or {}).values())
         except (OSError, ValueError, AttributeError, UnicodeDecodeError):
             problems.append(f"invalid index: {name}")
@@ -133,10 +139,10 @@ def _weight_problems(files: dict[str, CachedFile], weights: list[str]) -> list[s
         problems.append(f"sharded weights without index: {unindexed[0]}")
     for name in sorted(w for w in weights if w.endswith(".safetensors")):
         f = files[name]
-        if f.size_bytes <= LFS_POINTER_MAX_BYTES and _is_lfs_pointer(f):
+        if _is_lfs_pointer(f):
             continue
         try:
-            header = read_header(f.real_path)
+            header = read_header(f.real)
         except HeaderError as exc:
             problems.append(f"invalid safetensors header: {name} ({exc})")
             continue
@@ -154,7 +160,9 @@ def _dedupe(items: list[str]) -> list[str]:
 
 # -- --verify -------------------------------------------------------------------
 
-def _digest(path: Path, lfs: bool) -> str:
+def _digest(path: str, lfs: bool) -> str:
+    import hashlib
+
     if lfs:
         h = hashlib.sha256()
     else:
@@ -167,13 +175,13 @@ def _digest(path: Path, lfs: bool) -> str:
 
 
 def _verify_one(f: CachedFile) -> str | None:
-    assert f.blob is not None
-    expected = f.blob.name
+    assert f.sblob is not None
+    expected = os.path.basename(f.sblob)
     lfs = len(expected) == 64
     if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", expected):
         return None  # not a digest-named blob (e.g. copied by another tool): nothing to compare
     try:
-        actual = _digest(f.blob, lfs)
+        actual = _digest(f.sblob, lfs)
     except OSError as exc:
         return f"unreadable blob for {f.name}: {exc.strerror}"
     if actual != expected:
@@ -195,14 +203,16 @@ def verify_revisions(revs: list[Revision], workers: int | None = None) -> list[l
     """
     jobs: list[tuple[int, CachedFile]] = []
     for i, rev in enumerate(revs):
-        seen: set[Path] = set()
+        seen: set[str] = set()
         for f in sorted(rev.files, key=lambda x: x.name):
-            if f.ok and f.blob is not None and f.blob not in seen:
-                seen.add(f.blob)
+            if f.ok and f.sblob is not None and f.sblob not in seen:
+                seen.add(f.sblob)
                 jobs.append((i, f))
     out: list[list[str]] = [[] for _ in revs]
     if not jobs:
         return out
+    from concurrent.futures import ThreadPoolExecutor
+
     workers = workers or min(8, os.cpu_count() or 2, len(jobs))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for (i, _), problem in zip(jobs, pool.map(lambda j: _verify_one(j[1]), jobs), strict=True):

@@ -54,32 +54,49 @@ def architectures(module: str) -> frozenset[str]:
     return frozenset(names - _NOT_ARCHS)
 
 
+def _assigned_literal(source: str, name: str) -> object:
+    """The literal assigned to ``NAME = {...}`` at module level, parsed with ``ast``.
+
+    Only that statement is parsed (not the whole module): it is found by its
+    ``NAME =`` line and ends at the first line that closes the brace at column 0.
+    """
+    start = source.find(f"\n{name} = ")
+    if start < 0:
+        return None
+    line_end = source.find("\n", start + 1)
+    line = source[start + 1 : line_end if line_end > 0 else None]
+    if line.rstrip().endswith("}"):
+        fragment = line
+    else:
+        stop = source.find("\n}", start)
+        if stop < 0:
+            return None
+        fragment = source[start + 1 : stop + 2]
+    try:
+        tree = ast.parse(fragment)
+        node = tree.body[0]
+        if isinstance(node, ast.Assign):
+            return ast.literal_eval(node.value)
+    except (SyntaxError, ValueError, IndexError):
+        return None
+    return None
+
+
 @cache
 def remapping(module: str) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
     """``MODEL_REMAPPING`` and ``MODEL_ARCHITECTURE_REMAPPING`` from ``<module>/utils.py``, via ast."""
     base = package_dir(module)
-    simple: dict[str, str] = {}
-    by_arch: dict[tuple[str, str], str] = {}
     if base is None:
-        return simple, by_arch
+        return {}, {}
     try:
-        tree = ast.parse((base / "utils.py").read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError):
-        return simple, by_arch
-    for node in tree.body:
-        if not isinstance(node, ast.Assign) or len(node.targets) != 1:
-            continue
-        target = node.targets[0]
-        if not isinstance(target, ast.Name):
-            continue
-        try:
-            value = ast.literal_eval(node.value)
-        except ValueError:
-            continue
-        if target.id == "MODEL_REMAPPING" and isinstance(value, dict):
-            simple = {str(k): str(v) for k, v in value.items()}
-        elif target.id == "MODEL_ARCHITECTURE_REMAPPING" and isinstance(value, dict):
-            by_arch = {k: str(v) for k, v in value.items() if isinstance(k, tuple) and len(k) == 2}
+        source = (base / "utils.py").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}, {}
+    simple = _assigned_literal(source, "MODEL_REMAPPING")
+    by_arch = _assigned_literal(source, "MODEL_ARCHITECTURE_REMAPPING")
+    simple = {str(k): str(v) for k, v in simple.items()} if isinstance(simple, dict) else {}
+    by_arch = ({k: str(v) for k, v in by_arch.items() if isinstance(k, tuple) and len(k) == 2}
+               if isinstance(by_arch, dict) else {})
     return simple, by_arch
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 from dataclasses import dataclass
 from math import prod
@@ -32,39 +33,50 @@ class Header:
         return self.metadata.get("format")
 
 
-def read_header(path: Path) -> Header:
-    """Parse the header of ``path``; raise ``HeaderError`` when it is unreadable."""
+def read_header(path: str | Path) -> Header:
+    """Parse the header of ``path``; raise ``HeaderError`` when it is unreadable.
+
+    Two reads with a raw file descriptor (no buffered file object): this runs for
+    every safetensors file of every model on each ``list``.
+    """
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise HeaderError("file shorter than 8 bytes")
-            (n,) = struct.unpack("<Q", head)
-            if n == 0 or n > MAX_HEADER_BYTES:
-                raise HeaderError(f"implausible header length {n}")
-            raw = f.read(n)
-            f.seek(0, 2)
-            actual = f.tell()
+        fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
-        raise HeaderError(str(exc)) from exc
+        raise HeaderError(exc.strerror or str(exc)) from exc
+    try:
+        actual = os.fstat(fd).st_size
+        head = os.read(fd, 8)
+        if len(head) < 8:
+            raise HeaderError("file shorter than 8 bytes")
+        (n,) = struct.unpack("<Q", head)
+        if n == 0 or n > MAX_HEADER_BYTES:
+            raise HeaderError(f"implausible header length {n}")
+        raw = os.read(fd, n)
+        while len(raw) < n:
+            more = os.read(fd, n - len(raw))
+            if not more:
+                break
+            raw += more
+    except OSError as exc:
+        raise HeaderError(exc.strerror or str(exc)) from exc
+    finally:
+        os.close(fd)
     if len(raw) < n:
         raise HeaderError(f"header cut short ({len(raw)} of {n} bytes)")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise HeaderError("header is not valid JSON") from exc
     if not isinstance(data, dict):
         raise HeaderError("header is not a JSON object")
     meta = data.pop("__metadata__", None) or {}
-    end = 0
-    for name, info in data.items():
-        try:
-            start, stop = info["data_offsets"]
-            if not (0 <= start <= stop):
-                raise HeaderError(f"bad offsets for tensor {name}")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise HeaderError(f"bad entry for tensor {name}") from exc
-        end = max(end, int(stop))
+    try:
+        ends = [info["data_offsets"] for info in data.values()]
+        end = max((int(e[1]) for e in ends), default=0)
+        if any(not (0 <= int(e[0]) <= int(e[1])) for e in ends):
+            raise HeaderError("bad tensor offsets")
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise HeaderError("bad tensor entry") from exc
     return Header(data, meta if isinstance(meta, dict) else {}, n, 8 + n + end, actual)
 
 

@@ -19,11 +19,15 @@ INCOMPLETE_SUFFIX = ".incomplete"
 
 @dataclass(frozen=True)
 class CachedFile:
-    """One file of a snapshot (usually a relative symlink into ``blobs/``)."""
+    """One file of a snapshot (usually a relative symlink into ``blobs/``).
+
+    Paths are kept as strings (``spath``/``sblob``) because building thousands of
+    ``Path`` objects dominates a cache scan; ``path``/``blob`` give ``Path`` views.
+    """
 
     name: str                 # path relative to the snapshot, with ``/``
-    path: Path                # the entry in the snapshot directory
-    blob: Path | None         # where it points (lexically normalised), None for a plain file
+    spath: str                # the entry in the snapshot directory
+    sblob: str | None         # where it points (lexically normalised), None for a plain file
     size_bytes: int           # 0 when the target is missing
     mtime: float              # of the target, 0.0 when missing
     exists: bool              # the target exists
@@ -34,9 +38,21 @@ class CachedFile:
         return self.exists and not self.outside
 
     @property
-    def real_path(self) -> Path:
+    def path(self) -> Path:
+        return Path(self.spath)
+
+    @property
+    def blob(self) -> Path | None:
+        return Path(self.sblob) if self.sblob is not None else None
+
+    @property
+    def real(self) -> str:
         """The path to read content from (only meaningful when ``ok``)."""
-        return self.blob if self.blob is not None else self.path
+        return self.sblob if self.sblob is not None else self.spath
+
+    @property
+    def real_path(self) -> Path:
+        return Path(self.real)
 
 
 @dataclass(frozen=True)
@@ -49,10 +65,10 @@ class Revision:
     @property
     def size_bytes(self) -> int:
         """Bytes of this revision's files, each blob counted once."""
-        seen: dict[Path, int] = {}
+        seen: dict[str, int] = {}
         for f in self.files:
             if f.ok:
-                seen[f.blob or f.path] = f.size_bytes
+                seen[f.real] = f.size_bytes
         return sum(seen.values())
 
     @property
@@ -76,7 +92,7 @@ class Revision:
         return None
 
     def blob_paths(self) -> set[Path]:
-        return {f.blob for f in self.files if f.blob is not None and not f.outside}
+        return {Path(f.sblob) for f in self.files if f.sblob is not None and not f.outside}
 
 
 @dataclass(frozen=True)
@@ -134,28 +150,44 @@ def list_repo_ids(root: Path | None = None) -> list[str]:
 
 def list_commits(repo_id: str, root: Path | None = None) -> list[str]:
     """Commit hashes that have a snapshot directory (sorted)."""
+    return _commits(os.path.join(layout.repo_dir(repo_id, root), "snapshots"))
+
+
+def _commits(snapshots: str) -> list[str]:
     try:
-        with os.scandir(layout.snapshots_dir(repo_id, root)) as it:
+        with os.scandir(snapshots) as it:
             return sorted(e.name for e in it if e.is_dir())
     except OSError:
         return []
 
 
 def read_refs(repo_dir: Path) -> list[tuple[str, str]]:
+    """``[(ref, commit)]`` from ``refs/`` (nested refs such as ``refs/pr/1`` included)."""
     refs: list[tuple[str, str]] = []
-    base = repo_dir / "refs"
-    for dirpath, _dirs, files in os.walk(base):
-        for name in files:
-            p = Path(dirpath) / name
+    stack = [(os.path.join(repo_dir, "refs"), "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                stack.append((e.path, prefix + e.name + "/"))
+                continue
             try:
-                commit = p.read_text(encoding="utf-8").strip()
+                fd = os.open(e.path, os.O_RDONLY)
+                try:
+                    commit = os.read(fd, 4096).decode("utf-8").strip()
+                finally:
+                    os.close(fd)
             except (OSError, UnicodeDecodeError):
                 commit = ""
-            refs.append((p.relative_to(base).as_posix(), commit))
+            refs.append((prefix + e.name, commit))
     return sorted(refs)
 
 
-def _scan_files(snapshot: Path, repo_dir: Path) -> tuple[CachedFile, ...]:
+def _scan_files(snapshot: str, repo_dir: Path) -> tuple[CachedFile, ...]:
     repo_real = os.path.normpath(str(repo_dir))
     out: list[CachedFile] = []
     stack = [(snapshot, "")]
@@ -168,7 +200,7 @@ def _scan_files(snapshot: Path, repo_dir: Path) -> tuple[CachedFile, ...]:
         for e in entries:
             rel = prefix + e.name
             if e.is_dir(follow_symlinks=False):
-                stack.append((Path(e.path), rel + "/"))
+                stack.append((e.path, rel + "/"))
                 continue
             out.append(_file_entry(e, rel, repo_real))
     out.sort(key=lambda f: f.name)
@@ -176,7 +208,7 @@ def _scan_files(snapshot: Path, repo_dir: Path) -> tuple[CachedFile, ...]:
 
 
 def _file_entry(e: os.DirEntry, rel: str, repo_real: str) -> CachedFile:
-    path = Path(e.path)
+    path = e.path
     if e.is_symlink():
         try:
             target = os.readlink(e.path)
@@ -185,12 +217,12 @@ def _file_entry(e: os.DirEntry, rel: str, repo_real: str) -> CachedFile:
         blob = os.path.normpath(os.path.join(os.path.dirname(e.path), target))
         outside = not blob.startswith(repo_real + os.sep)
         if outside:
-            return CachedFile(rel, path, Path(blob), 0, 0.0, os.path.lexists(blob), outside=True)
+            return CachedFile(rel, path, blob, 0, 0.0, os.path.lexists(blob), outside=True)
         try:
             st = os.stat(blob)
         except OSError:
-            return CachedFile(rel, path, Path(blob), 0, 0.0, False)
-        return CachedFile(rel, path, Path(blob), st.st_size, st.st_mtime, True)
+            return CachedFile(rel, path, blob, 0, 0.0, False)
+        return CachedFile(rel, path, blob, st.st_size, st.st_mtime, True)
     try:
         st = e.stat(follow_symlinks=False)
     except OSError:
@@ -200,27 +232,33 @@ def _file_entry(e: os.DirEntry, rel: str, repo_real: str) -> CachedFile:
 
 def scan_repo(repo_id: str, root: Path | None = None) -> CachedRepo:
     """Scan one repo folder. Never raises; problems are recorded on the result."""
-    repo_dir = layout.repo_dir(repo_id, root)
+    return _scan_repo(repo_id, layout.cache_root(root))
+
+
+def _scan_repo(repo_id: str, base: Path) -> CachedRepo:
+    repo_dir = base / layout.repo_folder_name(repo_id)
     problems: list[str] = []
-    if not repo_dir.is_dir():
+    if not os.path.isdir(repo_dir):
         return CachedRepo(repo_id, repo_dir, (), (), (), ("repo folder is not a directory",))
     refs = read_refs(repo_dir)
-    commits = list_commits(repo_id, root)
+    commits = _commits(os.path.join(repo_dir, "snapshots"))
     by_commit: dict[str, list[str]] = {}
     for ref, commit in refs:
         by_commit.setdefault(commit, []).append(ref)
     revisions = []
+    snaps = os.path.join(repo_dir, "snapshots")
     for commit in commits:
-        snap = repo_dir / "snapshots" / commit
-        revisions.append(Revision(commit, snap, tuple(by_commit.get(commit, ())),
+        snap = os.path.join(snaps, commit)
+        revisions.append(Revision(commit, Path(snap), tuple(by_commit.get(commit, ())),
                                   _scan_files(snap, repo_dir)))
-    revisions.sort(key=_snapshot_mtime, reverse=True)
+    if len(revisions) > 1:
+        revisions.sort(key=_snapshot_mtime, reverse=True)
     for ref, commit in refs:
         if commit not in commits:
             problems.append(f"dangling ref '{ref}' -> {commit[:12] or '(empty)'} (no snapshot)")
     if not commits:
         problems.append("no snapshots")
-    incomplete = _incomplete_blobs(repo_dir / "blobs")
+    incomplete = _incomplete_blobs(os.path.join(repo_dir, "blobs"))
     return CachedRepo(repo_id, repo_dir, tuple(revisions), tuple(refs), incomplete, tuple(problems))
 
 
@@ -231,18 +269,20 @@ def _snapshot_mtime(rev: Revision) -> float:
         return 0.0
 
 
-def _incomplete_blobs(blobs: Path) -> tuple[Path, ...]:
+def _incomplete_blobs(blobs: str) -> tuple[Path, ...]:
     try:
         with os.scandir(blobs) as it:
-            return tuple(sorted(Path(e.path) for e in it if e.name.endswith(INCOMPLETE_SUFFIX)))
+            found = [e.path for e in it if e.name.endswith(INCOMPLETE_SUFFIX)]
     except OSError:
         return ()
+    return tuple(Path(p) for p in sorted(found))
 
 
 def scan_cache(root: Path | None = None, pattern: str | None = None) -> list[CachedRepo]:
     """All model repos in the cache (optionally those whose name contains ``pattern``), sorted."""
-    ids = list_repo_ids(root)
+    base = layout.cache_root(root)
+    ids = list_repo_ids(base)
     if pattern:
         needle = pattern.lower()
         ids = [i for i in ids if needle in i.lower()]
-    return [scan_repo(i, root) for i in ids]
+    return [_scan_repo(i, base) for i in ids]

@@ -91,7 +91,11 @@ _mlxk_positional_kind() {{
 _mlxk_complete_kind() {{
     local IFS=$'\n' bin="${{COMP_WORDS[0]}}"
     case "$1" in
-        model) COMPREPLY=( $("$bin" completion --models="$2" 2>/dev/null) ) ;;
+        model)
+            case "$2" in
+                ./*|../*|/*|~*) _mlxk_complete_kind file "$2" ;;
+                *) COMPREPLY=( $("$bin" completion --models="$2" 2>/dev/null) ) ;;
+            esac ;;
         file) COMPREPLY=( $(compgen -f -- "$2") ); compopt -o filenames 2>/dev/null ;;
         choice\ *) IFS=' '; COMPREPLY=( $(compgen -W "${{1#choice }}" -- "$2") ) ;;
     esac
@@ -196,6 +200,10 @@ _ZSH = r"""#compdef {progs}
 
 _mlxk_models() {{
     local -a models
+    if [[ "$PREFIX" == (.|/|\~)* ]]; then
+        _files -/
+        return
+    fi
     models=( ${{(f)"$("$_mlxk_bin" completion --models="$PREFIX" 2>/dev/null)"}} )
     _wanted models expl 'cached model' compadd -U -a models
 }}
@@ -346,8 +354,13 @@ function __mlxk_npos --description 'compare the count of positionals typed after
 end
 
 function __mlxk_models
+    set -l cur (commandline -ct)
+    if string match -qr -- '^(\.|/|~)' $cur
+        __fish_complete_directories $cur
+        return
+    end
     set -l bin (commandline -opc)[1]
-    $bin completion --models=(commandline -ct) 2>/dev/null
+    $bin completion --models=$cur 2>/dev/null
 end
 
 for __mlxk_prog in {progs}

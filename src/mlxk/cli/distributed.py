@@ -28,33 +28,23 @@ class Prepared:
 
 
 def prepare(args: argparse.Namespace, check_hosts: bool = True) -> Prepared:
-    from mlxk.cache.resolve import resolve
     from mlxk.engine.launcher import model_ref_for_ranks, parse_hosts, preflight
     from mlxk.engine.shardplan import plan_for_dir
 
     hs = parse_hosts(args.hosts, args.hostfile, args.backend)
-    resolved = resolve(args.model)
-    _check_runnable(resolved.path)
+    resolved = _check_runnable(args.model)
     plan = plan_for_dir(resolved.path, len(hs.hosts), args.parallel)
     if check_hosts:
         preflight(hs)
     ref = model_ref_for_ranks(resolved.name, resolved.commit, resolved.path, resolved.cached)
-    return Prepared(hs, plan, ref, resolved.name)
+    return Prepared(hs, plan, ref, resolved.display)
 
 
-def _check_runnable(path: Any) -> None:
+def _check_runnable(ref: str) -> Any:
     """The single-process checks (embedding model, unsupported architecture) apply too."""
-    try:
-        from mlxk.cache.detect import describe
-    except ImportError:  # pragma: no cover
-        return
-    from mlxk.errors import NotRuntimeCompatible
+    from mlxk.operations.run import resolve_runnable
 
-    d = describe(path)
-    if d.model_type == "embedding":
-        raise NotRuntimeCompatible("this is an embedding model; use 'mlxk embed'")
-    if not d.runtime_compatible:
-        raise NotRuntimeCompatible(f"not runnable: {d.runtime_reason or 'unsupported model'}")
+    return resolve_runnable(ref)
 
 
 def plan_data(p: Prepared) -> dict[str, Any]:
@@ -141,65 +131,62 @@ def _listening_text(d: dict[str, Any]) -> str:
             f"({d['parallel']} parallel over {d['ranks']} ranks; Ctrl-C to stop)")
 
 
-def generation_request(args: argparse.Namespace, prompt: str) -> Any:
-    from mlxk.engine.types import GenerationRequest, SamplingParams
-
-    def val(name: str, default: Any) -> Any:
-        v = getattr(args, name, None)
-        return default if v is None else v
-
-    sampling = SamplingParams(temperature=val("temperature", 0.7), top_p=val("top_p", 1.0),
-                              top_k=val("top_k", 0), min_p=val("min_p", 0.0),
-                              repetition_penalty=val("repetition_penalty", 1.0), seed=val("seed", None))
-    if getattr(args, "no_chat_template", False):
-        return GenerationRequest(prompt=prompt, sampling=sampling, max_tokens=args.max_tokens,
-                                 use_chat_template=False)
-    messages = []
-    if getattr(args, "system", None):
-        messages.append({"role": "system", "content": args.system})
-    messages.append({"role": "user", "content": prompt})
-    return GenerationRequest(messages=messages, sampling=sampling, max_tokens=args.max_tokens)
-
-
-def run_cli(args: argparse.Namespace, out: Output, prompt: str | None) -> int:
-    """`run --hosts`: one prompt through the ranks; same output shapes as a single process."""
-    import time
-
+def run_cli(args: argparse.Namespace, out: Output, text: str | None = None) -> int:
+    """`run --hosts`: one prompt through the ranks, printed exactly as a single process prints it
+    (the request is built by the same ``operations.run.single_request``)."""
+    from mlxk.cli.run import _options
     from mlxk.errors import UsageError
+    from mlxk.operations import run as ops
 
     if getattr(args, "dry_run", False):
         return dry_run(args, out)
-    if prompt is None:
+    options = _options(args)
+    if text is None:
         raise UsageError("interactive chat is not available with --hosts; give a prompt (or '-' for stdin)")
-    request = generation_request(args, prompt)
-    t0 = time.perf_counter()
+    if not text.strip():
+        raise UsageError("the prompt is empty")
+    request = ops.single_request(text, options)
     session = start_session(args, out)
-    pieces: list[str] = []
-    final = None
-    stream_text = not out.json_mode and not getattr(args, "no_stream", False)
+    turn = ops.Turn()
     try:
-        for chunk in session.stream(request):
-            if chunk.finish_reason is not None:
-                final = chunk
-            piece = chunk.text
-            if not piece:
-                continue
-            pieces.append(piece)
-            if stream_text:
-                out.stdout.write(piece)
-                out.stdout.flush()
+        chunks = _track(session.stream(request), turn)
+        _print(chunks, turn, args, out, text, session.ready or {})
     finally:
         session.close()
-    text = "".join(pieces)
-    if out.json_mode:
-        out.result({"model": args.model, "prompt": prompt, "response": text,
-                    "usage": {"prompt_tokens": final.prompt_tokens if final else 0,
-                              "completion_tokens": final.completion_tokens if final else 0},
-                    "finish_reason": final.finish_reason if final else None,
-                    "timing": {"total_s": time.perf_counter() - t0, **((final.timing or {}) if final else {})}})
-    elif stream_text:
-        out.stdout.write("\n")
-        out.stdout.flush()
-    else:
-        out.text(text)
     return 0
+
+
+def _track(chunks: Any, turn: Any) -> Any:
+    for chunk in chunks:
+        turn.text += chunk.text
+        turn.reasoning += chunk.reasoning
+        if chunk.finish_reason:
+            turn.final = chunk
+        yield chunk
+
+
+def _print(chunks: Any, turn: Any, args: argparse.Namespace, out: Output, prompt: str,
+           ready: dict[str, Any]) -> None:
+    import sys
+
+    from mlxk.cli.chat_ui import AnswerPrinter, print_stream, verbose_line
+    from mlxk.operations import run as ops
+
+    name = ready.get("name") or args.model
+    if out.json_mode:
+        for _ in chunks:
+            pass
+        out.result(ops.result_data(name, prompt, turn))
+        return
+    printer = AnswerPrinter(out.stdout, args.hide_reasoning)
+    if args.no_stream:
+        for _ in chunks:
+            pass
+        printer.reasoning(turn.reasoning)
+        printer.text(turn.text)
+        printer.close()
+    else:
+        print_stream(chunks, printer)
+    if args.verbose and turn.final is not None:
+        out.info(verbose_line(turn.final, name))
+    sys.stdout.flush()

@@ -100,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     json_mode = _wants_json(argv)
     out = Output(_guess_command(argv), json_mode)
     try:
+        if "--version" in argv and set(argv) <= {"--version", "--json"}:
+            # fast path: no command modules, no parser (``mlxk --version`` must stay ~0.1 s)
+            Output("version", json_mode).result(_version_data(), _version_human)
+            return 0
         parser, table = build_parser()
         args = parser.parse_args(argv)
         json_mode = bool(getattr(args, "json", False)) or json_mode

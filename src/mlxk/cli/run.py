@@ -1,19 +1,144 @@
-"""`mlxk run` (not yet implemented)."""
+"""`mlxk run`: one prompt (streamed, --no-stream, --json), stdin, or an interactive chat."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from mlxk.errors import ExecutionError
 from mlxk.output.console import Output
 
 NAME = "run"
-HELP = "run (not yet implemented)"
+HELP = "run a model: one prompt, a pipe, or an interactive chat"
+DESCRIPTION = (
+    "Run a chat or base model from the cache (or a local directory).\n"
+    "With a prompt: answer it and exit. With '-': read stdin (any further words are the\n"
+    "instruction, e.g. `cat notes.txt | mlxk run MODEL - \"summarize\"`). Without a prompt:\n"
+    "an interactive chat (/help inside). Reasoning models show their thinking separated\n"
+    "from the answer (--hide-reasoning hides it)."
+)
+EXAMPLE = ("Examples:\n"
+           "  mlxk run SmolLM2-135M-Instruct \"What is the capital of France?\"\n"
+           "  mlxk run org/model --temperature 0 --max-tokens 64 --json \"Hi\"\n"
+           "  git diff | mlxk run org/model - \"write a commit message\"\n"
+           "  mlxk run org/model                       (interactive chat)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("rest", nargs="*")
+    from mlxk.cli.options import add_distributed_flags, add_model_arg, add_sampling_flags
+
+    add_model_arg(p)
+    p.add_argument("prompt", nargs="*", default=[],
+                   help="the prompt; '-' reads stdin (further words: the instruction); none: chat")
+    add_sampling_flags(p)
+    g = p.add_argument_group("prompt and output")
+    g.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="stop when the output contains TEXT (repeatable; TEXT is not printed)")
+    g.add_argument("--system", default=None, help="system prompt")
+    g.add_argument("--no-chat-template", action="store_true",
+                   help="send the prompt as raw text, without the model's chat template")
+    g.add_argument("--no-stream", action="store_true", help="print the answer when it is complete")
+    g.add_argument("--hide-reasoning", action="store_true",
+                   help="do not show the thinking of reasoning models")
+    g.add_argument("--verbose", action="store_true",
+                   help="print load time, prompt and generation tokens/s, peak memory (stderr)")
+    add_distributed_flags(p)
+
+
+def _options(args: argparse.Namespace):
+    from mlxk.engine.types import SamplingParams
+    from mlxk.errors import ValidationError
+    from mlxk.operations.run import RunOptions
+
+    defaults = SamplingParams()
+    sampling = SamplingParams(
+        temperature=defaults.temperature if args.temperature is None else args.temperature,
+        top_p=defaults.top_p if args.top_p is None else args.top_p,
+        top_k=defaults.top_k if args.top_k is None else args.top_k,
+        min_p=defaults.min_p if args.min_p is None else args.min_p,
+        repetition_penalty=(defaults.repetition_penalty if args.repetition_penalty is None
+                            else args.repetition_penalty),
+        seed=args.seed,
+    )
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise ValidationError("--max-tokens must be at least 1")
+    from mlxk.engine.sampling import validate
+
+    validate(sampling)
+    return RunOptions(sampling=sampling, max_tokens=args.max_tokens, stop=tuple(args.stop),
+                      system=args.system, use_chat_template=not args.no_chat_template)
+
+
+def _prompt_text(args: argparse.Namespace, out: Output) -> str | None:
+    """The single-shot prompt, or None for interactive chat."""
+    from mlxk.operations.run import combine_stdin
+
+    words = list(args.prompt)
+    if "-" in words:
+        return combine_stdin(words, out.stdin.read())
+    if words:
+        return " ".join(words)
+    if not out.stdin.isatty():
+        # `echo hi | mlxk run MODEL`: a pipe without a prompt is the prompt.
+        return combine_stdin([], out.stdin.read())
+    return None
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    raise ExecutionError("'run' is not implemented yet")
+    from mlxk.cli.options import distributed_requested
+
+    prompt = _prompt_text(args, out) if not distributed_requested(args) else None
+    if distributed_requested(args):
+        from mlxk.cli import distributed
+
+        words = list(args.prompt)
+        text = None
+        if words:
+            from mlxk.operations.run import combine_stdin
+
+            text = combine_stdin(words, out.stdin.read() if "-" in words else None)
+        return distributed.run_cli(args, out, text)
+
+    from mlxk.errors import UsageError
+    from mlxk.operations import run as ops
+
+    options = _options(args)
+    if prompt is not None and not prompt.strip():
+        raise UsageError("the prompt is empty")
+    if prompt is None and out.json_mode:
+        raise UsageError("--json needs a prompt (interactive chat has no JSON mode)")
+    lm = ops.load(args.model)
+    if args.verbose:
+        out.info(f"Loaded {lm.name} in {lm.load_seconds:.2f}s")
+    if prompt is None:
+        from mlxk.cli.chat_ui import chat_loop
+
+        return chat_loop(ops.ChatSession(lm, options), out, lm.name, args.hide_reasoning,
+                         args.verbose)
+    return _single(lm, prompt, options, args, out)
+
+
+def _single(lm, prompt: str, options, args: argparse.Namespace, out: Output) -> int:
+    from mlxk.cli.chat_ui import AnswerPrinter, print_stream, verbose_line
+    from mlxk.operations import run as ops
+
+    session = ops.ChatSession(lm, options)
+    turn = ops.Turn()
+    chunks = session.ask(prompt, turn)
+    if out.json_mode:
+        for _ in chunks:
+            pass
+        out.result(ops.result_data(lm.name, prompt, turn))
+        return 0
+    printer = AnswerPrinter(out.stdout, args.hide_reasoning)
+    if args.no_stream:
+        for _ in chunks:
+            pass
+        printer.reasoning(turn.reasoning)
+        printer.text(turn.text)
+        printer.close()
+    else:
+        print_stream(chunks, printer)
+    if args.verbose:
+        out.info(verbose_line(turn.final, lm.name))
+    sys.stdout.flush()
+    return 0

@@ -1,9 +1,9 @@
 """The single-process engine, fed with a sharded model.
 
 Loading: the rank resolves the model in its own cache, builds the mlx-lm model
-lazily, shards it (``distributed.load_sharded_model``) and wraps it in the engine's
-``LoadedModel`` so prompt encoding, decoding, stop handling and reasoning are the
-exact code a single process runs. Generation is ``generate.stream``: every rank
+lazily, shards it (``distributed.load_sharded_model``) and hands it to the engine's
+``loader.load_model`` so prompt encoding, decoding, stop handling and reasoning are
+the exact code a single process runs. Generation is ``generate.stream``: every rank
 runs it on the same request with the same seed, and the collectives inside the
 sharded forward pass keep them in step.
 """
@@ -24,31 +24,28 @@ def generation_stream() -> Any:
 
 
 def load_sharded(ref: str, name: str | None, group: Any, mode: str) -> Any:
-    from mlxk.cache.resolve import resolve
     from mlxk.engine.distributed import load_sharded_model
+    from mlxk.operations.run import resolve_runnable
 
-    resolved = resolve(ref)
+    resolved = resolve_runnable(ref)
     path = Path(resolved.path)
     model, config = load_sharded_model(path, group, mode)
     return _wrap(path, name or resolved.name, model, config)
 
 
 def _wrap(path: Path, name: str, model: Any, config: dict[str, Any]) -> Any:
-    try:
-        from mlxk.engine import loader
-    except ImportError:
-        from mlxk.engine import _dist_fallback
+    from mlxk.engine import loader
 
-        return _dist_fallback.wrap(path, name, model, config)
     return loader.load_model(path, name, model=model, config=config)
 
 
 def stream(lm: Any, request: GenerationRequest) -> Iterator[Chunk]:
-    try:
-        from mlxk.engine import generate
-    except ImportError:
-        from mlxk.engine import _dist_fallback
+    from mlxk.engine import generate
 
-        yield from _dist_fallback.stream(lm, request)
-        return
     yield from generate.stream(lm, request)
+
+
+def prepare(lm: Any, request: GenerationRequest) -> Any:
+    from mlxk.engine import generate
+
+    return generate.prepare(lm, request)

@@ -159,7 +159,6 @@ def _scheduler_class(rank: Any, heartbeat: Heartbeat) -> Any:
                 msg = str(exc) if isinstance(exc, LostPeer) else f"batch step failed: {exc}"
                 self._fail_active(ExecutionError(f"distributed server failed: {msg}"))
                 _fatal(rank, msg)
-                raise
 
     return LeaderScheduler
 
@@ -171,7 +170,6 @@ def _follow(rank: Any) -> None:
     channel: Channel = rank.channel
     stream = mx.default_stream(mx.default_device())
     channel.stream = stream
-    sampler = _follow_sampler(channel.group)
     gen = None
     wait = max(10.0, HEARTBEAT_S * 10)
     while True:
@@ -186,7 +184,11 @@ def _follow(rank: Any) -> None:
             elif gen is None:
                 raise ExecutionError("rank 0 sent batch work before creating the batch")
             elif op[0] == "ins":
-                gen.insert(op[1], max_tokens=op[2], samplers=[sampler] * len(op[1]))
+                # One sampler object per sequence, as on rank 0: BatchGenerator makes one
+                # batched sampler call when all sequences share a sampler and one call per
+                # sequence otherwise; both ranks must take the same path (same collectives).
+                gen.insert(op[1], max_tokens=op[2],
+                           samplers=[_follow_sampler(channel.group) for _ in op[1]])
             elif op[0] == "rm":
                 gen.remove(op[1])
             elif op[0] == "next":
@@ -223,8 +225,10 @@ def _lead(rank: Any) -> None:
                                 f"only {spec.get('name') or spec['model']}")
         return target
 
+    from mlxk.engine import dist_engine
+
     pool = ModelPool(settings, resolver=resolver, loader=lambda path, key: rank.lm,
-                     scheduler_factory=_scheduler_class(rank, heartbeat))
+                     scheduler_factory=_scheduler_class(rank, heartbeat), prepare=dist_engine.prepare)
     try:
         sock = bind_socket(settings.host, settings.port)
     except OSError as exc:

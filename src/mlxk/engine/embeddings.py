@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlxk.engine import embed_config
+from mlxk.engine import blas, embed_config
 from mlxk.engine.embed_config import EmbedSpec
 from mlxk.errors import ExecutionError, MlxkError, NotRuntimeCompatible, ValidationError
 
@@ -213,6 +213,7 @@ def load_embedding_model(path: Path, name: str | None = None) -> EmbeddingModel:
     if reason:
         raise NotRuntimeCompatible(reason)
     spec = embed_config.read_spec(path, config)
+    blas.use_fast_blas()  # before the first mlx import in this process
     started = time.perf_counter()
     # transformers warns on import that torch is absent (expected here): keep stderr clean.
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")

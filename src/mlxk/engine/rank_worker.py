@@ -104,7 +104,7 @@ class Rank:
         mem = self.channel.gather_ints(int(mx.get_active_memory()) // 1024)
         peak = self.channel.gather_ints(int(mx.get_peak_memory()) // 1024)
         self.events.emit("ready", load_seconds=load_s, memory_kib=mem, peak_memory_kib=peak,
-                         world_size=group.size(), mode=self.spec["mode"])
+                         world_size=group.size(), mode=self.spec["mode"], name=self.lm.name)
 
     # -- run: one request at a time from the launcher ------------------------------------
     def lead_run(self) -> None:

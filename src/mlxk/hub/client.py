@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,9 +31,11 @@ from mlxk.errors import (
     MlxkError,
     ModelNotFound,
     OfflineError,
+    ValidationError,
 )
 
 RESUME_GRANULARITY = 1024 * 1024
+_HEX_PREFIX = re.compile(r"^[0-9a-f]{4,39}$")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,13 @@ def require_online(what: str = "This command") -> None:
                            "Unset HF_HUB_OFFLINE (or set it to 0) to go online.")
 
 
+def quiet() -> None:
+    """--json: huggingface_hub's warnings (retries...) stay off stderr."""
+    from huggingface_hub.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
 def _token() -> str | None:
     return config.hf_token()
 
@@ -85,6 +95,8 @@ def translate(exc: BaseException, repo_id: str, revision: str | None = None) -> 
     from huggingface_hub import errors as hf
 
     page = model_page(repo_id)
+    if isinstance(exc, hf.HFValidationError):
+        return ValidationError(f"Invalid Hub repo id '{repo_id}': {_first_line(exc)}")
     if isinstance(exc, hf.GatedRepoError):
         hint = ("your HF_TOKEN has no access: request it on the model page"
                 if _token() else "set HF_TOKEN to a token of an account that accepted its terms")
@@ -109,10 +121,29 @@ def translate(exc: BaseException, repo_id: str, revision: str | None = None) -> 
             return AccessDenied(f"Access to {repo_id} denied by the Hub (HTTP {status}); "
                                 f"check HF_TOKEN ({page}).", model=repo_id, url=page)
         return DownloadFailed(f"Hub error for {repo_id}: {_first_line(exc)}", model=repo_id)
+    if _is_connection_error(exc):
+        return DownloadFailed(f"Cannot reach the Hub at {config.hf_endpoint()} ({_first_line(exc)}); "
+                              "check the network or HF_ENDPOINT.", model=repo_id)
     if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
         return DownloadFailed(f"No space left on device while downloading {repo_id}.", model=repo_id)
     return DownloadFailed(f"Download of {repo_id} failed: {type(exc).__name__}: {_first_line(exc)}",
                           model=repo_id)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    kinds: tuple[type[BaseException], ...] = ()
+    for mod in ("httpx2", "httpx"):  # huggingface_hub 2.x uses httpx2, 1.x httpx
+        try:
+            http = __import__(mod)
+            kinds += (http.ConnectError, http.TimeoutException)
+        except ImportError:
+            continue
+    seen: BaseException | None = exc
+    while seen is not None:  # huggingface_hub wraps the transport error (LocalEntryNotFoundError)
+        if isinstance(seen, kinds):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _first_line(exc: BaseException) -> str:
@@ -146,8 +177,15 @@ def repo_exists(repo_id: str) -> bool:
 def preflight(repo_id: str, revision: str | None = None) -> RemoteRevision:
     """Resolve ``revision`` on the Hub and prove we may download it. Writes nothing."""
     require_online("pull")
-    info = _call(lambda: api().model_info(repo_id, revision=revision, files_metadata=True),
-                 repo_id, revision)
+    try:
+        info = _call(lambda: api().model_info(repo_id, revision=revision, files_metadata=True),
+                     repo_id, revision)
+    except HashNotFound:
+        if not (revision and _HEX_PREFIX.match(revision)):
+            raise
+        full = expand_commit_prefix(repo_id, revision)
+        info = _call(lambda: api().model_info(repo_id, revision=full, files_metadata=True),
+                     repo_id, revision)
     files = []
     for s in info.siblings or []:
         lfs = s.lfs is not None
@@ -160,6 +198,17 @@ def preflight(repo_id: str, revision: str | None = None) -> RemoteRevision:
         probe = min(remote.files, key=lambda f: f.size)
         _call(lambda: file_metadata(repo_id, probe.path, remote.commit), repo_id, revision)
     return remote
+
+
+def expand_commit_prefix(repo_id: str, prefix: str) -> str:
+    """A commit-hash prefix -> the full commit on the default branch (the Hub's URLs want full ones)."""
+    commits = _call(lambda: [c.commit_id for c in api().list_repo_commits(repo_id)], repo_id, prefix)
+    hits = [c for c in commits if c.startswith(prefix.lower())]
+    if len(hits) == 1:
+        return hits[0]
+    what = "is ambiguous" if hits else "matches no commit"
+    raise HashNotFound(f"Revision '{prefix}' {what} of {repo_id} on the Hub.",
+                       available_hashes=(hits or commits)[:20], model=repo_id)
 
 
 def file_metadata(repo_id: str, path: str, commit: str) -> Any:

@@ -11,14 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlxk.engine import embed_config
-from mlxk.errors import ModelNotFound, ValidationError
+from mlxk.errors import NotRuntimeCompatible, ValidationError
 
 if TYPE_CHECKING:
     from mlxk.engine.embeddings import EmbeddingModel
 
 # Inputs per engine call when streaming records out (sorted by length inside each chunk).
-STREAM_CHUNK = 256
+STREAM_CHUNK = 1024
 
 
 @dataclass
@@ -37,46 +36,29 @@ class EmbedTarget:
 
 def resolve_target(ref: str) -> EmbedTarget:
     """Resolve a model reference (contract section 3) to a directory on disk."""
-    try:
-        from mlxk.cache.resolve import resolve
-    except ImportError:  # pragma: no cover - until the cache track's resolver is present
-        return _fallback_resolve(ref)
+    from mlxk.cache.resolve import resolve
+
     resolved = resolve(ref)
     return EmbedTarget(resolved.name, Path(resolved.path))
 
 
-def _fallback_resolve(ref: str) -> EmbedTarget:
-    from mlxk.cache import layout
-
-    if ref.startswith(("./", "../", "/")) and (Path(ref) / "config.json").is_file():
-        return EmbedTarget(str(Path(ref).resolve()), Path(ref).resolve())
-    ref_file = layout.refs_dir(ref) / "main"
-    if "/" in ref and ref_file.is_file():
-        return EmbedTarget(ref, layout.snapshots_dir(ref) / ref_file.read_text().strip())
-    raise ModelNotFound(f"model '{ref}' not found in the cache")
-
-
-def _model_kind(path: Path) -> str:
-    tok = path / "tokenizer_config.json"
-    try:
-        has_template = "chat_template" in json.loads(tok.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        has_template = False
-    return "chat" if has_template or (path / "chat_template.jinja").is_file() else "text-generation"
-
-
 def ensure_embedding_model(target: EmbedTarget) -> None:
-    """Refuse a model that is not an encoder, before anything loads."""
+    """Refuse a model that is not an encoder (as ``list``/``show`` classify it), before loading."""
+    from mlxk.cache.detect import describe
+
     if not (target.path / "config.json").is_file():
         raise ValidationError(f"'{target.name}' has no config.json; not a model directory",
                               param="model")
-    if not embed_config.is_embedding_model(target.path):
-        kind = _model_kind(target.path)
+    desc = describe(target.path)
+    if desc.model_type != "embedding":
+        kind = "chat" if desc.model_type == "chat" else "text-generation"
         raise ValidationError(
             f"'{target.name}' is a {kind} model, not an embedding model; "
             f"use 'mlxk run' (or /v1/chat/completions) for it, and an embedding model "
             f"such as sentence-transformers/all-MiniLM-L6-v2 for embeddings",
-            param="model", model_type="chat" if kind == "chat" else "base")
+            param="model", model_type=desc.model_type)
+    if not desc.runtime_compatible:
+        raise NotRuntimeCompatible(f"'{target.name}' cannot run here: {desc.runtime_reason}")
 
 
 def load(ref: str) -> EmbeddingModel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ class Evaluated:
     commit: str | None
     path: Path
     cached: bool
-    files: dict[str, Path]
+    files: dict[str, str | Path]
     description: ModelDescription
     problems: tuple[str, ...]
     size_bytes: int
@@ -52,7 +53,7 @@ def evaluate_revision(repo: CachedRepo, rev: Revision | None) -> Evaluated:
     cfg, cfg_err = detect.load_json(files.get("config.json"))
     path = rev.path if rev else repo.path
     desc = detect.describe(path, files, repo.repo_id, cfg, cfg_err)
-    problems = integrity.check(repo, rev, cfg_err)
+    problems = integrity.check(repo, rev, cfg_err, config_parsed=cfg is not None)
     return Evaluated(repo.repo_id, rev.commit if rev else None, path, True, files, desc,
                      tuple(problems), rev.size_bytes if rev else 0,
                      rev.last_modified if rev else _mtime(repo.path), repo, rev)
@@ -62,7 +63,7 @@ def evaluate_local(path: Path) -> Evaluated:
     files = detect.local_files(path)
     cfg, cfg_err = detect.load_json(files.get("config.json"))
     desc = detect.describe(path, files, None, cfg, cfg_err)
-    entries = tuple(scan.CachedFile(n, p, None, p.stat().st_size, p.stat().st_mtime, True)
+    entries = tuple(scan.CachedFile(n, str(p), None, p.stat().st_size, p.stat().st_mtime, True)
                     for n, p in sorted(files.items()))
     fake_rev = Revision("0" * 40, path, (), entries)
     fake_repo = CachedRepo(str(path), path, (fake_rev,), ())
@@ -104,9 +105,27 @@ def model_object(ev: Evaluated) -> dict[str, Any]:
     }
 
 
+def _listed(repo_id: str, base: Path) -> dict[str, Any]:
+    repo = scan.scan_repo(repo_id, base)
+    return model_object(evaluate_revision(repo, repo.default_revision))
+
+
 def list_models(pattern: str | None = None, root: Path | None = None) -> dict[str, Any]:
-    models = [model_object(evaluate_revision(r, r.default_revision))
-              for r in scan.scan_cache(root, pattern)]
+    """The ``list`` data: every matching repo's model object, sorted by name.
+
+    Large caches are evaluated on all cores (``fanout``); each repo is independent.
+    """
+    from functools import partial
+
+    from mlxk.cache import layout
+    from mlxk.operations.fanout import fan_out
+
+    base = layout.cache_root(root)
+    ids = scan.list_repo_ids(base)
+    if pattern:
+        needle = pattern.lower()
+        ids = [i for i in ids if needle in i.lower()]
+    models = fan_out(partial(_listed, base=base), ids)
     models.sort(key=lambda m: m["name"])
     return {"models": models, "count": len(models)}
 
@@ -194,7 +213,7 @@ def show_model(ref: str, files: bool = False, config: bool = False,
     if files:
         entries = ev.revision.files if ev.revision else ()
         if not ev.cached:
-            entries = tuple(scan.CachedFile(n, p, None, p.stat().st_size, 0.0, True)
+            entries = tuple(scan.CachedFile(n, str(p), None, os.path.getsize(p), 0.0, True)
                             for n, p in sorted(ev.files.items()))
         data["files"] = [{"name": f.name, "size_bytes": f.size_bytes, "type": file_type(f.name)}
                          for f in entries]

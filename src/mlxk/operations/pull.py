@@ -37,8 +37,10 @@ def split_ref(ref: str) -> tuple[str, str | None]:
 
 def resolve_repo_id(name: str) -> str:
     """``org/name`` as is; a short name is looked up on the Hub (``mlx-community/<name>`` first)."""
-    from mlxk.cache.resolve import validate_name
+    from mlxk.cache.resolve import is_explicit_path, validate_name
 
+    if is_explicit_path(name):
+        raise ValidationError(f"pull takes a Hub repo id (org/name), not a path: '{name}'")
     validate_name(name)
     if "/" in name:
         return name
@@ -87,6 +89,8 @@ def pull(ref: str, *, progress: bool = True, info: Callable[[str], None] | None 
 def _pull(repo_id: str, rev: str | None, *, progress: bool, say: Callable[[str], None],
           max_workers: int) -> dict[str, Any]:
     cache = config.hub_cache()
+    if not progress:
+        client.quiet()
     remote = client.preflight(repo_id, rev)
     commit = remote.commit
     rdir = layout.repo_dir(repo_id, cache)
@@ -100,12 +104,18 @@ def _pull(repo_id: str, rev: str | None, *, progress: bool, say: Callable[[str],
 
     need = client.check_disk_space(remote, rdir)
     say(f"Pulling {repo_id}@{commit[:7]} ({_mb(need)} to download)")
-    if ref_name:
-        client.write_ref(rdir, ref_name, commit)
-    fetched = client.resume_partials(remote, cache)
-    if fetched:
-        say(f"Resumed partial download ({_mb(fetched)} fetched for partial files)")
-    client.snapshot(remote, cache, progress=progress, max_workers=max_workers)
+    existed = rdir.exists()
+    try:
+        if ref_name:
+            client.write_ref(rdir, ref_name, commit)
+        fetched = client.resume_partials(remote, cache)
+        if fetched:
+            say(f"Resumed partial download ({_mb(fetched)} fetched for partial files)")
+        client.snapshot(remote, cache, progress=progress, max_workers=max_workers)
+    except MlxkError:
+        if not existed:
+            _drop_if_nothing_arrived(rdir)
+        raise
     downloaded = need  # everything missing before the pull is now present
 
     from mlxk.operations.health import check_revision
@@ -116,6 +126,20 @@ def _pull(repo_id: str, rev: str | None, *, progress: bool, say: Callable[[str],
                              model=repo_id, commit_hash=commit, reason=health.reason)
     return _result(repo_id, "success", commit, downloaded,
                    f"Downloaded {repo_id}@{commit[:7]} ({_mb(downloaded)}).")
+
+
+def _drop_if_nothing_arrived(rdir: Path) -> None:
+    """A pull that created ``rdir`` and failed before any byte of a file landed leaves no trace.
+
+    Anything else (a finished blob, a partial, a snapshot) stays: it is what the next pull resumes.
+    """
+    import shutil
+
+    blobs = rdir / "blobs"
+    snapshots = rdir / "snapshots"
+    if (blobs.is_dir() and any(blobs.iterdir())) or (snapshots.is_dir() and any(snapshots.iterdir())):
+        return
+    shutil.rmtree(rdir, ignore_errors=True)
 
 
 def _result(repo_id: str, status: str, commit: str, nbytes: int, message: str) -> dict[str, Any]:

@@ -141,9 +141,14 @@ class ModelPool:
         if self.settings.keep_alive > 0:
             self._reaper = asyncio.create_task(self._reap_forever())
 
-    async def preload(self, ref: str) -> ModelEntry:
+    async def preload(self, ref: str) -> ModelEntry | None:
         """Load the ``--model`` given at start (a name or a path) and pin it."""
         target = await asyncio.to_thread(_resolve_start_model, ref)
+        if await asyncio.to_thread(_is_encoder, target.path):  # served by /v1/embeddings
+            from mlxk.server.routes_embeddings import embedding_models
+
+            await embedding_models(self).preload(target.key, target.path)
+            return None
         entry = await self._ensure(target, pinned=True)
         self._aliases[ref] = entry.key
         self.default_model = entry.key
@@ -301,6 +306,12 @@ def _resolve_start_model(ref: str) -> Target:
     resolved = resolve(ref)
     key = resolved.name if resolved.cached else Path(resolved.path).name
     return Target(key, Path(resolved.path))
+
+
+def _is_encoder(path: Path) -> bool:
+    from mlxk.engine.embed_config import is_embedding_model
+
+    return is_embedding_model(path)
 
 
 def _load_error(key: str, exc: BaseException) -> MlxkError:

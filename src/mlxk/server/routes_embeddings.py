@@ -63,6 +63,7 @@ class EmbeddingResponse(BaseModel):
 class _Slot:
     key: str
     model: Any = None
+    pinned: bool = False
     in_use: int = 0
     last_used: float = field(default_factory=time.monotonic)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -70,25 +71,48 @@ class _Slot:
 
 
 class EmbeddingModels:
-    """The encoders this server has loaded (separate from the chat pool's batch schedulers)."""
+    """The encoders this server has loaded (separate from the chat pool's batch schedulers).
+
+    One per ``ModelPool`` (see ``embedding_models``): LRU by ``--max-loaded``, idle unload by
+    ``--keep-alive``; an encoder given as ``serve --model`` is preloaded, pinned and the default.
+    """
 
     def __init__(self, max_loaded: int, keep_alive: float) -> None:
         self.max_loaded = max(1, max_loaded)
         self.keep_alive = keep_alive
+        self.default: str | None = None
         self._slots: dict[str, _Slot] = {}
         self._lock = asyncio.Lock()
 
     def loaded_names(self) -> list[str]:
         return sorted(k for k, s in self._slots.items() if s.model is not None)
 
-    async def acquire(self, name: str) -> _Slot:
+    async def preload(self, key: str, path: Path) -> None:
+        """Load ``serve --model``'s encoder at start; it stays loaded and answers requests without a model."""
+        slot = await self._slot(key, path, pinned=True)
+        slot.in_use -= 1
+        self.default = key
+
+    async def acquire(self, name: str | None) -> _Slot:
+        if not name:
+            if self.default is None:
+                raise ValidationError("'model' is required (an embedding model in the cache)",
+                                      param="model")
+            name = self.default
+        slot = self._slots.get(name)
+        if slot is not None and slot.model is not None:
+            slot.in_use += 1
+            return slot
         key, path = await asyncio.to_thread(resolve_embedding_model, name)
+        return await self._slot(key, path)
+
+    async def _slot(self, key: str, path: Path, pinned: bool = False) -> _Slot:
         async with self._lock:
             self._expire_idle()
             slot = self._slots.get(key)
             if slot is None:
                 self._make_room()
-                slot = _Slot(key)
+                slot = _Slot(key, pinned=pinned)
                 self._slots[key] = slot
                 asyncio.get_running_loop().create_task(self._load(slot, path))
             slot.in_use += 1
@@ -101,7 +125,7 @@ class EmbeddingModels:
     def release(self, slot: _Slot) -> None:
         slot.in_use = max(0, slot.in_use - 1)
         slot.last_used = time.monotonic()
-        if slot.in_use == 0 and self.keep_alive == 0:
+        if slot.in_use == 0 and self.keep_alive == 0 and not slot.pinned:
             self._slots.pop(slot.key, None)
 
     async def _load(self, slot: _Slot, path: Path) -> None:
@@ -115,20 +139,33 @@ class EmbeddingModels:
         finally:
             slot.ready.set()
 
+    def _idle(self) -> list[_Slot]:
+        return [s for s in self._slots.values()
+                if s.in_use == 0 and not s.pinned and s.model is not None]
+
     def _expire_idle(self) -> None:
         if self.keep_alive <= 0:
             return
         now = time.monotonic()
-        for key, slot in list(self._slots.items()):
-            if slot.in_use == 0 and slot.model is not None and now - slot.last_used >= self.keep_alive:
-                del self._slots[key]
+        for slot in self._idle():
+            if now - slot.last_used >= self.keep_alive:
+                del self._slots[slot.key]
 
     def _make_room(self) -> None:
         while len(self._slots) >= self.max_loaded:
-            idle = [s for s in self._slots.values() if s.in_use == 0 and s.ready.is_set()]
+            idle = self._idle()
             if not idle:
-                return  # all busy: allow a temporary extra one rather than failing the request
+                return  # all busy or pinned: allow one more rather than failing the request
             del self._slots[min(idle, key=lambda s: s.last_used).key]
+
+
+def embedding_models(pool: Any) -> EmbeddingModels:
+    """The encoders of ``pool``'s server (created on first use, with the pool's settings)."""
+    models = getattr(pool, "embedding_models", None)
+    if models is None:
+        models = EmbeddingModels(pool.settings.max_loaded, pool.settings.keep_alive)
+        pool.embedding_models = models
+    return models
 
 
 def resolve_embedding_model(name: str) -> tuple[str, Path]:
@@ -154,15 +191,6 @@ def resolve_embedding_model(name: str) -> tuple[str, Path]:
         raise ValidationError(f"model '{resolved.name}' cannot run here: {desc.runtime_reason}",
                               param="model")
     return resolved.name, Path(resolved.path)
-
-
-def _models(request: Request) -> EmbeddingModels:
-    models = getattr(request.app.state, "embedding_models", None)
-    if models is None:
-        settings = request.app.state.settings
-        models = EmbeddingModels(settings.max_loaded, settings.keep_alive)
-        request.app.state.embedding_models = models
-    return models
 
 
 # --- request handling --------------------------------------------------------------
@@ -222,15 +250,13 @@ def compute(em: Any, body: EmbeddingRequest) -> dict[str, Any]:
 @router.post("/v1/embeddings", response_model=EmbeddingResponse, responses=ERROR_RESPONSES,
              tags=["embeddings"])
 async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
-    if not body.model:
-        raise ValidationError("'model' is required (an embedding model in the cache)", param="model")
-    models = _models(request)
+    pool = request.app.state.pool
+    models = embedding_models(pool)
     slot = await models.acquire(body.model)
     try:
         response = await asyncio.to_thread(compute, slot.model, body)
     finally:
         models.release(slot)
-    pool = getattr(request.app.state, "pool", None)
     metrics = getattr(pool, "metrics", None)
     if metrics is not None:
         metrics.tokens_in.labels(slot.key).inc(response["usage"]["prompt_tokens"])

@@ -96,3 +96,14 @@ def test_health_pattern_and_reference(two_revisions, chat_model) -> None:
     assert health_report("two-revs")["summary"]["total"] == 1
     r = health_report(f"{repo}@{old[:8]}")
     assert r["healthy"][0]["hash"] == old and r["healthy"][0]["name"] == f"{repo}@{old[:12]}"
+
+
+def test_dangling_ref_with_other_snapshot(hub_cache: Path) -> None:
+    from mlxk.cache import layout
+
+    commit = cf.add_repo(hub_cache, "org/dang", cf.mlx_model_files(), ref=None)
+    (layout.refs_dir("org/dang", hub_cache) / "main").write_text("d" * 40)
+    repo = scan.scan_repo("org/dang", hub_cache)
+    assert repo.default_revision.commit == commit  # falls back to the newest snapshot
+    entry = check_revision("org/dang")
+    assert entry.reason == "dangling ref 'main' -> dddddddddddd (no snapshot)"

@@ -1,0 +1,151 @@
+"""Generation: ``prepare`` (the one hook), ``stream`` (single sequence) and ``complete``.
+
+``prepare`` turns a ``GenerationRequest`` into everything a token loop needs:
+prompt tokens, sampler, logits processors, max_tokens and a fresh
+``SequenceDecoder``. The single-stream loop here, the server's batch scheduler
+and the distributed ranks all start from it; structured output adds its grammar
+processor and tool-call decoder inside it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlxk import config as mlxk_config
+from mlxk.engine import prompt as prompt_mod
+from mlxk.engine import sampling
+from mlxk.engine.decoder import SequenceDecoder
+from mlxk.engine.types import Chunk, GenerationRequest
+from mlxk.errors import ValidationError
+
+
+@dataclass
+class Prepared:
+    prompt_tokens: list[int]
+    sampler: Callable[[Any], Any]
+    logits_processors: list[Any]
+    max_tokens: int
+    decoder: Any                       # SequenceDecoder (or a wrapper with the same interface)
+    request: GenerationRequest
+    prompt_text: str = ""
+
+
+@dataclass
+class Completion:
+    text: str
+    reasoning: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    timing: dict[str, float] = field(default_factory=dict)
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+def default_max_tokens(lm: Any, n_prompt: int) -> int:
+    """Context length minus the prompt, capped at ``DEFAULT_MAX_TOKENS_CAP``."""
+    room = int(getattr(lm, "context_length", 0) or 0) - n_prompt
+    return max(1, min(mlxk_config.DEFAULT_MAX_TOKENS_CAP, room))
+
+
+def _needs_structured(request: GenerationRequest) -> bool:
+    if request.response_format and request.response_format.get("type") not in (None, "text"):
+        return True
+    if request.tools:
+        return True
+    return any(m.get("role") == "tool" or m.get("tool_calls") for m in request.messages or [])
+
+
+def prepare(lm: Any, request: GenerationRequest) -> Prepared:
+    """Everything a token loop needs for ``request`` on the loaded model ``lm``."""
+    plan = None
+    to_render = request
+    if _needs_structured(request):
+        from mlxk.engine import structured
+
+        plan = structured.plan(lm, request)
+        to_render = plan.request
+    text, templated = prompt_mod.render(lm, to_render)
+    tokens = prompt_mod.encode_text(lm, text, templated)
+    if not tokens:
+        raise ValidationError("the prompt is empty", param="messages" if request.messages else "prompt")
+    if request.max_tokens is not None and request.max_tokens < 1:
+        raise ValidationError("max_tokens must be >= 1", param="max_tokens")
+    max_tokens = request.max_tokens or default_max_tokens(lm, len(tokens))
+    decoder = SequenceDecoder(
+        lm.tokenizer, lm.eos_token_ids, stop=request.stop, prompt_tokens=len(tokens),
+        reasoning_format=getattr(lm, "reasoning_format", None),
+        start_in_reasoning=prompt_mod.opens_reasoning(lm, text),
+        hidden_token_ids=getattr(lm, "hidden_token_ids", ()),
+        marker_token_ids=getattr(lm, "marker_token_ids", ()),
+    )
+    prepared = Prepared(
+        prompt_tokens=tokens, sampler=sampling.make_sampler(request.sampling),
+        logits_processors=sampling.make_logits_processors(request.sampling),
+        max_tokens=int(max_tokens), decoder=decoder, request=request, prompt_text=text,
+    )
+    if plan is not None and plan.active:
+        from mlxk.engine import structured
+
+        structured.attach(lm, plan, prepared)
+    return prepared
+
+
+def stream(lm: Any, request: GenerationRequest, prepared: Prepared | None = None) -> Iterator[Chunk]:
+    """Generate one sequence; yields text/reasoning chunks, then one final chunk
+    (``finish_reason``, token counts, ``timing``)."""
+    import mlx.core as mx
+    from mlx_lm.generate import generate_step, generation_stream, wired_limit
+
+    p = prepared or prepare(lm, request)
+    sampling.apply_seed(request.sampling)
+    mx.reset_peak_memory()
+    started = time.perf_counter()
+    first = last = None
+    reason = "length"
+    steps = generate_step(mx.array(p.prompt_tokens), lm.model, max_tokens=p.max_tokens,
+                          sampler=p.sampler, logits_processors=p.logits_processors or None)
+    try:
+        with wired_limit(lm.model, [generation_stream]):
+            for token, _logprobs in steps:
+                last = time.perf_counter()
+                if first is None:
+                    first = last
+                yield from p.decoder.feed(token)
+                if p.decoder.finished:
+                    reason = "stop"
+                    break
+    finally:
+        steps.close()
+    final = p.decoder.finish(reason)
+    n = final.completion_tokens
+    ttft = (first - started) if first else 0.0
+    gen_s = (last - first) if first and last else 0.0
+    final.timing = {
+        "load_s": float(getattr(lm, "load_seconds", 0.0)),
+        "ttft_s": ttft,
+        "prompt_tps": len(p.prompt_tokens) / ttft if ttft > 0 else 0.0,
+        "generation_tps": (n - 1) / gen_s if gen_s > 0 and n > 1 else 0.0,
+        "total_s": time.perf_counter() - started,
+        "peak_memory_bytes": float(mx.get_peak_memory()),
+    }
+    yield final
+
+
+def complete(lm: Any, request: GenerationRequest) -> Completion:
+    text: list[str] = []
+    reasoning: list[str] = []
+    calls: list[dict[str, Any]] = []
+    final = Chunk()
+    for chunk in stream(lm, request):
+        text.append(chunk.text)
+        reasoning.append(chunk.reasoning)
+        calls += chunk.tool_calls or []
+        if chunk.finish_reason:
+            final = chunk
+    return Completion(text="".join(text), reasoning="".join(reasoning),
+                      finish_reason=final.finish_reason or "stop",
+                      prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens,
+                      timing=dict(final.timing or {}), tool_calls=calls or None)

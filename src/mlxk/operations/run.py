@@ -1,0 +1,130 @@
+"""`run`: resolve and check a model, load it, and talk to it (single-shot or a chat session)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mlxk.engine.types import Chunk, GenerationRequest, SamplingParams
+from mlxk.errors import NotRuntimeCompatible
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    system: str | None = None
+    use_chat_template: bool = True
+
+
+def resolve_runnable(ref: str) -> Any:
+    """Resolve ``ref`` and refuse, before loading, what ``run`` cannot run."""
+    from mlxk.cache.detect import describe
+    from mlxk.cache.resolve import resolve
+
+    resolved = resolve(ref)
+    d = describe(resolved.path, repo_id=resolved.repo_id)
+    if d.model_type == "embedding":
+        raise NotRuntimeCompatible(
+            f"{resolved.name} is an embedding model; use 'mlxk embed {resolved.name}' instead")
+    if not d.runtime_compatible:
+        raise NotRuntimeCompatible(
+            f"{resolved.name} cannot be run: {d.runtime_reason or 'not runtime compatible'}")
+    return resolved
+
+
+def load(ref: str) -> Any:
+    """``LoadedModel`` for ``ref`` (resolved and checked first)."""
+    from mlxk.engine.loader import load_model
+
+    resolved = resolve_runnable(ref)
+    return load_model(resolved.path, name=resolved.display)
+
+
+def single_request(text: str, options: RunOptions) -> GenerationRequest:
+    messages: list[dict[str, Any]] = []
+    if options.system:
+        messages.append({"role": "system", "content": options.system})
+    messages.append({"role": "user", "content": text})
+    return GenerationRequest(messages=messages, sampling=options.sampling,
+                             max_tokens=options.max_tokens, stop=options.stop,
+                             use_chat_template=options.use_chat_template)
+
+
+def combine_stdin(words: list[str], stdin_text: str | None) -> str:
+    """``run M - "summarize"``: the words are the instruction, stdin the material."""
+    instruction = " ".join(w for w in words if w != "-").strip()
+    if stdin_text is None:
+        return instruction
+    material = stdin_text.rstrip("\n")
+    return f"{instruction}\n\n{material}" if instruction else material
+
+
+@dataclass
+class Turn:
+    """What one answer produced (filled while streaming, also when interrupted)."""
+
+    text: str = ""
+    reasoning: str = ""
+    final: Chunk | None = None
+    interrupted: bool = False
+
+
+class ChatSession:
+    """Interactive chat state: the full message history, the system prompt, options."""
+
+    def __init__(self, lm: Any, options: RunOptions) -> None:
+        self.lm = lm
+        self.options = options
+        self.system = options.system
+        self.history: list[dict[str, Any]] = []
+
+    def messages(self) -> list[dict[str, Any]]:
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return head + self.history
+
+    def clear(self) -> None:
+        self.history.clear()
+
+    def set_system(self, text: str | None) -> None:
+        self.system = text or None
+
+    def ask(self, text: str, turn: Turn | None = None) -> Iterator[Chunk]:
+        """Stream the answer to ``text``; the exchange joins the history when the answer
+        ends, also when it is cut short (Ctrl-C keeps what was said)."""
+        from mlxk.engine.generate import stream
+
+        turn = turn if turn is not None else Turn()
+        self.history.append({"role": "user", "content": text})
+        request = replace(single_request(text, self.options), messages=self.messages())
+        try:
+            for chunk in stream(self.lm, request):
+                turn.text += chunk.text
+                turn.reasoning += chunk.reasoning
+                if chunk.finish_reason:
+                    turn.final = chunk
+                yield chunk
+        finally:
+            if turn.final is None:
+                turn.interrupted = True
+            self.history.append({"role": "assistant", "content": turn.text})
+
+
+def result_data(model: str, prompt: str, turn: Turn) -> dict[str, Any]:
+    """The ``--json`` data of a single-shot run."""
+    final = turn.final or Chunk(finish_reason="stop")
+    data: dict[str, Any] = {
+        "model": model,
+        "prompt": prompt,
+        "response": turn.text,
+        "usage": {"prompt_tokens": final.prompt_tokens, "completion_tokens": final.completion_tokens},
+        "finish_reason": final.finish_reason,
+        "timing": {k: round(float(v), 6) for k, v in (final.timing or {}).items()},
+    }
+    if turn.reasoning:
+        data["reasoning"] = turn.reasoning
+    if final.tool_calls:
+        data["tool_calls"] = final.tool_calls
+    return data

@@ -1,0 +1,90 @@
+"""SequenceDecoder with a real (tiny, trained) tokenizer: end tokens, specials, stops, counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlxk.engine.decoder import SequenceDecoder
+from mlxk.engine.types import Chunk
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_dir: Path):
+    from mlx_lm.utils import load_tokenizer
+
+    return load_tokenizer(tiny_model_dir)
+
+
+def _decode(dec: SequenceDecoder, ids: list[int], reason: str = "length") -> tuple[str, str, Chunk]:
+    chunks: list[Chunk] = []
+    for t in ids:
+        chunks += dec.feed(t)
+        if dec.finished:
+            reason = "stop"
+            break
+    final = dec.finish(reason)
+    chunks.append(final)
+    return "".join(c.text for c in chunks), "".join(c.reasoning for c in chunks), final
+
+
+def _ids(tok, text: str) -> list[int]:
+    return list(tok.encode(text, add_special_tokens=False))
+
+
+def _special(tok, name: str) -> int:
+    return tok.convert_tokens_to_ids(name)
+
+
+def test_end_of_turn_token_stops_and_is_never_shown(tok) -> None:
+    im_end = _special(tok, "<|im_end|>")
+    ids = _ids(tok, "Hello world! The capital of France is Paris.")
+    dec = SequenceDecoder(tok, {im_end}, prompt_tokens=7)
+    text, _, final = _decode(dec, [*ids, im_end, *_ids(tok, "never shown")])
+    assert text == "Hello world! The capital of France is Paris."
+    assert final.finish_reason == "stop"
+    assert (final.prompt_tokens, final.completion_tokens) == (7, len(ids) + 1)
+
+
+def test_other_special_tokens_are_hidden(tok) -> None:
+    im_end, im_start = _special(tok, "<|im_end|>"), _special(tok, "<|im_start|>")
+    ids = [*_ids(tok, "Hello"), im_start, *_ids(tok, " world")]
+    dec = SequenceDecoder(tok, {im_end}, hidden_token_ids={im_start})
+    text, _, final = _decode(dec, ids)
+    assert text == "Hello world" and "<|" not in text
+    assert final.finish_reason == "length" and final.completion_tokens == len(ids)
+
+
+def test_stop_string_spanning_tokens(tok) -> None:
+    ids = _ids(tok, "Hello world! How are you today?")
+    assert len(ids) > 4
+    for stop in ("world! How", "d! H", "you"):
+        dec = SequenceDecoder(tok, set(), stop=(stop,))
+        text, _, final = _decode(dec, ids)
+        assert text == "Hello world! How are you today?".split(stop)[0], stop
+        assert final.finish_reason == "stop"
+        assert stop not in text
+
+
+def test_unmatched_partial_stop_is_flushed_at_length(tok) -> None:
+    ids = _ids(tok, "Hello wor")
+    dec = SequenceDecoder(tok, set(), stop=("world peace",))
+    text, _, final = _decode(dec, ids)
+    assert text == "Hello wor" and final.finish_reason == "length"
+
+
+def test_think_reasoning_split_on_tokens(tok) -> None:
+    ids = _ids(tok, "<think> reasoning here </think> The answer")
+    dec = SequenceDecoder(tok, set(), reasoning_format="think")
+    text, reasoning, _ = _decode(dec, ids)
+    assert reasoning.strip() == "reasoning here"
+    assert text == "The answer"
+
+
+def test_utf8_split_across_tokens(tok) -> None:
+    ids = _ids(tok, "Café ü 😀 done")
+    dec = SequenceDecoder(tok, set())
+    text, _, _ = _decode(dec, ids)
+    assert text == "Café ü 😀 done"
+    assert "\ufffd" not in text
