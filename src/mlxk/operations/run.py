@@ -17,6 +17,7 @@ class RunOptions:
     stop: tuple[str, ...] = ()
     system: str | None = None
     use_chat_template: bool = True
+    response_format: dict[str, Any] | None = None   # run --json-schema (structured output)
 
 
 def resolve_runnable(ref: str) -> Any:
@@ -50,7 +51,8 @@ def single_request(text: str, options: RunOptions) -> GenerationRequest:
     messages.append({"role": "user", "content": text})
     return GenerationRequest(messages=messages, sampling=options.sampling,
                              max_tokens=options.max_tokens, stop=options.stop,
-                             use_chat_template=options.use_chat_template)
+                             use_chat_template=options.use_chat_template,
+                             response_format=options.response_format)
 
 
 def combine_stdin(words: list[str], stdin_text: str | None) -> str:
@@ -112,7 +114,10 @@ class ChatSession:
             self.history.append({"role": "assistant", "content": turn.text})
 
 
-def result_data(model: str, prompt: str, turn: Turn) -> dict[str, Any]:
+_UNSET: Any = object()
+
+
+def result_data(model: str, prompt: str, turn: Turn, parsed: Any = _UNSET) -> dict[str, Any]:
     """The ``--json`` data of a single-shot run."""
     final = turn.final or Chunk(finish_reason="stop")
     data: dict[str, Any] = {
@@ -127,4 +132,6 @@ def result_data(model: str, prompt: str, turn: Turn) -> dict[str, Any]:
         data["reasoning"] = turn.reasoning
     if final.tool_calls:
         data["tool_calls"] = final.tool_calls
+    if parsed is not _UNSET:
+        data["parsed"] = parsed
     return data
