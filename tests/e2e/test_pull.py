@@ -13,7 +13,13 @@ import pytest
 from huggingface_hub import scan_cache_dir, snapshot_download
 from tests.support.cache_factory import add_repo
 from tests.support.cli import mlxk_argv, mlxk_env, run_mlxk
-from tests.support.hub_repos import big_file, model_files, tree_snapshot, write_folder
+from tests.support.hub_repos import (
+    big_file,
+    model_files,
+    safetensors_bytes,
+    tree_snapshot,
+    write_folder,
+)
 from tests.support.hub_server import FakeHub, HubProcess
 from tests.support.schema import assert_valid
 
@@ -217,10 +223,13 @@ def test_killed_pull_shows_partial_then_resumes(hub_server: FakeHub, hub_cache: 
     finally:
         proc.wait(timeout=30)
     repo_dir = hub_cache / "models--org--tiny-model"
-    partials = list((repo_dir / "blobs").glob("*.incomplete"))
+    # other files may have been in flight too (empty partials); the big one holds real bytes
+    big_sha = hashlib.sha256(files[big]).hexdigest()
+    partials = list((repo_dir / "blobs").glob(f"{big_sha}.*.incomplete"))
     assert len(partials) == 1
     have = partials[0].stat().st_size
     assert 0 < have < size
+    assert partials[0].read_bytes() == files[big][:have]
 
     health = _health(REPO)
     assert [e["name"] for e in health["unhealthy"]] == [REPO]
@@ -307,3 +316,63 @@ def test_failure_after_preflight_before_any_file_leaves_no_trace(hub_server: Fak
     assert tree_snapshot(hub_cache.parent) == before
     hub_server.failures.clear()
     assert pull(REPO).returncode == 0
+
+
+def test_concurrent_pulls_share_the_locks(hub_server: FakeHub, hub_cache: Path,
+                                          files: dict[str, bytes]) -> None:
+    """Two pulls of one model at once: both succeed and every file crosses the wire once."""
+    sha = hub_server.add_repo(REPO, files)
+    big = big_file(files)
+    hub_server.throttle(2 * 1024 * 1024, paths={big})
+    procs = [subprocess.Popen(mlxk_argv("pull", REPO, "--json"), env=mlxk_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for _ in range(2)]
+    outs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert {o["data"]["commit_hash"] for o in outs} == {sha}
+    for name, data in files.items():
+        assert hub_server.served(REPO, name) == len(data), name
+    blobs_are_sound(hub_cache / "models--org--tiny-model")
+    assert not scan_cache_dir(hub_cache).warnings
+
+
+def test_damaged_cached_file_is_fetched_again(hub_server: FakeHub, hub_cache: Path,
+                                              files: dict[str, bytes]) -> None:
+    hub_server.add_repo(REPO, files)
+    assert pull(REPO).returncode == 0
+    big = big_file(files)
+    snap = hub_cache / "models--org--tiny-model" / "snapshots" / hub_server.head_sha(REPO)
+    blob = (snap / big).resolve()
+    blob.write_bytes(files[big][:1000])  # truncated behind the cache's back
+    assert run_mlxk("health", REPO, "--json").returncode == 1
+    hub_server.reset_counters()
+    r = pull(REPO)
+    assert r.returncode == 0, r.stdout
+    assert r.json["data"]["download_status"] == "success"
+    assert hub_server.served(REPO, big) == len(files[big])
+    assert (snap / big).read_bytes() == files[big]
+    assert run_mlxk("health", REPO, "--json").returncode == 0
+
+
+def test_complete_download_of_an_unhealthy_model_reports_its_health(hub_server: FakeHub,
+                                                                    hub_cache: Path) -> None:
+    """Every byte arrived, but the repo itself is no sound model: success, health in the message."""
+    broken = {"config.json": b"{not json", "model.safetensors": safetensors_bytes({"w": 4096})}
+    hub_server.add_repo("org/broken-config", broken)
+    r = pull("org/broken-config")
+    assert r.returncode == 0, r.stdout
+    d = r.json["data"]
+    assert d["download_status"] == "success"
+    assert d["bytes_downloaded"] == sum(len(v) for v in broken.values())
+    assert "health check:" in d["message"] and "config.json" in d["message"]
+    snap = hub_cache / "models--org--broken-config" / "snapshots" / d["commit_hash"]
+    assert (snap / "config.json").read_bytes() == broken["config.json"]
+    again = run_mlxk("pull", "org/broken-config")
+    assert again.returncode == 0
+    assert "already in the cache; health check:" in again.stdout
+    assert "Warning: org/broken-config health check:" in again.stderr
+    # a GGUF-only repo (no config.json) is a healthy download
+    hub_server.add_repo("org/some-gguf", {"model-Q4_0.gguf": b"GGUF" + bytes(5000)})
+    gguf = pull("org/some-gguf")
+    assert gguf.returncode == 0 and gguf.json["data"]["message"].endswith("; healthy.")
+

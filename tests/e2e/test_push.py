@@ -85,6 +85,7 @@ def test_dry_run_then_real_push_lands_files(hub_server: FakeHub, folder: Path) -
     d = r.json["data"]
     assert d["action"] == "uploaded"
     assert d["commit_hash"] == hub_server.head_sha("me/model")
+    assert d["url"] == f"{hub_server.url}/me/model/commit/{d['commit_hash']}"
     assert hub_server.repos["me/model"].private
     landed = hub_server.files_at("me/model")
     assert {k: v for k, v in landed.items() if k != ".gitattributes"} == \
@@ -101,9 +102,14 @@ def test_dry_run_then_real_push_lands_files(hub_server: FakeHub, folder: Path) -
     assert [x["path"] for x in c["deleted"]] == ["special_tokens_map.json"]
     assert c["unchanged"] == len(local) - 2
 
+    (folder / ".git").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")  # never uploaded
+    commits_before = len(hub_server.repos["me/model"].commits)
     r = push(str(folder), "me/model", "--private", env=env)
     assert r.returncode == 0, r.stdout
+    assert len(hub_server.repos["me/model"].commits) == commits_before + 1  # one commit
     landed = hub_server.files_at("me/model")
+    assert not any(p.startswith(".git/") for p in landed)
     assert "special_tokens_map.json" not in landed
     assert landed["README.md"] == b"# changed\n"
     assert landed["generation_config.json"] == b'{"temperature": 0.7}'

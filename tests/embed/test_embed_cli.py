@@ -81,7 +81,8 @@ def test_too_long_text_with_no_truncate_fails_and_default_truncates(minilm_cache
     assert res.returncode == 1
     _valid(res.json)
     assert res.json["error"]["type"] == "ValidationError"
-    assert "302 tokens" in res.json["error"]["message"] and "256" in res.json["error"]["message"]
+    msg = res.json["error"]["message"]
+    assert "302 tokens" in msg and "limit of 256" in msg and "--no-truncate" in msg
     ok = run_mlxk("embed", minilm_cached, long_text)
     assert ok.returncode == 0, ok.stderr
     assert len(_lines(ok.stdout)) == 1
@@ -156,3 +157,17 @@ def test_local_directory_and_unsupported_encoder(minilm_dir: Path, hub_cache: Pa
     assert bad.returncode == 1
     assert bad.json["error"]["type"] == "not_runtime_compatible"
     assert "t5" in bad.json["error"]["message"]
+
+
+def test_minilm_is_listed_as_embedding_and_run_points_to_embed(minilm_cached: str) -> None:
+    show = run_mlxk("show", minilm_cached, "--json")
+    assert show.returncode == 0, show.stderr
+    model, meta = show.json["data"]["model"], show.json["data"]["metadata"]
+    assert model["model_type"] == "embedding" and model["capabilities"] == ["embeddings"]
+    assert model["runtime_compatible"] is True and model["health"] == "healthy"
+    assert meta["embedding_dimension"] == 384
+    listed = {m["name"]: m for m in run_mlxk("list", "--json").json["data"]["models"]}
+    assert listed[minilm_cached]["model_type"] == "embedding"
+    run = run_mlxk("run", minilm_cached, "hello")
+    assert run.returncode == 1
+    assert f"mlxk embed {minilm_cached}" in run.stderr and "Traceback" not in run.stderr

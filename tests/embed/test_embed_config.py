@@ -63,3 +63,18 @@ def test_chat_and_masked_lm_models_are_not_embedding_models(tmp_path: Path) -> N
     _write(tmp_path / "b", "config.json", {"model_type": "bert", "architectures": ["BertForMaskedLM"]})
     assert not embed_config.is_embedding_model(tmp_path / "a")
     assert not embed_config.is_embedding_model(tmp_path / "b")
+
+
+def test_detect_reports_dense_output_size(tmp_path: Path) -> None:
+    from mlxk.cache.detect import describe
+
+    _write(tmp_path, "config.json", {"model_type": "bert", "architectures": ["BertModel"],
+                                     "hidden_size": 768})
+    _write(tmp_path, "modules.json", _modules(("Transformer", ""), ("Pooling", "1_Pooling"),
+                                              ("Dense", "2_Dense"), ("Normalize", "3_Normalize")))
+    _write(tmp_path, "1_Pooling/config.json", {"word_embedding_dimension": 768})
+    _write(tmp_path, "2_Dense/config.json", {"in_features": 768, "out_features": 256})
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    desc = describe(tmp_path)
+    assert desc.model_type == "embedding" and desc.embedding_dim == 256
+    assert embed_config.read_spec(tmp_path).dimension == 256

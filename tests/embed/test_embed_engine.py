@@ -146,3 +146,45 @@ def test_missing_weights_are_a_clear_error(minilm_dir, tmp_path) -> None:
         (tmp_path / name).write_bytes((minilm_dir / name).read_bytes())
     with pytest.raises(NotRuntimeCompatible, match="safetensors"):
         load_embedding_model(tmp_path)
+
+
+def test_dense_module_is_applied(minilm_model, minilm_dir, tmp_path) -> None:
+    """A sentence-transformers Dense layer (tanh) after pooling, then Normalize: as ST computes it."""
+    import mlx.core as mx
+
+    from mlxk.engine.embeddings import load_embedding_model
+
+    copy = tmp_path / "dense-model"
+    copy.mkdir()
+    for f in minilm_dir.iterdir():
+        if f.is_file() and f.name != "modules.json":
+            (copy / f.name).symlink_to(f)
+    (copy / "1_Pooling").symlink_to(minilm_dir / "1_Pooling")
+    (copy / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+        {"idx": 3, "name": "3", "path": "3_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ]))
+    (copy / "2_Dense").mkdir()
+    (copy / "2_Dense" / "config.json").write_text(json.dumps(
+        {"in_features": 384, "out_features": 64, "bias": True,
+         "activation_function": "torch.nn.modules.activation.Tanh"}))
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.2, (64, 384)).astype(np.float32)
+    b = rng.normal(0, 0.1, (64,)).astype(np.float32)
+    mx.save_safetensors(str(copy / "2_Dense" / "model.safetensors"),
+                        {"linear.weight": mx.array(w), "linear.bias": mx.array(b)})
+    dense = load_embedding_model(copy, "dense-copy")
+    assert dense.dimensions == 64 and dense.spec.normalize
+    texts = ["The cat sits on the mat.", "A second, longer sentence about something else."]
+    # The base model's vectors are mean-pooled AND normalized; undo nothing, recompute pooling.
+    ids, _ = minilm_model.tokenize(texts)
+    pooled = []
+    for row in ids:
+        hidden = np.array(minilm_model.model(mx.array([row]), attention_mask=mx.ones((1, len(row))))
+                          .last_hidden_state[0])
+        pooled.append(hidden.mean(axis=0))
+    expected = np.tanh(np.array(pooled) @ w.T + b)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    assert np.allclose(dense.embed(texts).vectors, expected, atol=1e-4)

@@ -112,8 +112,10 @@ def test_token_array_input(server, client) -> None:
 
 def test_too_long_input_is_400_unless_truncate(client) -> None:
     long_text = "word " * 300
-    with pytest.raises(openai.BadRequestError, match="302 tokens"):
+    with pytest.raises(openai.BadRequestError, match="302 tokens") as info:
         client.embeddings.create(model=MINILM_REPO_ID, input=long_text)
+    assert '"truncate": true' in info.value.body["message"]
+    assert info.value.body["max_tokens"] == 256
     ok = client.embeddings.create(model=MINILM_REPO_ID, input=long_text, extra_body={"truncate": True})
     assert ok.usage.prompt_tokens == 256
 
@@ -153,12 +155,41 @@ def test_bad_request_shapes(server) -> None:
 
 
 def test_serve_model_flag_preloads_an_encoder(home: Path, serve_factory) -> None:
-    """`serve --model <encoder>` loads it at start; requests without a model use it."""
-    sp = serve_factory(home, "--model", "all-minilm-l6")
+    """`serve --model <encoder>` loads it at start; requests without a model use it; the API key
+    guards /v1/embeddings like every other route."""
+    sp = serve_factory(home, "--model", "all-minilm-l6", "--api-key", "s3cret")
     assert sp.startup["data"]["model"] == MINILM_REPO_ID
-    r = _post(sp, {"input": ["no model named"]})
+    auth = {"Authorization": "Bearer s3cret"}
+    url = sp.base_url + "/v1/embeddings"
+    r = httpx.post(url, json={"input": ["no model named"]}, headers=auth, timeout=120)
     assert r.status_code == 200, r.text
     assert r.json()["model"] == MINILM_REPO_ID and len(r.json()["data"][0]["embedding"]) == 384
-    chat = httpx.post(sp.base_url + "/v1/chat/completions", timeout=60,
+    denied = openai.OpenAI(base_url=sp.base_url + "/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        denied.embeddings.create(model=MINILM_REPO_ID, input="x")
+    assert MINILM_REPO_ID in httpx.get(sp.base_url + "/health").json()["loaded_models"]
+    cards = {m["id"]: m for m in httpx.get(sp.base_url + "/v1/models", headers=auth).json()["data"]}
+    assert cards[MINILM_REPO_ID]["loaded"] is True
+    assert cards[MINILM_REPO_ID]["model_type"] == "embedding"
+    chat = httpx.post(sp.base_url + "/v1/chat/completions", timeout=60, headers=auth,
                       json={"messages": [{"role": "user", "content": "hi"}]})
     assert chat.status_code == 400
+
+
+def test_concurrent_requests_get_their_own_vectors(server, reference) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = reference["items"][:8]
+
+    def one(i: int) -> tuple[int, dict]:
+        # Alternate truncating and non-truncating requests: the tokenizer is shared.
+        long_words = 300 if i % 2 else 50 + 20 * i  # odd: over the 256-token limit, cut
+        body = {"model": MINILM_REPO_ID, "input": [items[i]["text"], "word " * long_words],
+                "truncate": bool(i % 2)}
+        return i, _post(server, body).json()
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    for i, resp in results:
+        assert "data" in resp, resp
+        assert _cos(resp["data"][0]["embedding"], items[i]["embedding"]) >= 0.999

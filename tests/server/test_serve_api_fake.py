@@ -242,15 +242,21 @@ def test_metrics_count_requests_and_tokens(client: httpx.Client) -> None:
 
 
 def test_disconnect_mid_stream_frees_the_slot(server: ThreadedServer, client: httpx.Client) -> None:
-    body = chat_body(stream=True, max_tokens=200, logit_bias={"0": -100}, messages=[
-        {"role": "user", "content": "long one"}])
+    def tokens_out() -> float:
+        return metric_value(client.get("/metrics").text, "mlxk_completion_tokens_total", model=MODEL)
+
+    before = tokens_out()
+    body = chat_body(stream=True, max_tokens=240, logit_bias={"0": -100}, messages=[
+        {"role": "user", "content": "SLOW long one"}])  # ~12 s if it ran to the end
     with httpx.Client(base_url=server.base_url, headers=AUTH, timeout=60) as c, \
             c.stream("POST", "/v1/chat/completions", json=body) as r:
         for _ in r.iter_lines():
             break
-    others = client.post("/v1/chat/completions", json=chat_body(max_tokens=3))
+    others = client.post("/v1/chat/completions", json=chat_body(max_tokens=3, logit_bias={"0": -100}))
     assert others.status_code == 200
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while metric_value(client.get("/metrics").text, "mlxk_active_sequences", model=MODEL) > 0:
         assert time.monotonic() < deadline, "slot of the disconnected stream was never freed"
         time.sleep(0.05)
+    # A finished request counts its tokens; the cancelled one never finished.
+    assert tokens_out() - before == 3

@@ -8,6 +8,7 @@ an object with prompt_tokens/sampler/logits_processors/max_tokens/decoder).
 
 from __future__ import annotations
 
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ def load_fake(path: Path, name: str, seed: int = 3) -> SimpleNamespace:
 class WordDecoder:
     stop: tuple[str, ...] = ()
     prompt_tokens: int = 0
+    delay: float = 0.0             # seconds per token ("SLOW" in the prompt): holds the batch busy
     finished: bool = False
     n: int = 0
     text: str = ""
@@ -57,6 +59,8 @@ class WordDecoder:
     def feed(self, token: int) -> list[Chunk]:
         if self.finished:
             return []
+        if self.delay:
+            time.sleep(self.delay)
         self.n += 1
         if token == 0:
             self.finished = True
@@ -94,7 +98,8 @@ def fake_prepare(lm: Any, request: GenerationRequest) -> FakePrepared:
         text = request.prompt or ""
     tokens = _ids(text)
     max_tokens = request.max_tokens or 16
-    return FakePrepared(tokens, max_tokens, WordDecoder(request.stop, len(tokens)))
+    delay = 0.05 if "SLOW" in text else 0.0
+    return FakePrepared(tokens, max_tokens, WordDecoder(request.stop, len(tokens), delay))
 
 
 def fake_resolver(name: str) -> Target:

@@ -103,8 +103,12 @@ def build_smollm2() -> Path:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def build_tiny_llama(target: Path) -> Path:
-    """A random-weight llama (2 layers, hidden 64) with a trained byte-level BPE tokenizer."""
+def build_tiny_llama(target: Path, think: bool = False) -> Path:
+    """A random-weight llama (2 layers, hidden 64) with a trained byte-level BPE tokenizer.
+
+    ``think``: ``<think>``/``</think>`` become (non-special) added tokens and the chat
+    template pre-opens a think block, as Qwen3 / DeepSeek-R1 templates do.
+    """
     import mlx.core as mx
     from mlx.utils import tree_flatten
     from mlx_lm.models import llama
@@ -118,6 +122,14 @@ def build_tiny_llama(target: Path) -> Path:
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(_TINY_TEXT * 4, trainer=trainer)
+    template = CHATML_TEMPLATE
+    if think:
+        from tokenizers import AddedToken
+
+        tok.add_tokens([AddedToken("<think>", special=False, normalized=False),
+                        AddedToken("</think>", special=False, normalized=False)])
+        template = CHATML_TEMPLATE.replace("'<|im_start|>assistant\n'", "'<|im_start|>assistant\n<think>\n'")
+        assert template != CHATML_TEMPLATE
     vocab_size = tok.get_vocab_size()
     eos_id = tok.token_to_id("<|im_end|>")
 
@@ -144,19 +156,19 @@ def build_tiny_llama(target: Path) -> Path:
         "tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": False,
         "clean_up_tokenization_spaces": False, "model_max_length": 2048,
         "bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
-        "unk_token": "<|endoftext|>", "chat_template": CHATML_TEMPLATE,
+        "unk_token": "<|endoftext|>", "chat_template": template,
     }, indent=2))
     (staging / "README.md").write_text("---\nlibrary_name: mlx\n---\n# tiny-llama (random weights, tests)\n")
     return _publish(staging, target)
 
 
-def tiny_llama_dir() -> Path:
+def tiny_llama_dir(think: bool = False) -> Path:
     key = _sha(Path(__file__).read_bytes())
-    target = TEST_MODELS / f"tiny-llama-{key}"
+    target = TEST_MODELS / f"tiny-llama{'-think' if think else ''}-{key}"
     if (target / "config.json").exists():
         return target
     TEST_MODELS.mkdir(parents=True, exist_ok=True)
-    return build_tiny_llama(target)
+    return build_tiny_llama(target, think=think)
 
 
 def cache_smollm2(cache_root: Path, model_dir: Path) -> str:
@@ -187,6 +199,13 @@ def smollm2_cached(smollm2_dir: Path, hub_cache: Path) -> str:
 def tiny_model_dir() -> Path:
     """A random-weight tiny llama directory (chat template, eos ``<|im_end|>``), loadable by mlx-lm."""
     return tiny_llama_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_think_dir() -> Path:
+    """The tiny llama as a reasoning model: ``<think>`` tokens, a template that pre-opens
+    ``<think>`` (random weights: it thinks until it happens to close the block)."""
+    return tiny_llama_dir(think=True)
 
 
 @pytest.fixture

@@ -110,3 +110,12 @@ def test_unreachable_hub_is_a_clear_download_error(hub_cache: Path) -> None:
     with pytest.raises(DownloadFailed, match=r"Cannot reach the Hub at http://127\.0\.0\.1:9"):
         client.preflight(REPO)
     assert not any(hub_cache.iterdir())
+
+
+def test_os_errors_map_to_contract_errors() -> None:
+    from mlxk.errors import PermissionDenied
+    from mlxk.hub.translate import translate
+
+    assert isinstance(translate(PermissionError(13, "Permission denied"), REPO), PermissionDenied)
+    full = translate(OSError(28, "No space left on device"), REPO)
+    assert isinstance(full, DownloadFailed) and "No space left" in full.message

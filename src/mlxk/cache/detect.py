@@ -54,13 +54,29 @@ def local_files(path: Path) -> dict[str, Path]:
     return out
 
 
+def read_bytes(path: PathLike) -> bytes:
+    """Whole file through a raw descriptor: open, read until EOF, close (no buffered object)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if len(chunk) < (1 << 20):
+                break  # short read on a regular file: EOF reached
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def load_json(path: PathLike | None) -> tuple[dict | None, str | None]:
     """(data, error). ``error`` is ``missing``, ``empty`` or ``invalid``."""
     if path is None:
         return None, "missing"
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_bytes(path)
     except OSError:
         return None, "missing"
     if not raw.strip():
@@ -87,8 +103,20 @@ def chat_template(files: Files) -> str | None:
                     continue
             if text:
                 return text if isinstance(text, str) else json.dumps(text)
-    tok, _ = load_json(files.get("tokenizer_config.json"))
-    tpl = (tok or {}).get("chat_template")
+    path = files.get("tokenizer_config.json")
+    if path is None:
+        return None
+    try:
+        raw = read_bytes(path)
+    except OSError:
+        return None
+    if b'"chat_template"' not in raw:  # most base models: no need to parse a large JSON
+        return None
+    try:
+        tok = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    tpl = tok.get("chat_template") if isinstance(tok, dict) else None
     if isinstance(tpl, list):  # named templates: [{"name", "template"}]
         return "\n".join(str(t.get("template", "")) for t in tpl if isinstance(t, dict)) or None
     return tpl if isinstance(tpl, str) and tpl else None
@@ -165,7 +193,25 @@ def _is_embedding(files: Files, cfg: dict | None) -> bool:
     return False
 
 
+def _dense_out_features(files: Files) -> int | None:
+    """Output size of the last sentence-transformers Dense module, if the model has one."""
+    path = files.get("modules.json")
+    try:
+        with open(path, "rb") as f:  # type: ignore[arg-type]
+            modules = json.loads(f.read())
+    except (TypeError, OSError, ValueError, UnicodeDecodeError):
+        return None
+    dense = [str(m.get("path")) for m in modules if isinstance(m, dict)
+             and str(m.get("type", "")).endswith(".Dense")] if isinstance(modules, list) else []
+    last, _ = load_json(files.get(f"{dense[-1]}/config.json")) if dense else (None, None)
+    out = (last or {}).get("out_features")
+    return out if isinstance(out, int) else None
+
+
 def _embedding_dim(files: Files, cfg: dict | None) -> int | None:
+    dense = _dense_out_features(files)
+    if dense:
+        return dense
     pooling, _ = load_json(files.get("1_Pooling/config.json"))
     if pooling and isinstance(pooling.get("word_embedding_dimension"), int):
         return pooling["word_embedding_dimension"]

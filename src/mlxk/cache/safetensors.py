@@ -10,6 +10,7 @@ from math import prod
 from pathlib import Path
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+FIRST_READ = 64 * 1024
 
 
 class HeaderError(ValueError):
@@ -36,8 +37,8 @@ class Header:
 def read_header(path: str | Path) -> Header:
     """Parse the header of ``path``; raise ``HeaderError`` when it is unreadable.
 
-    Two reads with a raw file descriptor (no buffered file object): this runs for
-    every safetensors file of every model on each ``list``.
+    Raw file-descriptor reads, usually a single one (no buffered file object):
+    this runs for every safetensors file of every model on each ``list``.
     """
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -45,13 +46,13 @@ def read_header(path: str | Path) -> Header:
         raise HeaderError(exc.strerror or str(exc)) from exc
     try:
         actual = os.fstat(fd).st_size
-        head = os.read(fd, 8)
-        if len(head) < 8:
+        first = os.read(fd, FIRST_READ)  # header and length in one read for typical files
+        if len(first) < 8:
             raise HeaderError("file shorter than 8 bytes")
-        (n,) = struct.unpack("<Q", head)
+        (n,) = struct.unpack("<Q", first[:8])
         if n == 0 or n > MAX_HEADER_BYTES:
             raise HeaderError(f"implausible header length {n}")
-        raw = os.read(fd, n)
+        raw = first[8 : 8 + n]
         while len(raw) < n:
             more = os.read(fd, n - len(raw))
             if not more:

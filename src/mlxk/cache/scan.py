@@ -238,10 +238,10 @@ def scan_repo(repo_id: str, root: Path | None = None) -> CachedRepo:
 def _scan_repo(repo_id: str, base: Path) -> CachedRepo:
     repo_dir = base / layout.repo_folder_name(repo_id)
     problems: list[str] = []
-    if not os.path.isdir(repo_dir):
+    commits = _commits(os.path.join(repo_dir, "snapshots"))
+    if not commits and not os.path.isdir(repo_dir):  # only stat when something is off
         return CachedRepo(repo_id, repo_dir, (), (), (), ("repo folder is not a directory",))
     refs = read_refs(repo_dir)
-    commits = _commits(os.path.join(repo_dir, "snapshots"))
     by_commit: dict[str, list[str]] = {}
     for ref, commit in refs:
         by_commit.setdefault(commit, []).append(ref)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from mlxk.engine.types import Chunk
+from mlxk.errors import MlxkError
 from mlxk.output.console import Output
 from mlxk.output.human import size_str
 
@@ -171,6 +172,11 @@ def chat_loop(session: Any, out: Output, model: str, hide_reasoning: bool, verbo
             chunks.close()
             printer.close()
             out.stdout.write("[answer stopped]\n")
+        except MlxkError as exc:
+            printer.close()
+            out.stderr.write(f"Error: {exc.message}\n")
+            if exc.extra.get("code") == "context_length_exceeded":
+                out.stderr.write("The conversation no longer fits the context; /clear starts over.\n")
         out.stdout.flush()
         if verbose and turn.final is not None:
             out.stderr.write(verbose_line(turn.final, model) + "\n")

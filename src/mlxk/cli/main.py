@@ -33,24 +33,48 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, usage=self.format_usage().strip())
 
 
-def _load_commands() -> list[ModuleType]:
-    return [importlib.import_module(f"mlxk.cli.{name}") for name in COMMAND_MODULES]
+def _load_commands(only: str | None = None) -> list[ModuleType]:
+    names = [only] if only else COMMAND_MODULES
+    return [importlib.import_module(f"mlxk.cli.{name}") for name in names]
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+_EPILOG = """\
+Examples:
+  mlxk list                                   runnable models in the cache
+  mlxk pull mlx-community/Qwen3-0.6B-4bit     download one
+  mlxk run Qwen3-0.6B-4bit "Hello"            one answer (no prompt: a chat)
+  mlxk serve                                  OpenAI-compatible API on 127.0.0.1:8000
+  mlxk list --json | jq '.data.models[].name'
+
+Exit codes: 0 success, 1 error (or unhealthy models for health), 2 usage error.
+Docs: docs/commands.md, docs/json-api.md, docs/server.md in the mlx-knife repository."""
+
+
+def _module_for(word: str) -> str | None:
+    """``list`` -> ``list_cmd``: the module of a command named in argv (aliases: None)."""
+    for name in COMMAND_MODULES:
+        if name.removesuffix("_cmd") == word:
+            return name
+    return None
+
+
+def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    """The full parser, or with ``only`` a parser that knows just that command module
+    (so ``mlxk list`` does not import every other command)."""
     from mlxk.cli.options import add_json_flag
 
     parser = _Parser(
         prog="mlxk",
         description="Manage and run MLX models from the HuggingFace cache.",
-        epilog="Example: mlxk list --json | jq '.data.models[].name'",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="store_true", help="print version and system info")
     parser.add_argument("--json", dest="json", action="store_true", default=False,
                         help="JSON output (also accepted after the command)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser,
+                                title="commands", description="mlxk COMMAND --help shows a command's flags")
     table: dict[str, ModuleType] = {}
-    for module in _load_commands():
+    for module in _load_commands(only):
         p = sub.add_parser(module.NAME, aliases=list(getattr(module, "ALIASES", ())),
                            help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
                            epilog=getattr(module, "EXAMPLE", None),
@@ -104,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # fast path: no command modules, no parser (``mlxk --version`` must stay ~0.1 s)
             Output("version", json_mode).result(_version_data(), _version_human)
             return 0
-        parser, table = build_parser()
+        parser, table = build_parser(_module_for(_guess_command(argv)))
         args = parser.parse_args(argv)
         json_mode = bool(getattr(args, "json", False)) or json_mode
         if args.version:

@@ -181,4 +181,7 @@ def runtime_check(model_dir: Path, config: dict[str, Any] | None = None) -> str 
     spec = read_spec(model_dir, config)
     if spec.unsupported:
         return "unsupported sentence-transformers " + ", ".join(spec.unsupported)
+    for dense in spec.dense:
+        if not any((model_dir / dense.path).glob("*.safetensors")):
+            return f"Dense module '{dense.path}' has no safetensors weights (.bin needs torch)"
     return None

@@ -8,10 +8,13 @@ sentence-transformers computes for the same model. Imported lazily (it imports m
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,11 +55,13 @@ class EmbeddingModel:
     _dense: list[tuple[Any, Any, str]] = field(default_factory=list)
     _accepts_token_types: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _tok_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # tokenization ----------------------------------------------------------
     def tokenize(self, texts: list[str], truncate: bool = True) -> tuple[list[list[int]], list[bool]]:
         """Token ids per text (with the model's special tokens), cut to ``max_length`` when allowed."""
-        enc = self.tokenizer(texts, add_special_tokens=True, truncation=False, padding=False)
+        with self._tok_lock:  # HF fast tokenizers raise "Already borrowed" when shared across threads
+            enc = self.tokenizer(texts, add_special_tokens=True, truncation=False, padding=False)
         ids: list[list[int]] = [list(x) for x in enc["input_ids"]]
         truncated = [len(x) > self.max_length for x in ids]
         if not any(truncated):
@@ -66,10 +71,11 @@ class EmbeddingModel:
             i = long[0]
             raise ValidationError(
                 f"input {i} has {len(ids[i])} tokens, more than the model's limit of "
-                f"{self.max_length} tokens (allow truncation with --truncate)",
+                f"{self.max_length} tokens",
                 param="input", index=i, tokens=len(ids[i]), max_tokens=self.max_length)
-        cut = self.tokenizer([texts[i] for i in long], add_special_tokens=True, truncation=True,
-                             max_length=self.max_length, padding=False)["input_ids"]
+        with self._tok_lock:
+            cut = self.tokenizer([texts[i] for i in long], add_special_tokens=True, truncation=True,
+                                 max_length=self.max_length, padding=False)["input_ids"]
         for i, row in zip(long, cut, strict=False):
             ids[i] = list(row)
         return ids, truncated
@@ -85,7 +91,8 @@ class EmbeddingModel:
             too_long = len(row) > self.max_length
             if too_long and not truncate:
                 raise ValidationError(f"input {i} has {len(row)} tokens, more than the model's limit "
-                                      f"of {self.max_length} tokens", param="input")
+                                      f"of {self.max_length} tokens", param="input", index=i,
+                                      tokens=len(row), max_tokens=self.max_length)
             out.append(list(row[: self.max_length]))
             truncated.append(too_long)
         return out, truncated
@@ -203,6 +210,25 @@ def _load_dense(path: Path, spec: EmbedSpec) -> list[tuple[Any, Any, str]]:
     return layers
 
 
+@contextlib.contextmanager
+def _top_level_view(path: Path) -> Iterator[Path]:
+    """``path``, or a temporary folder of links to its top-level files when subfolders hold weights.
+
+    mlx_embeddings' loader globs ``**/model*.safetensors`` recursively, so a sentence-transformers
+    ``2_Dense/model.safetensors`` would be loaded into the encoder (and rejected). The Dense
+    weights are loaded separately (``_load_dense``).
+    """
+    nested = [p for p in path.glob("*/model*.safetensors")]
+    if not nested:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="mlxk-encoder-") as tmp:
+        for f in path.iterdir():
+            if f.is_file():
+                (Path(tmp) / f.name).symlink_to(f.resolve())
+        yield Path(tmp)
+
+
 def load_embedding_model(path: Path, name: str | None = None) -> EmbeddingModel:
     """Load an encoder from a local directory (a cache snapshot or a model folder). Never downloads."""
     path = Path(path)
@@ -224,7 +250,8 @@ def load_embedding_model(path: Path, name: str | None = None) -> EmbeddingModel:
         from mlx_embeddings.utils import load_model
         from transformers import AutoTokenizer
 
-        model = load_model(path)
+        with _top_level_view(path) as model_dir:
+            model = load_model(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except MlxkError:
         raise

@@ -71,6 +71,11 @@ def prepare(lm: Any, request: GenerationRequest) -> Prepared:
     tokens = prompt_mod.encode_text(lm, text, templated)
     if not tokens:
         raise ValidationError("the prompt is empty", param="messages" if request.messages else "prompt")
+    ctx = int(getattr(lm, "context_length", 0) or 0)
+    if ctx and len(tokens) >= ctx:
+        raise ValidationError(f"the prompt is {len(tokens)} tokens; this model's context length is {ctx}",
+                              param="messages" if request.messages else "prompt",
+                              code="context_length_exceeded")
     if request.max_tokens is not None and request.max_tokens < 1:
         raise ValidationError("max_tokens must be >= 1", param="max_tokens")
     max_tokens = request.max_tokens or default_max_tokens(lm, len(tokens))

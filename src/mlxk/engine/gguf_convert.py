@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlxk.engine.gguf_header import check_tensor_types
 from mlxk.errors import ExecutionError, ValidationError
 
 SUPPORTED_ARCHITECTURES = ("llama",)
@@ -96,6 +97,7 @@ def read_gguf(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     with path.open("rb") as f:
         if f.read(4) != b"GGUF":
             raise ValidationError(f"not a GGUF file: {path}")
+    check_tensor_types(path)
     try:
         tensors, metadata = mx.load(str(path), return_metadata=True)
     except Exception as exc:  # mlx reports unsupported tensor types as ValueError/RuntimeError

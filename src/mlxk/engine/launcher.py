@@ -12,6 +12,7 @@ and a guarantee that no rank outlives the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -64,6 +65,9 @@ def parse_hosts(hosts: str | None, hostfile: str | None, backend: str | None) ->
     chosen = backend or hf.backend or "ring"
     if chosen not in BACKENDS:
         raise ValidationError(f"unknown backend '{chosen}' (one of {', '.join(BACKENDS)})")
+    if chosen == "mpi":
+        raise ValidationError("the mpi backend is not supported by mlxk's launcher (ranks must report "
+                              "back individually, which mpirun hides); use --backend ring (the default)")
     out = []
     for h in hf.hosts:
         ssh = LOCAL if h.ssh_hostname == "localhost" else h.ssh_hostname
@@ -189,11 +193,18 @@ class RankProcess:
         self.proc: subprocess.Popen = self.remote.process
         self.pidfile: str | None = None
         self.killed = False
+        self.last_error: str | None = None   # the rank's own "Error:" line, if it printed one
 
     def poll(self) -> int | None:
         return self.proc.poll()
 
     def terminate(self, grace: float = 5.0) -> None:
+        if self.host.local and self.pidfile and self.proc.poll() is not None:
+            # mlx's launch script leaves its pidfile behind on a normal exit; remove ours only.
+            with contextlib.suppress(OSError, ValueError):
+                pf = Path(self.pidfile)
+                if pf.is_absolute() and int(pf.read_text().strip()) == self.proc.pid:
+                    pf.unlink()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -251,6 +262,9 @@ class RankGroup:
                     continue
             if not self.verbose and line.startswith("[ring]"):
                 continue
+            marker = f"mlxk rank {rp.rank}: Error: "
+            if line.startswith(marker):
+                rp.last_error = line[len(marker):].strip()
             prefix = "" if rp.rank == 0 else f"[rank {rp.rank}] "
             self._write(sys.stderr, prefix + line)
 
@@ -326,7 +340,8 @@ class RankGroup:
         for rp in self.ranks:
             code = rp.poll()
             if code not in (0, None) and not rp.killed:
-                parts.append(f"rank {rp.rank} ({rp.host.ssh}) {_describe_status(code)}")
+                why = f" ({rp.last_error})" if rp.last_error and rp.rank else ""
+                parts.append(f"rank {rp.rank} ({rp.host.ssh}) {_describe_status(code)}{why}")
         return "; ".join(parts) or None
 
 

@@ -21,6 +21,9 @@ END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<|re
 HARMONY_NOT_END = ("<|end|>",)
 HARMONY_MARKUP = ("<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|constrain|>")
 DEFAULT_CONTEXT = 4096
+# Special tokens that carry meaning in the output (tool-call markers the tool parser reads).
+VISIBLE_SPECIALS = ("<tool_call>", "</tool_call>", "[TOOL_CALLS]", "<|python_tag|>", "[ARGS]",
+                    "[CALL_ID]")
 
 
 @dataclass
@@ -99,7 +102,12 @@ def describe_tokens(tokenizer: Any, config: dict[str, Any]) -> dict[str, Any]:
     if fmt == "harmony":
         end.discard(vocab.get("<|end|>", -1))
     markers = {vocab[t] for t in HARMONY_MARKUP if t in vocab} if fmt == "harmony" else set()
-    hidden = special_ids(tokenizer) - end - markers
+    visible = set(VISIBLE_SPECIALS)
+    for attr in ("_tool_call_start", "_tool_call_end"):
+        marker = getattr(tokenizer, attr, None)
+        if isinstance(marker, str):
+            visible.add(marker)
+    hidden = special_ids(tokenizer) - end - markers - {vocab[t] for t in visible if t in vocab}
     if fmt == "think":
         hidden -= {vocab[t] for t in ("<think>", "</think>") if t in vocab}
     return {"eos": end, "hidden": hidden, "markers": markers, "format": fmt}

@@ -57,14 +57,11 @@ class Events:
 
 def _stdin_reader(q: queue.Queue) -> None:
     """Ops from the launcher; EOF (the launcher went away) means shut down."""
+    reader = rankproto.OpReader()
     for raw in sys.stdin:
-        raw = raw.strip()
-        if not raw:
-            continue
-        try:
-            q.put(json.loads(raw))
-        except ValueError:
-            continue
+        op = reader.feed(raw)
+        if op is not None:
+            q.put(op)
     q.put(None)
 
 
@@ -88,6 +85,9 @@ class Rank:
 
         threading.Thread(target=_stdin_reader, args=(self.ops,), daemon=True).start()
         group = init_group(self.spec.get("backend", "ring"), self.watchdog)
+        # The backend knows the rank for sure (MLX_RANK is only the ring/nccl launch protocol).
+        self.rank = self.watchdog.rank = group.rank()
+        self.lead = self.events.lead = self.rank == 0
         if group.size() < 2:
             raise ExecutionError("the distributed backend started with a single rank; "
                                  "check the hostfile and backend")

@@ -12,8 +12,8 @@ from mlxk.errors import ValidationError
 def validate(params: SamplingParams) -> SamplingParams:
     if params.temperature < 0:
         raise ValidationError("temperature must be >= 0", param="temperature")
-    if not 0.0 < params.top_p <= 1.0:
-        raise ValidationError("top_p must be in (0, 1]", param="top_p")
+    if not 0.0 <= params.top_p <= 1.0:
+        raise ValidationError("top_p must be in [0, 1]", param="top_p")
     if params.top_k < 0:
         raise ValidationError("top_k must be >= 0", param="top_k")
     if not 0.0 <= params.min_p <= 1.0:
@@ -27,7 +27,7 @@ def make_sampler(params: SamplingParams) -> Callable[[Any], Any]:
     from mlx_lm.sample_utils import make_sampler as mlx_make_sampler
 
     validate(params)
-    top_p = params.top_p if params.top_p < 1.0 else 0.0   # mlx-lm: 0 = off
+    top_p = params.top_p if 0.0 < params.top_p < 1.0 else 0.0   # mlx-lm: 0 = off
     return mlx_make_sampler(temp=params.temperature, top_p=top_p, min_p=params.min_p,
                             top_k=params.top_k)
 

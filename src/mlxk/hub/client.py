@@ -1,6 +1,7 @@
 """The only module that talks to the Hub through huggingface_hub's network APIs.
 
-Everything huggingface_hub raises is translated here into ``mlxk.errors`` (``from exc``).
+Everything huggingface_hub raises is translated into ``mlxk.errors`` (``from exc``, mapping
+in ``hub/translate.py``).
 Endpoint, token and offline mode come from ``mlxk.config`` and are passed explicitly,
 because huggingface_hub freezes its own constants at import time.
 
@@ -24,15 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from mlxk import config
-from mlxk.errors import (
-    AccessDenied,
-    DownloadFailed,
-    HashNotFound,
-    MlxkError,
-    ModelNotFound,
-    OfflineError,
-    ValidationError,
-)
+from mlxk.errors import DownloadFailed, HashNotFound, MlxkError, OfflineError
+from mlxk.hub.translate import model_page, translate  # noqa: F401  (model_page: re-export)
 
 RESUME_GRANULARITY = 1024 * 1024
 _HEX_PREFIX = re.compile(r"^[0-9a-f]{4,39}$")
@@ -60,10 +54,6 @@ class RemoteRevision:
         return sum({f.etag: f.size for f in self.files}.values())
 
 
-def model_page(repo_id: str) -> str:
-    return f"{config.hf_endpoint()}/{repo_id}"
-
-
 def require_online(what: str = "This command") -> None:
     if config.hf_offline():
         raise OfflineError(f"{what} needs the Hub, but HF_HUB_OFFLINE is set. "
@@ -88,67 +78,6 @@ def api() -> Any:
 
     return HfApi(endpoint=config.hf_endpoint(), token=_token(), library_name="mlxk",
                  library_version=__version__)
-
-
-def translate(exc: BaseException, repo_id: str, revision: str | None = None) -> MlxkError:
-    """huggingface_hub / httpx exception -> the mlxk error a user can act on."""
-    from huggingface_hub import errors as hf
-
-    page = model_page(repo_id)
-    if isinstance(exc, hf.HFValidationError):
-        return ValidationError(f"Invalid Hub repo id '{repo_id}': {_first_line(exc)}")
-    if isinstance(exc, hf.GatedRepoError):
-        hint = ("your HF_TOKEN has no access: request it on the model page"
-                if _token() else "set HF_TOKEN to a token of an account that accepted its terms")
-        return AccessDenied(f"{repo_id} is a gated model: {hint} ({page}).",
-                            model=repo_id, url=page)
-    if isinstance(exc, hf.RevisionNotFoundError):
-        return HashNotFound(f"Revision '{revision}' not found for {repo_id} on the Hub.",
-                            available_hashes=[], model=repo_id)
-    if isinstance(exc, hf.DisabledRepoError):
-        return AccessDenied(f"{repo_id} is disabled on the Hub ({page}).", model=repo_id, url=page)
-    if isinstance(exc, hf.RepositoryNotFoundError):
-        if _token():
-            return ModelNotFound(f"{repo_id} not found on the Hub ({config.hf_endpoint()}), "
-                                 "or your HF_TOKEN cannot see it.", model=repo_id)
-        return ModelNotFound(f"{repo_id} not found on the Hub ({config.hf_endpoint()}). If it is "
-                             "private, set HF_TOKEN to a token that can read it.", model=repo_id)
-    if isinstance(exc, hf.OfflineModeIsEnabled):
-        return OfflineError("HF_HUB_OFFLINE is set: cannot reach the Hub.")
-    if isinstance(exc, hf.HfHubHTTPError):
-        status = exc.response.status_code if exc.response is not None else None
-        if status in (401, 403):
-            return AccessDenied(f"Access to {repo_id} denied by the Hub (HTTP {status}); "
-                                f"check HF_TOKEN ({page}).", model=repo_id, url=page)
-        return DownloadFailed(f"Hub error for {repo_id}: {_first_line(exc)}", model=repo_id)
-    if _is_connection_error(exc):
-        return DownloadFailed(f"Cannot reach the Hub at {config.hf_endpoint()} ({_first_line(exc)}); "
-                              "check the network or HF_ENDPOINT.", model=repo_id)
-    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
-        return DownloadFailed(f"No space left on device while downloading {repo_id}.", model=repo_id)
-    return DownloadFailed(f"Download of {repo_id} failed: {type(exc).__name__}: {_first_line(exc)}",
-                          model=repo_id)
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    kinds: tuple[type[BaseException], ...] = ()
-    for mod in ("httpx2", "httpx"):  # huggingface_hub 2.x uses httpx2, 1.x httpx
-        try:
-            http = __import__(mod)
-            kinds += (http.ConnectError, http.TimeoutException)
-        except ImportError:
-            continue
-    seen: BaseException | None = exc
-    while seen is not None:  # huggingface_hub wraps the transport error (LocalEntryNotFoundError)
-        if isinstance(seen, kinds):
-            return True
-        seen = seen.__cause__
-    return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _call(fn: Callable[[], Any], repo_id: str, revision: str | None = None) -> Any:
@@ -246,6 +175,53 @@ def check_disk_space(remote: RemoteRevision, repo_dir: Path) -> int:
             f"{free} bytes free on {_existing_ancestor(repo_dir)}.",
             model=remote.repo_id, required_bytes=need, free_bytes=free)
     return need
+
+
+# ---- what arrived ---------------------------------------------------------------------
+def arrival_problems(remote: RemoteRevision, cache_dir: Path) -> list[str]:
+    """Files of the revision that are not in its snapshot with the size the Hub states."""
+    from mlxk.cache.layout import snapshots_dir
+
+    snap = snapshots_dir(remote.repo_id, cache_dir) / remote.commit
+    problems = []
+    for f in remote.files:
+        p = snap / f.path
+        if not p.is_file():
+            problems.append(f"missing file: {f.path}")
+        elif p.stat().st_size != f.size:
+            problems.append(f"size mismatch ({p.stat().st_size} != {f.size} bytes): {f.path}")
+    return problems
+
+
+def drop_damaged(remote: RemoteRevision, cache_dir: Path) -> list[str]:
+    """Unlink snapshot entries and blobs whose size contradicts the Hub, so they are fetched again.
+
+    Only what is provably wrong goes (a dangling link, a blob of the wrong length), each blob
+    under huggingface_hub's per-blob lock. Returns the repaired paths.
+    """
+    from huggingface_hub.utils import WeakFileLock
+
+    from mlxk.cache.layout import locks_dir, repo_dir
+
+    rdir = repo_dir(remote.repo_id, cache_dir)
+    snap = rdir / "snapshots" / remote.commit
+    repaired = []
+    for f in remote.files:
+        link = snap / f.path
+        blob = rdir / "blobs" / f.etag
+        bad_blob = blob.is_file() and blob.stat().st_size != f.size
+        bad_link = link.is_symlink() and (not link.exists() or link.stat().st_size != f.size)
+        if not (bad_blob or bad_link):
+            continue
+        lock = locks_dir(remote.repo_id, cache_dir) / f"{f.etag}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with WeakFileLock(lock):
+            if blob.is_file() and blob.stat().st_size != f.size:
+                blob.unlink()
+            if link.is_symlink() and (not link.exists() or link.stat().st_size != f.size):
+                link.unlink()
+        repaired.append(f.path)
+    return repaired
 
 
 # ---- resume ----------------------------------------------------------------------------
@@ -403,19 +379,19 @@ def repo_is_private(repo_id: str) -> bool | None:
         raise translate(exc, repo_id) from exc
 
 
-def upload_folder(repo_id: str, folder: Path, *, deletes: list[str], message: str) -> str:
-    """Create ``repo_id`` private if needed, upload ``folder`` (and delete ``deletes``); commit sha."""
-    from huggingface_hub import CommitOperationDelete
+def upload_folder(repo_id: str, folder: Path, *, deletes: list[str], message: str,
+                  ignore_patterns: list[str]) -> tuple[str, str]:
+    """Create ``repo_id`` private if needed; upload ``folder`` and delete ``deletes`` in one commit.
+
+    Returns the commit sha and its URL on the Hub.
+    """
+    import glob
 
     require_online("push")
     hub = api()
     _call(lambda: hub.create_repo(repo_id, private=True, exist_ok=True), repo_id)
-    if deletes:
-        ops = [CommitOperationDelete(path_in_repo=p) for p in deletes]
-        _call(lambda: hub.create_commit(repo_id, operations=ops,
-                                        commit_message=f"{message} (remove deleted files)"), repo_id)
-    info = _call(lambda: hub.upload_folder(repo_id=repo_id, folder_path=str(folder),
-                                           commit_message=message,
-                                           ignore_patterns=[".git/*", ".cache/*", "**/.DS_Store"]),
-                 repo_id)
-    return str(info.oid)
+    info = _call(lambda: hub.upload_folder(
+        repo_id=repo_id, folder_path=str(folder), commit_message=message,
+        ignore_patterns=ignore_patterns,
+        delete_patterns=[glob.escape(p) for p in deletes] or None), repo_id)
+    return str(info.oid), str(info.commit_url)

@@ -19,6 +19,16 @@ LFS_POINTER_PREFIX = b"version https://git-lfs"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
 
+def ignore_patterns() -> list[str]:
+    """The same exclusions as ``list_files``, as huggingface_hub upload patterns."""
+    pats = []
+    for d in sorted(IGNORED_DIRS):
+        pats += [f"{d}/*", f"**/{d}/*"]
+    for f in sorted(IGNORED_FILES):
+        pats += [f, f"**/{f}"]
+    return pats
+
+
 @dataclass(frozen=True)
 class LocalFile:
     path: str

@@ -127,7 +127,11 @@ def iter_records(em: EmbeddingModel, items: list[EmbedItem], batch_size: int, tr
     """
     if not items:
         raise ValidationError("no input text (give texts as arguments, or '-' to read stdin)")
-    ids, truncated = em.tokenize([it.text for it in items], truncate=truncate)
+    try:
+        ids, truncated = em.tokenize([it.text for it in items], truncate=truncate)
+    except ValidationError as exc:
+        raise ValidationError(exc.message + " (without --no-truncate it is cut to fit)",
+                              **exc.extra) from exc
     stats = stats if stats is not None else EmbedStats()
     for start in range(0, len(items), STREAM_CHUNK):
         stop = start + STREAM_CHUNK

@@ -60,17 +60,6 @@ def _ref_to_write(rev: str | None, commit: str) -> str | None:
     return rev
 
 
-def _cached_and_healthy(repo_id: str, remote: client.RemoteRevision, cache: Path) -> bool:
-    snap = layout.snapshots_dir(repo_id, cache) / remote.commit
-    if not snap.is_dir():
-        return False
-    if any(not (snap / f.path).is_file() for f in remote.files):
-        return False
-    from mlxk.operations.health import check_revision
-
-    return check_revision(repo_id, remote.commit, root=cache).status == "healthy"
-
-
 def pull(ref: str, *, progress: bool = True, info: Callable[[str], None] | None = None,
          max_workers: int = 8) -> dict[str, Any]:
     say = info or (lambda _msg: None)
@@ -96,11 +85,12 @@ def _pull(repo_id: str, rev: str | None, *, progress: bool, say: Callable[[str],
     rdir = layout.repo_dir(repo_id, cache)
     ref_name = _ref_to_write(rev, commit)
 
-    if _cached_and_healthy(repo_id, remote, cache):
+    if rdir.is_dir() and not client.arrival_problems(remote, cache):
         if ref_name:
             client.write_ref(rdir, ref_name, commit)
         return _result(repo_id, "already_exists", commit, 0,
-                       f"{repo_id}@{commit[:7]} is already in the cache and healthy.")
+                       _with_health(f"{repo_id}@{commit[:7]} is already in the cache", repo_id,
+                                    commit, cache, say))
 
     need = client.check_disk_space(remote, rdir)
     say(f"Pulling {repo_id}@{commit[:7]} ({_mb(need)} to download)")
@@ -108,24 +98,40 @@ def _pull(repo_id: str, rev: str | None, *, progress: bool, say: Callable[[str],
     try:
         if ref_name:
             client.write_ref(rdir, ref_name, commit)
+        repaired = client.drop_damaged(remote, cache)
+        if repaired:
+            say(f"Fetching again (damaged in the cache): {', '.join(repaired)}")
         fetched = client.resume_partials(remote, cache)
         if fetched:
             say(f"Resumed partial download ({_mb(fetched)} fetched for partial files)")
         client.snapshot(remote, cache, progress=progress, max_workers=max_workers)
-    except MlxkError:
+    except (MlxkError, OSError) as exc:
         if not existed:
             _drop_if_nothing_arrived(rdir)
-        raise
+        if isinstance(exc, MlxkError):
+            raise
+        raise client.translate(exc, repo_id, commit) from exc
+    problems = client.arrival_problems(remote, cache)
+    if problems:
+        raise DownloadFailed(f"Download of {repo_id}@{commit[:7]} is incomplete: {problems[0]}",
+                             model=repo_id, commit_hash=commit)
     downloaded = need  # everything missing before the pull is now present
+    return _result(repo_id, "success", commit, downloaded,
+                   _with_health(f"Downloaded {repo_id}@{commit[:7]} ({_mb(downloaded)})", repo_id,
+                                commit, cache, say))
 
+
+def _with_health(message: str, repo_id: str, commit: str, cache: Path,
+                 say: Callable[[str], None]) -> str:
+    """Every file arrived intact; say what ``health`` thinks of the model (a GGUF-only or
+    PyTorch repo is a fine download even when it is not a complete MLX model)."""
     from mlxk.operations.health import check_revision
 
     health = check_revision(repo_id, commit, root=cache)
-    if health.status != "healthy":
-        raise DownloadFailed(f"Downloaded {repo_id}@{commit[:7]} but it is unhealthy: {health.reason}",
-                             model=repo_id, commit_hash=commit, reason=health.reason)
-    return _result(repo_id, "success", commit, downloaded,
-                   f"Downloaded {repo_id}@{commit[:7]} ({_mb(downloaded)}).")
+    if health.status == "healthy":
+        return f"{message}; healthy."
+    say(f"Warning: {repo_id} health check: {health.reason}")
+    return f"{message}; health check: {health.reason}."
 
 
 def _drop_if_nothing_arrived(rdir: Path) -> None:

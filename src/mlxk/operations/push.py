@@ -71,9 +71,9 @@ def push(path: str, repo: str, *, private: bool, dry_run: bool = False, check_on
         raise ValidationError(f"Refusing to push {folder}: {'; '.join(checks.problems)}",
                               problems=checks.problems)
     if not (n_add or n_chg or n_del):
-        return {**base, "action": "no_changes", "message": f"{repo_id} is up to date ({summary})",
-                "url": client.model_page(repo_id)}, True
-    sha = client.upload_folder(repo_id, folder, deletes=[d["path"] for d in changes["deleted"]],
-                               message=message or "Upload with mlxk push")
-    return {**base, "action": "uploaded", "commit_hash": sha, "url": client.model_page(repo_id),
+        return {**base, "action": "no_changes", "message": f"{repo_id} is up to date ({summary})"}, True
+    sha, url = client.upload_folder(repo_id, folder, deletes=[d["path"] for d in changes["deleted"]],
+                               message=message or "Upload with mlxk push",
+                               ignore_patterns=upload.ignore_patterns())
+    return {**base, "action": "uploaded", "commit_hash": sha, "url": url,
             "message": f"Pushed {folder.name} to {repo_id}@{sha[:7]} ({summary})"}, True

