@@ -14,6 +14,11 @@ shared by both arms, so only the generation path differs. Arms alternate round b
 
 TTFT: from the call to the first generated token. Decode tok/s: tokens after the first
 over the time after the first. Targets: decode ratio >= 0.98, TTFT overhead <= 50 ms.
+
+First, the engine's own additions are timed directly, without the model's forward pass
+(robust on a busy machine): ``prepare()`` versus ``apply_chat_template``, and
+``SequenceDecoder.feed`` versus mlx-lm's streaming detokenizer over the same tokens.
+``--rounds 0`` prints only that.
 """
 
 from __future__ import annotations

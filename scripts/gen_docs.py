@@ -214,10 +214,10 @@ ENV_NOTES = {
     "MLXK_API_KEY": "API key `serve` requires (same as `--api-key`, but not visible in `ps`)",
     "MLXK_JSON": "`1` makes `--json` the default for every command",
     "MLXK_BLAS": "Linux CPU: path of a BLAS library for MLX's matrix products, or `reference` for the one the mlx wheel bundles",
-    "MLXK_DIST_PORT": "distributed: the port rank 0 listens on for the other ranks",
+    "MLXK_DIST_PORT": "distributed: first TCP port of the ring backend (one more per rank and IP; default 32323 across hosts, free loopback ports on one machine)",
     "MLXK_DIST_TIMEOUT": "distributed: seconds a collective may wait before the run fails",
     "MLXK_DIST_HEARTBEAT": "distributed: seconds between rank heartbeats",
-    "MLXK_DIST_VERBOSE": "distributed: `1` prints the launcher's commands",
+    "MLXK_DIST_VERBOSE": "distributed: `1` shows the ring backend's connection messages",
 }
 # Read by mlxk but not user settings (set by launchers / Python itself).
 ENV_INTERNAL = {"PYTHONPATH", "MLX_RANK"}

@@ -141,6 +141,8 @@ def run_cli(args: argparse.Namespace, out: Output, text: str | None = None) -> i
     if getattr(args, "dry_run", False):
         return dry_run(args, out)
     options = _options(args)
+    if text is None and not out.stdin.isatty():
+        text = ops.combine_stdin([], out.stdin.read())  # `echo hi | mlxk run M --hosts ...`
     if text is None:
         raise UsageError("interactive chat is not available with --hosts; give a prompt (or '-' for stdin)")
     if not text.strip():

@@ -9,9 +9,9 @@ It guarantees:
   ``<|return|>`` …) finishes the sequence and is never shown;
 - other special tokens are never shown (harmony models hand their markup to the
   reasoning splitter, which consumes it);
-- a user stop string, even one spanning several tokens, finishes the sequence and
-  neither it nor a partial match is ever emitted (a possible partial match is held
-  back until it is decided);
+- a user stop string in the answer text, even one spanning several tokens, finishes
+  the sequence and neither it nor a partial match is ever emitted (a possible partial
+  match is held back until it is decided); reasoning text is not searched;
 - token counts are real: every fed token counts.
 """
 

@@ -11,7 +11,6 @@ ranks on a signal or when one of them fails.
 from __future__ import annotations
 
 import dataclasses
-import json
 import queue
 import signal
 import threading
@@ -142,7 +141,7 @@ def supervise(hs: HostSet, spec: dict[str, Any], on_event: Any = None,
     """
     session = DistributedSession(hs, spec, stdout_passthrough=True)
     if first_op is not None:
-        session.group.send((json.dumps(first_op) + "\n").encode())
+        session.group.send(rankproto.encode_op(**first_op))
     stop = threading.Event()
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 

@@ -57,14 +57,11 @@ class Events:
 
 def _stdin_reader(q: queue.Queue) -> None:
     """Ops from the launcher; EOF (the launcher went away) means shut down."""
+    reader = rankproto.OpReader()
     for raw in sys.stdin:
-        raw = raw.strip()
-        if not raw:
-            continue
-        try:
-            q.put(json.loads(raw))
-        except ValueError:
-            continue
+        op = reader.feed(raw)
+        if op is not None:
+            q.put(op)
     q.put(None)
 
 

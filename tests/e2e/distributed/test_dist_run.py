@@ -161,3 +161,11 @@ def test_a_hung_rank_is_caught_by_the_collective_deadline(dist_cache: Path) -> N
     assert "Traceback" not in err
     time.sleep(0.5)
     assert [p for p in family if alive(p)] == []
+
+
+def test_a_piped_prompt_works_as_in_one_process(dist_cache: Path) -> None:
+    single = _run_json("mlxk-test/dist-llama", PROMPT, *GEN)
+    r = run_mlxk("--json", "run", "mlxk-test/dist-llama", *GEN, "--hosts", TWO_LOCAL, input=PROMPT + "\n",
+                 timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.json["data"]["response"] == single["response"]

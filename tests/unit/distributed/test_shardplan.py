@@ -123,3 +123,18 @@ def test_show_and_shardplan_do_not_import_mlx() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=mlxk_env(),
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_ops_survive_a_terminal_line_limit() -> None:
+    """Long ops are cut into short ASCII lines (a remote rank 0 reads through ssh's pty)."""
+    from mlxk.engine import rankproto
+
+    prompt = "Grüße " * 2000 + "\x03\x04 end"
+    data = rankproto.encode_op("generate", request={"prompt": prompt})
+    lines = data.decode("ascii").splitlines(keepends=True)
+    assert len(lines) > 10 and max(len(x) for x in lines) <= rankproto.LINE_PIECE + 2
+    assert all(32 <= ord(c) < 127 for x in lines for c in x.rstrip("\n"))
+    reader = rankproto.OpReader()
+    ops = [op for op in (reader.feed(x.replace("\n", "\r\n")) for x in lines) if op is not None]
+    assert ops == [{"op": "generate", "request": {"prompt": prompt}}]
+    assert reader.feed(rankproto.encode_op("shutdown").decode()) == {"op": "shutdown"}
