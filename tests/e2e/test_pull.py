@@ -214,8 +214,9 @@ def test_killed_pull_shows_partial_then_resumes(hub_server: FakeHub, hub_cache: 
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         blobs = hub_cache / "models--org--tiny-model" / "blobs"
+        big_sha = hashlib.sha256(files[big]).hexdigest()
         deadline = time.monotonic() + 60
-        while not any(p.stat().st_size > 0 for p in blobs.glob("*.incomplete")):
+        while not any(p.stat().st_size > 0 for p in blobs.glob(f"{big_sha}.*.incomplete")):
             assert proc.poll() is None, "pull ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.02)
@@ -224,7 +225,6 @@ def test_killed_pull_shows_partial_then_resumes(hub_server: FakeHub, hub_cache: 
         proc.wait(timeout=30)
     repo_dir = hub_cache / "models--org--tiny-model"
     # other files may have been in flight too (empty partials); the big one holds real bytes
-    big_sha = hashlib.sha256(files[big]).hexdigest()
     partials = list((repo_dir / "blobs").glob(f"{big_sha}.*.incomplete"))
     assert len(partials) == 1
     have = partials[0].stat().st_size
@@ -271,11 +271,12 @@ def test_hub_killed_mid_file_then_back(tmp_path: Path, hub_cache: Path, files: d
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         blobs = hub_cache / "models--org--tiny-model" / "blobs"
+        big_sha = hashlib.sha256(files[big_file(files)]).hexdigest()
         deadline = time.monotonic() + 60
-        while not any(p.stat().st_size > 0 for p in blobs.glob("*.incomplete")):
+        while not any(p.stat().st_size > 0 for p in blobs.glob(f"{big_sha}.*.incomplete")):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
-        hub.kill()
+        hub.kill()  # mid-way through the big file
         out, _ = proc.communicate(timeout=120)
     finally:
         hub.kill()

@@ -265,7 +265,7 @@ def resume_partials(remote: RemoteRevision, cache_dir: Path, tqdm_class: Any = N
         lock = locks_dir(remote.repo_id, cache_dir) / f"{f.etag}.lock"
         lock.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with WeakFileLock(lock, timeout=0.5):
+            with WeakFileLock(lock, timeout=5):
                 parts = sorted(_partials(blobs, f.etag), key=lambda p: p.stat().st_size)
                 if not parts or (blobs / f.etag).exists():
                     continue
