@@ -37,3 +37,14 @@ def test_every_metric_is_in_the_metrics_table() -> None:
     assert metrics
     documented = set(re.findall(r"`(mlxk_[a-z_]+)`", _section("Metrics")))
     assert metrics == documented
+
+
+def test_every_openai_request_field_is_in_the_field_table() -> None:
+    from mlxk.server.schemas import ChatCompletionRequest, CompletionRequest
+
+    fields = set(ChatCompletionRequest.model_fields) | set(CompletionRequest.model_fields)
+    table = _section("Chat and text completions: request fields")
+    first_cells = [row.split("|")[1] for row in table.splitlines() if row.startswith("| `")]
+    documented = {name.split(".")[0] for cell in first_cells for name in re.findall(r"`([a-z_.]+)", cell)}
+    assert sorted(fields - documented) == [], "document these request fields in docs/server.md"
+    assert sorted(documented - fields) == [], "docs/server.md documents fields the server does not take"
