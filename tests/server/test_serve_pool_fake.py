@@ -180,3 +180,21 @@ def test_error_after_stream_began_is_an_sse_error_event() -> None:
             assert events[-1]["error"]["code"] == "server_busy"
     finally:
         srv.stop()
+
+
+def test_prefix_cache_reuses_a_shared_prompt_and_answers_the_same() -> None:
+    srv, _ = make_server()
+    try:
+        with httpx.Client(base_url=srv.base_url, headers=AUTH, timeout=60) as c:
+            body = chat_body(messages=[{"role": "system", "content": "one two three four five six"},
+                                       {"role": "user", "content": "seven eight"}],
+                             max_tokens=6, logit_bias={"0": -100})
+            first = c.post("/v1/chat/completions", json=body).json()
+            hits = metric_value(c.get("/metrics").text, "mlxk_prefix_cache_tokens", model="fake/tiny-a")
+            assert hits == 0
+            again = c.post("/v1/chat/completions", json=body).json()
+            hits = metric_value(c.get("/metrics").text, "mlxk_prefix_cache_tokens", model="fake/tiny-a")
+            assert hits >= first["usage"]["prompt_tokens"] - 1
+            assert again["choices"][0]["message"] == first["choices"][0]["message"]
+    finally:
+        srv.stop()

@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-stream", action="store_true", help="print the answer when it is complete")
     g.add_argument("--hide-reasoning", action="store_true",
                    help="do not show the thinking of reasoning models")
+    g.add_argument("--json-schema", default=None, metavar="FILE",
+                   help="constrain the answer to JSON valid against the schema in FILE "
+                        "('-': stdin); with --json the envelope also carries 'parsed'")
     g.add_argument("--verbose", action="store_true",
                    help="print load time, prompt and generation tokens/s, peak memory (stderr)")
     add_distributed_flags(p)
@@ -64,8 +67,14 @@ def _options(args: argparse.Namespace):
     from mlxk.engine.sampling import validate
 
     validate(sampling)
+    response_format = None
+    if getattr(args, "json_schema", None):
+        from mlxk.engine.structured import response_format_from_file
+
+        response_format = response_format_from_file(args.json_schema)
     return RunOptions(sampling=sampling, max_tokens=args.max_tokens, stop=tuple(args.stop),
-                      system=args.system, use_chat_template=not args.no_chat_template)
+                      system=args.system, use_chat_template=not args.no_chat_template,
+                      response_format=response_format)
 
 
 def _prompt_text(args: argparse.Namespace, out: Output) -> str | None:
@@ -127,6 +136,15 @@ def _single(lm, prompt: str, options, args: argparse.Namespace, out: Output) -> 
     if out.json_mode:
         for _ in chunks:
             pass
+        if options.response_format is not None:
+            import json
+
+            try:
+                parsed = json.loads(turn.text)
+            except ValueError:
+                parsed = None   # cut by --max-tokens: finish_reason says "length"
+            out.result(ops.result_data(lm.name, prompt, turn, parsed))
+            return 0
         out.result(ops.result_data(lm.name, prompt, turn))
         return 0
     printer = AnswerPrinter(out.stdout, args.hide_reasoning)

@@ -11,6 +11,11 @@ most ``max_queue`` more wait for a slot; beyond that ``submit`` raises
 ``ServerBusy`` (503 + Retry-After). ``cancel`` (a client that went away) takes
 the sequence out of the batch at the next step.
 
+Prefix cache: finished sequences leave their KV cache in an LRU keyed by tokens
+(mlx-lm's ``LRUPromptCache``); a new request that shares a prefix (system
+prompt, an earlier turn of the same conversation) starts from the nearest cached
+state and only prefills the rest.
+
 Seeds: a request with a ``seed`` (and temperature > 0) gets its own sampler
 with a private PRNG key (``mx.random.key(seed)``, split per token), so it runs in
 the shared batch without touching the global random state and without being
@@ -104,13 +109,18 @@ class BatchScheduler:
 
     def __init__(self, load: Callable[[], Any], *, name: str = "", max_batch: int = 16,
                  max_queue: int = 32, prefill_step_size: int = 2048,
-                 on_finish: Callable[[RequestStats], None] | None = None) -> None:
+                 on_finish: Callable[[RequestStats], None] | None = None,
+                 prompt_cache_size: int = 16, prompt_cache_bytes: int = 1 << 30) -> None:
         self.name = name
         self.max_batch = max(1, max_batch)
         self.max_queue = max(0, max_queue)
         self.prefill_step_size = prefill_step_size
         self.on_finish = on_finish
         self.lm: Any = None
+        self.prompt_cache_size = prompt_cache_size
+        self.prompt_cache_bytes = prompt_cache_bytes
+        self._pcache: Any = None
+        self.cached_prompt_tokens = 0          # prompt tokens served from the prefix cache
         self._load = load
         self._cv = threading.Condition()
         self._waiting: deque[Handle] = deque()
@@ -183,8 +193,11 @@ class BatchScheduler:
         try:
             import mlx.core as mx
             from mlx_lm.generate import BatchGenerator
+            from mlx_lm.models.cache import LRUPromptCache
 
             self.lm = self._load()
+            if self.prompt_cache_size > 0:
+                self._pcache = LRUPromptCache(self.prompt_cache_size, self.prompt_cache_bytes)
             stream = mx.default_stream(mx.default_device())
             gen = self._new_generator(BatchGenerator, stream)
         except BaseException as exc:  # report to whoever waits for the load
@@ -198,6 +211,7 @@ class BatchScheduler:
             with contextlib.suppress(Exception):
                 gen.close()
             self.lm = None
+            self._pcache = None
             del gen
             with contextlib.suppress(Exception):
                 import gc
@@ -231,6 +245,8 @@ class BatchScheduler:
             except Exception as exc:  # a failed step fails its batch, not the server
                 log.exception("batch step failed for %s", self.name)
                 self._fail_active(ExecutionError(f"generation failed: {type(exc).__name__}: {exc}"))
+                if self._pcache is not None:
+                    self._pcache.trim_to(n_sequences=0)
                 gen = self._new_generator(gen_cls, stream)
 
     def _remove(self, gen: Any, cancels: list[Handle]) -> None:
@@ -245,14 +261,42 @@ class BatchScheduler:
         admit = [h for h in admit if not h.done]
         if not admit:
             return
-        uids = gen.insert([list(h.prepared.prompt_tokens) for h in admit],
-                          max_tokens=[int(h.prepared.max_tokens) for h in admit],
+        prompts, caches, known = [], [], []
+        for h in admit:
+            tokens = list(h.prepared.prompt_tokens)
+            cache, rest = self._nearest(tokens)
+            prompts.append(rest)
+            caches.append(cache)
+            known.append(tokens[:len(tokens) - len(rest)])
+            self.cached_prompt_tokens += len(tokens) - len(rest)
+        uids = gen.insert(prompts, max_tokens=[int(h.prepared.max_tokens) for h in admit],
+                          caches=caches, all_tokens=known,
                           samplers=[h.sampler for h in admit],
                           logits_processors=[h.processors for h in admit])
         for uid, h in zip(uids, admit, strict=True):
             h.uid = uid
             self._active[uid] = h
         self._set_active_count()
+
+    def _nearest(self, tokens: list[int]) -> tuple[Any, list[int]]:
+        """The cached KV state sharing the longest prefix with ``tokens``, and the tokens left."""
+        if self._pcache is None or len(tokens) < 2:
+            return None, tokens
+        from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
+
+        cache, rest = self._pcache.fetch_nearest_cache(self.name, tokens)
+        if cache is None:
+            return None, tokens
+        if not rest:  # an exact hit: recompute the last token so there is something to feed
+            if not can_trim_prompt_cache(cache):
+                return None, tokens
+            trim_prompt_cache(cache, 1)
+            rest = tokens[-1:]
+        return cache, list(rest)
+
+    def _keep(self, tokens: Any, cache: Any) -> None:
+        if self._pcache is not None and tokens and cache:
+            self._pcache.insert_cache(self.name, list(tokens), cache)
 
     def _set_active_count(self) -> None:
         with self._cv:
@@ -276,8 +320,12 @@ class BatchScheduler:
                 self._active.pop(r.uid, None)
                 if r.finish_reason is None:
                     finished.append(r.uid)
+                else:
+                    self._keep(r.all_tokens, r.prompt_cache)
         if finished:
-            gen.remove(finished)
+            kept = gen.remove(finished, return_prompt_caches=self._pcache is not None)
+            for cache, tokens in (kept or {}).values():
+                self._keep(tokens, cache)
         if len(finished) or any(r.finish_reason for r in responses):
             self._set_active_count()
         self._post(out)

@@ -118,22 +118,34 @@ def detect_format(chat_template: str | None) -> str:
 
 
 def fallback_system_prompt(tools: list[dict[str, Any]], choice: ToolChoice) -> str:
-    """The system text that describes ``tools`` to a model whose template cannot."""
-    specs = "\n".join(json.dumps(t["function"], ensure_ascii=False) for t in tools)
+    """The system text that describes ``tools`` to a model whose template cannot.
+
+    Kept short (prompt tokens cost time on small machines): one compact JSON line per
+    function (only the named one for a named ``tool_choice``), then the call format.
+    """
     if choice.mode == "named":
-        rule = f"You must call the function {choice.name!r} now."
+        tools = [t for t in tools if t["function"]["name"] == choice.name]
+    specs = "\n".join(json.dumps(_spec(t["function"]), ensure_ascii=False,
+                                  separators=(",", ":")) for t in tools)
+    if choice.mode == "named":
+        rule = f"Call {choice.name} now."
     elif choice.mode == "required":
-        rule = "You must call one of these functions now."
+        rule = "Call one of them now."
     else:
-        rule = "Call a function when it helps to answer; otherwise answer normally."
+        rule = "Call one only if it helps; otherwise answer normally."
     return (
-        "You can call the following functions. Their JSON schemas:\n"
-        f"<tools>\n{specs}\n</tools>\n"
-        "To call a function, reply with exactly this and nothing else:\n"
-        '<tool_call>\n{"name": "<function name>", "arguments": {<arguments as JSON>}}\n'
-        "</tool_call>\n"
-        "Function results come back wrapped in <tool_response></tool_response>. " + rule
+        f"Functions:\n<tools>\n{specs}\n</tools>\n"
+        'To call one, reply only with <tool_call>\n{"name": NAME, "arguments": ARGS}\n'
+        "</tool_call>. Results come back in <tool_response></tool_response>. " + rule
     )
+
+
+def _spec(fn: dict[str, Any]) -> dict[str, Any]:
+    out = {"name": fn["name"]}
+    if fn.get("description"):
+        out["description"] = fn["description"]
+    out["parameters"] = fn.get("parameters", {})
+    return out
 
 
 def _arguments_obj(args: Any) -> Any:

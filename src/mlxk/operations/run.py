@@ -17,7 +17,7 @@ class RunOptions:
     stop: tuple[str, ...] = ()
     system: str | None = None
     use_chat_template: bool = True
-    response_format: dict[str, Any] | None = None   # e.g. from `run --json-schema FILE`
+    response_format: dict[str, Any] | None = None   # run --json-schema (structured output)
 
 
 def resolve_runnable(ref: str) -> Any:
@@ -118,7 +118,10 @@ class ChatSession:
         self.history.append({"role": "assistant", "content": turn.text})
 
 
-def result_data(model: str, prompt: str, turn: Turn) -> dict[str, Any]:
+_UNSET: Any = object()
+
+
+def result_data(model: str, prompt: str, turn: Turn, parsed: Any = _UNSET) -> dict[str, Any]:
     """The ``--json`` data of a single-shot run."""
     final = turn.final or Chunk(finish_reason="stop")
     data: dict[str, Any] = {
@@ -133,4 +136,6 @@ def result_data(model: str, prompt: str, turn: Turn) -> dict[str, Any]:
         data["reasoning"] = turn.reasoning
     if final.tool_calls:
         data["tool_calls"] = final.tool_calls
+    if parsed is not _UNSET:
+        data["parsed"] = parsed
     return data

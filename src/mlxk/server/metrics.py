@@ -24,6 +24,8 @@ class Metrics:
         self.queue_depth = Gauge("mlxk_queue_depth", "requests waiting for a decode slot",
                                  ["model"], registry=r)
         self.active = Gauge("mlxk_active_sequences", "sequences being decoded", ["model"], registry=r)
+        self.cached_tokens = Gauge("mlxk_prefix_cache_tokens", "prompt tokens served from the prefix "
+                                   "cache (cumulative)", ["model"], registry=r)
         self.loaded = Gauge("mlxk_loaded_models", "models currently loaded", registry=r)
         self.loads = Counter("mlxk_model_loads", "model loads", ["model"], registry=r)
         self.unloads = Counter("mlxk_model_unloads", "model unloads", ["model"], registry=r)

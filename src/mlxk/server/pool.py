@@ -261,6 +261,8 @@ class ModelPool:
         sched = entry.scheduler
         self.metrics.active.labels(entry.key).set_function(lambda: sched.active_count)
         self.metrics.queue_depth.labels(entry.key).set_function(lambda: sched.queue_depth)
+        self.metrics.cached_tokens.labels(entry.key).set_function(
+            lambda: getattr(sched, "cached_prompt_tokens", 0))
         self.metrics.loads.labels(entry.key).inc()
         self.metrics.load_seconds.labels(entry.key).observe(time.perf_counter() - t0)
         self.metrics.loaded.set(len(self.loaded_names()))
@@ -281,7 +283,7 @@ class ModelPool:
         entry.lm = None
         entry.scheduler = None
         if was_loaded:
-            for gauge in (self.metrics.active, self.metrics.queue_depth):
+            for gauge in (self.metrics.active, self.metrics.queue_depth, self.metrics.cached_tokens):
                 with contextlib.suppress(KeyError):
                     gauge.remove(entry.key)
             self.metrics.unloads.labels(entry.key).inc()
