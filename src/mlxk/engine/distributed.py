@@ -209,10 +209,10 @@ class Channel:
             mx.eval(out)
         return [int(v) for v in out.tolist()]
 
-    def barrier(self, what: str = "a barrier") -> None:
+    def barrier(self, what: str = "a barrier", timeout: float = COLLECTIVE_TIMEOUT_S) -> None:
         import mlx.core as mx
 
-        self._all_sum(mx.array([1.0]), what, COLLECTIVE_TIMEOUT_S)
+        self._all_sum(mx.array([1.0]), what, timeout)
 
 
 def load_sharded_model(path: Path, group: Any, mode: str) -> tuple[Any, dict[str, Any]]:

@@ -99,7 +99,8 @@ class Rank:
         finally:
             self.watchdog.disarm()
         self.channel = Channel(group, self.watchdog, stream=dist_engine.generation_stream())
-        self.channel.barrier("waiting for every rank to load its shard")
+        # ranks finish loading at different times (disk, cores): the load deadline applies
+        self.channel.barrier("waiting for every rank to load its shard", max(600.0, COLLECTIVE_TIMEOUT_S))
         load_s = time.perf_counter() - t0
         mem = self.channel.gather_ints(int(mx.get_active_memory()) // 1024)
         peak = self.channel.gather_ints(int(mx.get_peak_memory()) // 1024)
