@@ -80,14 +80,15 @@ def test_no_stream_verbose_system_and_raw_prompt(smollm2_dir: Path) -> None:
     assert not any(m in data["response"] for m in SPECIAL_MARKERS)
 
 
-def test_stdin_with_instruction_and_quiet_head(smollm2_dir: Path) -> None:
+def test_stdin_with_instruction_and_quiet_head(smollm2_dir: Path, tiny_model_dir: Path) -> None:
     r = run_mlxk("run", str(smollm2_dir), "-", "Answer the question:", *GREEDY, "--max-tokens", "12",
                  "--json", input="What is the capital of France?\n")
     assert r.returncode == 0, r.stderr
     data = r.json["data"]
     assert data["prompt"] == "Answer the question:\n\nWhat is the capital of France?"
     assert "Paris" in data["response"]
-    cmd = " ".join(f"'{a}'" for a in mlxk_argv("run", str(smollm2_dir), "Tell me a story.", *GREEDY,
+    # Any model will do for the pipe: the tiny one writes 16 tokens of noise quickly.
+    cmd = " ".join(f"'{a}'" for a in mlxk_argv("run", str(tiny_model_dir), "Tell me a story.", *GREEDY,
                                                 "--max-tokens", "16"))
     proc = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd} | head -c 10"], env=mlxk_env(),
                           capture_output=True, text=True, timeout=300)
@@ -152,7 +153,7 @@ def _tiny_safetensors() -> bytes:
 def test_interactive_chat_through_a_pty(smollm2_cached: str) -> None:
     import pexpect
 
-    child = pexpect.spawn(sys.executable, mlxk_argv("run", smollm2_cached, *GREEDY, "--max-tokens", "48")[1:],
+    child = pexpect.spawn(sys.executable, mlxk_argv("run", smollm2_cached, *GREEDY, "--max-tokens", "32")[1:],
                           env=mlxk_env(), encoding="utf-8", timeout=240)
     try:
         child.expect(">>> ")

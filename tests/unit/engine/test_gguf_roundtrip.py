@@ -25,7 +25,7 @@ _GGUF_NAMES = {
 }
 
 
-def write_gguf(tiny: Path, out: Path) -> None:
+def write_gguf(tiny: Path, out: Path, dtype: str = "float32") -> None:
     import mlx.core as mx
 
     cfg = json.loads((tiny / "config.json").read_text())
@@ -45,6 +45,7 @@ def write_gguf(tiny: Path, out: Path) -> None:
             elif module == "self_attn.k_proj":
                 w = _permute(w, cfg["num_key_value_heads"])
             tensors[f"blk.{idx}.{_GGUF_NAMES[module]}.weight"] = w
+    tensors = {k: v.astype(getattr(mx, dtype)) if v.ndim == 2 else v for k, v in tensors.items()}
     vocab = {**tok["model"]["vocab"], **{a["content"]: a["id"] for a in tok["added_tokens"]}}
     tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
     specials = {a["id"] for a in tok["added_tokens"] if a["special"]}
@@ -98,6 +99,25 @@ def test_converted_f32_model_matches_the_original(tiny_model_dir: Path, roundtri
     x = mx.array([ids0])
     diff = mx.abs(m0(x) - m1(x)).max().item()
     assert diff < 1e-4, diff
+
+
+def test_f16_gguf_converts_close_to_the_original(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import mlx.core as mx
+    from mlx_lm import load
+
+    from mlxk.engine.gguf_convert import convert_gguf
+    from mlxk.engine.gguf_header import tensor_types
+
+    write_gguf(tiny_model_dir, tmp_path / "tiny.f16.gguf", dtype="float16")
+    assert "F16" in set(tensor_types(tmp_path / "tiny.f16.gguf").values())
+    convert_gguf(tmp_path / "tiny.f16.gguf", tmp_path / "converted", dtype="float16")
+    config = json.loads((tmp_path / "converted" / "config.json").read_text())
+    assert config["torch_dtype"] == "float16"
+    m0, t0 = load(str(tiny_model_dir))
+    m1, _ = load(str(tmp_path / "converted"))
+    x = mx.array([t0.encode("Hello world! The capital of France", add_special_tokens=False)])
+    a, b = m0(x), m1(x).astype(mx.float32)
+    assert mx.abs(a - b).max().item() < 0.05
 
 
 def test_unsupported_tokenizer_is_refused(tmp_path: Path) -> None:
@@ -162,3 +182,55 @@ def test_header_types_of_the_real_q4_1_file() -> None:
     assert types["token_embd.weight"] == "Q8_0"
     assert types["blk.0.attn_q.weight"] == "Q4_1" and types["output_norm.weight"] == "F32"
     assert len(types) == 272
+
+
+def _block_gguf(path: Path, ggml_type: int, rows: int, cols: int, blocks: bytes) -> None:
+    """A GGUF v3 file holding one ``rows x cols`` tensor ``token_embd.weight`` of raw blocks."""
+    import struct
+
+    def s(x: str) -> bytes:
+        b = x.encode()
+        return struct.pack("<Q", len(b)) + b
+
+    out = b"GGUF" + struct.pack("<IQQ", 3, 1, 1)
+    out += s("general.architecture") + struct.pack("<I", 8) + s("llama")
+    out += s("token_embd.weight") + struct.pack("<I", 2) + struct.pack("<QQ", cols, rows)
+    out += struct.pack("<I", ggml_type) + struct.pack("<Q", 0)
+    out += b"\0" * ((32 - len(out) % 32) % 32) + blocks
+    path.write_bytes(out)
+
+
+@pytest.mark.parametrize("kind", ["Q8_0", "Q4_0"])
+def test_block_quantized_tensors_keep_their_values(tmp_path: Path, kind: str) -> None:
+    """Q8_0 and Q4_0 blocks arrive as MLX affine triples (group 32) with the right bit width."""
+    import mlx.core as mx
+    import numpy as np
+
+    from mlxk.engine.gguf_convert import convert_weights, read_gguf
+
+    rng = np.random.default_rng(0)
+    rows, cols = 3, 64
+    scales = rng.uniform(0.01, 0.1, size=(rows, cols // 32)).astype(np.float16)
+    blocks, expected = b"", np.zeros((rows, cols), dtype=np.float32)
+    for r in range(rows):
+        for b in range(cols // 32):
+            d = scales[r, b]
+            if kind == "Q8_0":
+                q = rng.integers(-127, 128, size=32).astype(np.int8)
+                blocks += d.tobytes() + q.tobytes()
+                expected[r, b * 32:(b + 1) * 32] = np.float32(d) * q
+            else:
+                q = rng.integers(0, 16, size=32).astype(np.uint8)
+                packed = (q[:16] | (q[16:] << 4)).astype(np.uint8)
+                blocks += d.tobytes() + packed.tobytes()
+                expected[r, b * 32:(b + 1) * 32] = np.float32(d) * (q.astype(np.float32) - 8)
+    path = tmp_path / f"{kind}.gguf"
+    _block_gguf(path, {"Q8_0": 8, "Q4_0": 2}[kind], rows, cols, blocks)
+    tensors, _ = read_gguf(path)
+    weights, bits, dtype = convert_weights(tensors)
+    want_bits = 8 if kind == "Q8_0" else 4
+    assert bits == {"model.embed_tokens": want_bits} and dtype == "float32"
+    w = weights
+    got = mx.dequantize(w["model.embed_tokens.weight"], w["model.embed_tokens.scales"],
+                        w["model.embed_tokens.biases"], group_size=32, bits=want_bits)
+    assert np.allclose(np.array(got), expected, atol=1e-3), kind
