@@ -386,6 +386,8 @@ def _variant_label(node: Any, root: dict[str, Any], index: int) -> str:
             return "the answer"
         if {"host", "port"} <= props:
             return "the startup line"
+        if {"plan", "hosts"} <= props:
+            return "shard plan"
     return f"variant {index + 1}"
 
 

@@ -128,3 +128,38 @@ def test_response_format_mapping_and_errors(tiny_lm):
         {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "foo"}}})
     with pytest.raises(ValidationError, match="foo"):
         C.processor_for_model(tiny_lm, bad)
+
+
+def test_constraint_waits_for_end_of_thinking(tiny_lm):
+    """A prompt that pre-opens <think>: free thinking, then the grammar from the marker on."""
+    grammar = C.json_schema_grammar(ENUM)
+    marker = tiny_lm.tokenizer.encode("fox")[-1]
+    proc = C.processor_for_model(tiny_lm, grammar, start_after=marker)
+    width = tiny_lm.config["vocab_size"]
+    logits = mx.zeros((1, width))
+    prompt = tiny_lm.tokenizer.encode("hello world")
+    assert mx.array_equal(proc(mx.array(prompt), logits), logits)          # first step: free
+    thinking = tiny_lm.tokenizer.encode(" the quick brown")
+    assert mx.array_equal(proc(mx.array(prompt + thinking), logits), logits)
+    masked = proc(mx.array([*prompt, *thinking, marker]), logits)
+    allowed = {i for i, v in enumerate(masked[0].tolist()) if v > -1e30}
+    fresh = C.processor_for_model(tiny_lm, grammar)
+    expect = {i for i, ok in enumerate(fresh.allowed(width).tolist()) if ok}
+    assert allowed == expect and 0 < len(allowed) < width
+    text = '{"color": "red"}'
+    ids = [*prompt, *thinking, marker]
+    for tok in tiny_lm.tokenizer.encode(text):
+        ids.append(tok)
+        proc(mx.array(ids), logits)
+    assert proc.error is None and proc.accepting
+
+
+def test_think_end_token_only_for_think_models():
+    class Tok:
+        def encode(self, text, add_special_tokens=False):
+            return [42] if text == "</think>" else [1, 2]
+
+    from types import SimpleNamespace
+
+    assert C.think_end_token(SimpleNamespace(reasoning_format="think", tokenizer=Tok())) == 42
+    assert C.think_end_token(SimpleNamespace(reasoning_format=None, tokenizer=Tok())) is None

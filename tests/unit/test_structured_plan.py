@@ -173,3 +173,17 @@ def test_response_format_from_file(tmp_path):
         S.response_format_from_file(str(f))
     with pytest.raises(ValidationError, match="cannot read"):
         S.response_format_from_file(str(tmp_path / "missing.json"))
+
+
+def test_attach_defers_grammar_after_preopened_think(tiny_lm, monkeypatch):
+    from mlxk.engine import constrained as C
+
+    monkeypatch.setattr(C, "think_end_token", lambda lm: 7)
+    p = S.plan(tiny_lm, GenerationRequest(messages=MSGS, response_format={"type": "json_object"}))
+    opened = SimpleNamespace(logits_processors=[], decoder=None,
+                             prompt_text="<assistant><think>\n")
+    S.attach(tiny_lm, p, opened)
+    assert opened.logits_processors[0].start_after == 7
+    plain = SimpleNamespace(logits_processors=[], decoder=None, prompt_text="<assistant>")
+    S.attach(tiny_lm, p, plain)
+    assert plain.logits_processors[0].start_after is None

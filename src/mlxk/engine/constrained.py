@@ -160,8 +160,11 @@ class GrammarLogitsProcessor:
     """
 
     def __init__(self, lltok: llguidance.LLTokenizer, grammar: str,
-                 eos_token_ids: set[int] | list[int]) -> None:
+                 eos_token_ids: set[int] | list[int], start_after: int | None = None) -> None:
         self.matcher = llguidance.LLMatcher(lltok, grammar, log_level=0)
+        # Reasoning models whose prompt pre-opens <think>: think freely, constrain the answer
+        # that follows the end-of-thinking token ``start_after``.
+        self.start_after = start_after
         if self.matcher.is_error():
             detail = self.matcher.get_error().removeprefix("Error: ").strip()
             raise ValidationError(f"invalid schema or grammar: {detail}")
@@ -193,6 +196,11 @@ class GrammarLogitsProcessor:
         self.consumed += len(new)
         if self.error is not None:
             return
+        if self.start_after is not None:
+            if self.start_after not in new:
+                return
+            new = new[new.index(self.start_after) + 1:]
+            self.start_after = None
         for tok in new:
             if tok in self.eos_token_ids and self.matcher.is_accepting():
                 self.matcher.consume_token(tok)
@@ -222,20 +230,38 @@ class GrammarLogitsProcessor:
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
         self._advance(tokens)
+        if self.start_after is not None:   # still thinking: unconstrained
+            return logits
         mask = mx.array(self.allowed(int(logits.shape[-1])))
         return mx.where(mask, logits, mx.array(-float("inf"), dtype=logits.dtype))
 
 
 def make_processor(lltok: llguidance.LLTokenizer, grammar: str,
-                   eos_token_ids: set[int] | list[int]) -> GrammarLogitsProcessor:
+                   eos_token_ids: set[int] | list[int],
+                   start_after: int | None = None) -> GrammarLogitsProcessor:
     """A processor for ``grammar``; ValidationError naming the problem when it is invalid."""
-    return GrammarLogitsProcessor(lltok, grammar, eos_token_ids)
+    return GrammarLogitsProcessor(lltok, grammar, eos_token_ids, start_after)
 
 
-def processor_for_model(lm: Any, grammar: str) -> GrammarLogitsProcessor:
-    """A fresh processor for a loaded model (``LoadedModel``-like: tokenizer, eos ids, config)."""
+def think_end_token(lm: Any) -> int | None:
+    """The single token id of ``</think>`` for a ``think`` reasoning model, else None."""
+    if getattr(lm, "reasoning_format", None) != "think":
+        return None
+    try:
+        ids = lm.tokenizer.encode("</think>", add_special_tokens=False)
+    except Exception:
+        return None
+    return int(ids[0]) if len(ids) == 1 else None
+
+
+def processor_for_model(lm: Any, grammar: str,
+                        start_after: int | None = None) -> GrammarLogitsProcessor:
+    """A fresh processor for a loaded model (``LoadedModel``-like: tokenizer, eos ids, config).
+
+    ``start_after``: leave the output unconstrained until this token (``</think>``) appears.
+    """
     eos = set(getattr(lm, "eos_token_ids", None) or [])
     config = getattr(lm, "config", None) or {}
     n_vocab = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
     lltok = ll_tokenizer(lm.tokenizer, eos or None, n_vocab)
-    return make_processor(lltok, grammar, eos or set(lltok.eos_tokens))
+    return make_processor(lltok, grammar, eos or set(lltok.eos_tokens), start_after)

@@ -48,10 +48,28 @@ def _emit_stderr(text: str) -> None:
         pass
 
 
+# The soft watchdog below needs the GIL to report; some MLX calls (mx.clear_cache waiting on a
+# stream stuck in a collective) block while holding it. The kernel's interval timer does not:
+# SIGALRM with its default action ends the process HARD_GRACE_S after the soft deadline, and
+# the launcher reports that signal as a collective that timed out.
+HARD_GRACE_S = 3.0
+
+
+def _set_alarm(seconds: float) -> None:
+    import signal
+
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, max(0.0, seconds))
+
+
 class Watchdog:
     """Ends the process when a guarded operation overruns its deadline."""
 
     def __init__(self, rank: int, on_fire: Callable[[str], None] | None = None) -> None:
+        import signal
+
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGALRM"):
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
         self.rank = rank
         self._lock = threading.Lock()
         self._deadline: float | None = None
@@ -83,15 +101,18 @@ class Watchdog:
     def arm(self, what: str, timeout: float = COLLECTIVE_TIMEOUT_S) -> None:
         with self._lock:
             self._deadline, self._what, self._timeout = time.monotonic() + timeout, what, timeout
+            _set_alarm(timeout + HARD_GRACE_S)
 
     def kick(self) -> None:
         with self._lock:
             if self._deadline is not None:
                 self._deadline = time.monotonic() + self._timeout
+                _set_alarm(self._timeout + HARD_GRACE_S)
 
     def disarm(self) -> None:
         with self._lock:
             self._deadline = None
+            _set_alarm(0)
 
     @contextmanager
     def guard(self, what: str, timeout: float = COLLECTIVE_TIMEOUT_S) -> Iterator[None]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -168,6 +167,9 @@ def backend_env(hs: HostSet) -> tuple[dict[str, str], list[str]]:
 def _describe_status(code: int | None) -> str:
     if code is None:
         return "is still running"
+    if code == -signal.SIGALRM:
+        return ("gave up: no answer from the other ranks within the collective deadline "
+                "(MLXK_DIST_TIMEOUT); a rank or its host is gone or frozen")
     if code < 0:
         try:
             name = signal.Signals(-code).name
@@ -357,16 +359,6 @@ def _local_env() -> list[str]:
 def worker_command(spec: dict[str, Any]) -> list[str]:
     """The argv every rank runs (mlx's launch script prefixes the python interpreter)."""
     return ["-m", "mlxk.engine.rank_worker", json.dumps(spec, separators=(",", ":"))]
-
-
-def forwarded_env() -> dict[str, str]:
-    """Environment the ranks need to find this mlxk and the same cache on local hosts."""
-    keep = ("PYTHONPATH", "HF_HOME", "HF_HUB_CACHE", "MLXK_DIST_TIMEOUT", "MLXK_DIST_HEARTBEAT")
-    return {k: os.environ[k] for k in keep if os.environ.get(k)}
-
-
-def quote_command(cmd: list[str]) -> str:
-    return shlex.join(cmd)
 
 
 def model_ref_for_ranks(name: str, commit: str | None, path: Path, cached: bool) -> str:

@@ -140,8 +140,12 @@ def check(lm: Any, p: StructuredPlan) -> None:
         make_processor(lm, p)
 
 
-def make_processor(lm: Any, p: StructuredPlan) -> Any | None:
-    """A fresh per-sequence grammar processor for ``p`` (None when unconstrained)."""
+def make_processor(lm: Any, p: StructuredPlan, prompt_text: str = "") -> Any | None:
+    """A fresh per-sequence grammar processor for ``p`` (None when unconstrained).
+
+    When the prompt pre-opens a ``<think>`` block (Qwen3, DeepSeek-R1 templates), the model
+    first thinks unconstrained; the grammar applies to the answer after ``</think>``.
+    """
     from mlxk.engine import constrained as C
 
     if p.grammar_lark is not None:
@@ -152,15 +156,18 @@ def make_processor(lm: Any, p: StructuredPlan) -> Any | None:
         grammar = p.grammar
     else:
         return None
+    start_after = None
+    if prompt_text.rstrip().endswith("<think>"):
+        start_after = C.think_end_token(lm)
     try:
-        return C.processor_for_model(lm, grammar)
+        return C.processor_for_model(lm, grammar, start_after)
     except ValidationError as exc:
         raise ValidationError(exc.message, param=param) from exc
 
 
 def attach(lm: Any, p: StructuredPlan, prepared: Any) -> Any:
     """Add the grammar processor and the tool-call decoder to an engine ``Prepared``."""
-    proc = make_processor(lm, p)
+    proc = make_processor(lm, p, getattr(prepared, "prompt_text", "") or "")
     if proc is not None:
         prepared.logits_processors = [*list(prepared.logits_processors or []), proc]
     if p.tool_format is not None:

@@ -157,7 +157,8 @@ def test_a_hung_rank_is_caught_by_the_collective_deadline(dist_cache: Path) -> N
             proc.kill()
             proc.wait()
     assert proc.returncode == 1
-    assert "no answer from the other ranks for 5s" in err, err
+    # rank 0 says so itself, or (when MLX held the GIL) its hard deadline says it for it
+    assert "no answer from the other ranks" in err, err
     assert "Traceback" not in err
     time.sleep(0.5)
     assert [p for p in family if alive(p)] == []
