@@ -169,7 +169,13 @@ def main() -> int:
     eng_tps = statistics.median(r[1] for r in eng_runs)
     ratio = eng_tps / raw_tps if raw_tps else 0.0
     overhead_ms = (eng_ttft - raw_ttft) * 1000
+    best_raw_tps, best_eng_tps = max(r[1] for r in raw_runs), max(r[1] for r in eng_runs)
+    best_raw_ttft, best_eng_ttft = min(r[0] for r in raw_runs), min(r[0] for r in eng_runs)
     print()
+    print(f"end to end, best rounds (least disturbed by other load): raw {best_raw_tps:.2f} tok/s "
+          f"ttft {best_raw_ttft * 1000:.1f} ms | engine {best_eng_tps:.2f} tok/s ttft "
+          f"{best_eng_ttft * 1000:.1f} ms | ratio {best_eng_tps / best_raw_tps:.3f}, "
+          f"ttft overhead {(best_eng_ttft - best_raw_ttft) * 1000:+.1f} ms")
     print(f"end to end (medians of {args.rounds} alternating rounds):")
     print(f"raw mlx_lm.stream_generate: decode {raw_tps:.2f} tok/s, ttft {raw_ttft * 1000:.1f} ms")
     print(f"mlxk engine (run path):     decode {eng_tps:.2f} tok/s, ttft {eng_ttft * 1000:.1f} ms")

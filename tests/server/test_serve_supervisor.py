@@ -98,3 +98,12 @@ def test_non_loopback_bind_warns(serve_factory, isolated_env: Path) -> None:
 def test_bad_flag_values_are_usage_errors(isolated_env: Path) -> None:
     r = run_mlxk("serve", "--max-loaded", "0", timeout=60)
     assert r.returncode == 1 and "max-loaded" in r.stderr
+
+
+def test_log_json_writes_structured_lines(serve_factory, isolated_env: Path) -> None:
+    sp = serve_factory(isolated_env, "--log-json")
+    assert sp.stop() == 0
+    lines = [json.loads(x) for x in sp.stderr_text().splitlines() if x.startswith("{")]
+    assert lines, sp.stderr_text()
+    assert all({"ts", "level", "logger", "msg"} <= set(x) for x in lines)
+    assert any("shutdown" in x["msg"].lower() for x in lines)
