@@ -67,6 +67,8 @@ class LockstepGen:
     def insert(self, prompts: list[list[int]], max_tokens: list[int] | None = None,
                samplers: list[Any] | None = None, logits_processors: Any = None, **kw: Any) -> Any:
         n = len(prompts)
+        if any(c is not None for c in (kw.get("caches") or [])):
+            raise ExecutionError("a cached prompt prefix cannot be replayed on the other ranks")
         max_tokens = max_tokens or [self.gen.max_tokens] * n
         samplers = [_lead_sampler(s, self.channel.group) for s in (samplers or [None] * n)]
         self.pending.append(["ins", [list(map(int, p)) for p in prompts], [int(m) for m in max_tokens]])
@@ -126,6 +128,12 @@ def _scheduler_class(rank: Any, heartbeat: Heartbeat) -> Any:
     channel: Channel = rank.channel
 
     class LeaderScheduler(BatchScheduler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            # No prefix cache: the other ranks would need the same cached KV state (not
+            # broadcast), so every sequence prefills its whole prompt on every rank.
+            kwargs["prompt_cache_size"] = 0
+            super().__init__(*args, **kwargs)
+
         def _new_generator(self, cls: Any, stream: Any) -> Any:
             eos = sorted(getattr(self.lm, "eos_token_ids", ()) or ())
             kwargs = {"stop_tokens": [[t] for t in eos] or None, "completion_batch_size": self.max_batch,
