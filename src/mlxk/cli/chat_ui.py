@@ -74,6 +74,23 @@ def print_stream(chunks: Iterator[Chunk], printer: AnswerPrinter) -> None:
     printer.close()
 
 
+def print_answer(chunks: Iterator[Chunk], turn: Any, out: Output, model: str, *,
+                 hide_reasoning: bool, no_stream: bool, verbose: bool) -> None:
+    """Human output of one single-shot answer (streamed or whole); shared by local and distributed run."""
+    printer = AnswerPrinter(out.stdout, hide_reasoning)
+    if no_stream:
+        for _ in chunks:
+            pass
+        printer.reasoning(turn.reasoning)
+        printer.text(turn.text)
+        printer.close()
+    else:
+        print_stream(chunks, printer)
+    if verbose and turn.final is not None:
+        out.info(verbose_line(turn.final, model))
+    out.stdout.flush()
+
+
 def verbose_line(final: Chunk | None, model: str) -> str:
     t = (final.timing if final else None) or {}
     n_in = final.prompt_tokens if final else 0

@@ -169,9 +169,7 @@ def _track(chunks: Any, turn: Any) -> Any:
 
 def _print(chunks: Any, turn: Any, args: argparse.Namespace, out: Output, prompt: str,
            ready: dict[str, Any]) -> None:
-    import sys
-
-    from mlxk.cli.chat_ui import AnswerPrinter, print_stream, verbose_line
+    from mlxk.cli.chat_ui import print_answer
     from mlxk.operations import run as ops
 
     name = ready.get("name") or args.model
@@ -180,15 +178,5 @@ def _print(chunks: Any, turn: Any, args: argparse.Namespace, out: Output, prompt
             pass
         out.result(ops.result_data(name, prompt, turn))
         return
-    printer = AnswerPrinter(out.stdout, args.hide_reasoning)
-    if args.no_stream:
-        for _ in chunks:
-            pass
-        printer.reasoning(turn.reasoning)
-        printer.text(turn.text)
-        printer.close()
-    else:
-        print_stream(chunks, printer)
-    if args.verbose and turn.final is not None:
-        out.info(verbose_line(turn.final, name))
-    sys.stdout.flush()
+    print_answer(chunks, turn, out, name, hide_reasoning=args.hide_reasoning,
+                 no_stream=args.no_stream, verbose=args.verbose)

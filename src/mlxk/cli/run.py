@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from mlxk.output.console import Output
 
@@ -127,7 +126,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 
 def _single(lm, prompt: str, options, args: argparse.Namespace, out: Output) -> int:
-    from mlxk.cli.chat_ui import AnswerPrinter, print_stream, verbose_line
+    from mlxk.cli.chat_ui import print_answer
     from mlxk.operations import run as ops
 
     session = ops.ChatSession(lm, options)
@@ -147,16 +146,6 @@ def _single(lm, prompt: str, options, args: argparse.Namespace, out: Output) -> 
             return 0
         out.result(ops.result_data(lm.name, prompt, turn))
         return 0
-    printer = AnswerPrinter(out.stdout, args.hide_reasoning)
-    if args.no_stream:
-        for _ in chunks:
-            pass
-        printer.reasoning(turn.reasoning)
-        printer.text(turn.text)
-        printer.close()
-    else:
-        print_stream(chunks, printer)
-    if args.verbose:
-        out.info(verbose_line(turn.final, lm.name))
-    sys.stdout.flush()
+    print_answer(chunks, turn, out, lm.name, hide_reasoning=args.hide_reasoning,
+                 no_stream=args.no_stream, verbose=args.verbose)
     return 0
