@@ -9,6 +9,7 @@ are used, so listing thousands of repos stays cheap.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,10 +162,9 @@ def _commits(snapshots: str) -> list[str]:
         return []
 
 
-def read_refs(repo_dir: Path) -> list[tuple[str, str]]:
-    """``[(ref, commit)]`` from ``refs/`` (nested refs such as ``refs/pr/1`` included)."""
-    refs: list[tuple[str, str]] = []
-    stack = [(os.path.join(repo_dir, "refs"), "")]
+def _walk_files(top: str) -> Iterator[tuple[os.DirEntry, str]]:
+    """Every non-directory entry below ``top`` with its ``/``-joined relative name; never follows links."""
+    stack = [(top, "")]
     while stack:
         folder, prefix = stack.pop()
         try:
@@ -174,35 +174,29 @@ def read_refs(repo_dir: Path) -> list[tuple[str, str]]:
         for e in entries:
             if e.is_dir(follow_symlinks=False):
                 stack.append((e.path, prefix + e.name + "/"))
-                continue
+            else:
+                yield e, prefix + e.name
+
+
+def read_refs(repo_dir: Path) -> list[tuple[str, str]]:
+    """``[(ref, commit)]`` from ``refs/`` (nested refs such as ``refs/pr/1`` included)."""
+    refs: list[tuple[str, str]] = []
+    for e, rel in _walk_files(os.path.join(repo_dir, "refs")):
+        try:
+            fd = os.open(e.path, os.O_RDONLY)
             try:
-                fd = os.open(e.path, os.O_RDONLY)
-                try:
-                    commit = os.read(fd, 4096).decode("utf-8").strip()
-                finally:
-                    os.close(fd)
-            except (OSError, UnicodeDecodeError):
-                commit = ""
-            refs.append((prefix + e.name, commit))
+                commit = os.read(fd, 4096).decode("utf-8").strip()
+            finally:
+                os.close(fd)
+        except (OSError, UnicodeDecodeError):
+            commit = ""
+        refs.append((rel, commit))
     return sorted(refs)
 
 
 def _scan_files(snapshot: str, repo_dir: Path) -> tuple[CachedFile, ...]:
     repo_real = os.path.normpath(str(repo_dir))
-    out: list[CachedFile] = []
-    stack = [(snapshot, "")]
-    while stack:
-        folder, prefix = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for e in entries:
-            rel = prefix + e.name
-            if e.is_dir(follow_symlinks=False):
-                stack.append((e.path, rel + "/"))
-                continue
-            out.append(_file_entry(e, rel, repo_real))
+    out = [_file_entry(e, rel, repo_real) for e, rel in _walk_files(snapshot)]
     out.sort(key=lambda f: f.name)
     return tuple(out)
 
