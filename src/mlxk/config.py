@@ -62,6 +62,24 @@ def hf_offline() -> bool:
     return _is_true("HF_HUB_OFFLINE")
 
 
+DEFAULT_HUB_TIMEOUT_S = 10.0
+
+
+def _seconds(name: str, default: float) -> float:
+    value = _env(name)
+    try:
+        return float(value) if value is not None and float(value) > 0 else default
+    except ValueError:
+        return default
+
+
+def hub_timeouts() -> tuple[float, float]:
+    """(connect, read) seconds for Hub requests: ``HF_HUB_ETAG_TIMEOUT`` and
+    ``HF_HUB_DOWNLOAD_TIMEOUT`` (huggingface_hub's own variables, default 10 s each)."""
+    return (_seconds("HF_HUB_ETAG_TIMEOUT", DEFAULT_HUB_TIMEOUT_S),
+            _seconds("HF_HUB_DOWNLOAD_TIMEOUT", DEFAULT_HUB_TIMEOUT_S))
+
+
 def push_enabled() -> bool:
     """The experimental ``push`` command is off unless ``MLXK2_ENABLE_EXPERIMENTAL_PUSH=1``."""
     return _is_true("MLXK2_ENABLE_EXPERIMENTAL_PUSH")
@@ -74,6 +92,16 @@ def debug() -> bool:
 
 def api_key() -> str | None:
     return _env("MLXK_API_KEY")
+
+
+def server_host() -> str:
+    """``MLXK_HOST`` (like ``OLLAMA_HOST``: for service managers), else 127.0.0.1."""
+    return _env("MLXK_HOST") or DEFAULT_HOST
+
+
+def server_port() -> str | None:
+    """``MLXK_PORT`` as written (the CLI checks it is a number)."""
+    return _env("MLXK_PORT")
 
 
 def json_mode_default() -> bool:

@@ -11,6 +11,7 @@ for the server, and structured extras that go into the JSON error object::
      ├── HashNotFound (LookupError)              hash_not_found   (+available_hashes)
      ├── AccessDenied (PermissionError)          access_denied
      ├── DownloadFailed                          download_failed
+ │    └── HubUnreachable                      (no answer from the Hub; same type)
      ├── RequiresConfirmation                    requires_confirmation
      ├── LocksPresent                            locks_present
      ├── PermissionDenied (PermissionError)      permission_denied
@@ -93,6 +94,10 @@ class AccessDenied(MlxkError, PermissionError):
 class DownloadFailed(MlxkError):
     code = "download_failed"
     http_status = 502
+
+
+class HubUnreachable(DownloadFailed):
+    """The Hub did not answer (connection refused, timed out): same type as ``download_failed``."""
 
 
 class RequiresConfirmation(MlxkError):

@@ -261,6 +261,24 @@ def runtime_check(files: Files, cfg: dict | None, model_type: str,
     return runtime.quantization_supported(cfg)
 
 
+CONTEXT_KEYS = ("max_position_embeddings", "max_seq_len", "n_positions", "seq_length", "n_ctx")
+
+
+def config_value(cfg: dict | None, *keys: str) -> object:
+    """The first of ``keys`` set in ``cfg`` or its ``text_config`` (multimodal configs)."""
+    for source in (cfg or {}, (cfg or {}).get("text_config") or {}):
+        for k in keys:
+            if isinstance(source, dict) and source.get(k) is not None:
+                return source[k]
+    return None
+
+
+def context_length(cfg: dict | None) -> int | None:
+    """The context window a config declares (what ``show`` reports as ``context_length``)."""
+    value = config_value(cfg, *CONTEXT_KEYS)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def describe(path: Path, files: Files | None = None, repo_id: str | None = None,
              cfg: dict | None = None, config_error: str | None = None) -> ModelDescription:
     """Describe the model in ``path`` (a snapshot or a local directory).

@@ -23,6 +23,28 @@ def cache_root(root: Path | None = None) -> Path:
     return root if root is not None else config.hub_cache()
 
 
+def not_a_directory(base: Path) -> str:
+    """Why ``base`` cannot be the cache: the first of it and its parents that is a file."""
+    for p in (base, *base.parents):
+        if p.exists() and not p.is_dir():
+            label = "HF_HOME" if p == config.hf_home() else ("HF_HUB_CACHE" if p == config.hub_cache()
+                                                             else "a parent of the cache")
+            return f"{label} is not a directory: {p}"
+    return f"the cache is not a directory: {base}"
+
+
+def check_root(root: Path | None = None) -> Path:
+    """The cache root, or ``ValidationError`` when it (or a parent) is a file, not a folder."""
+    from mlxk.errors import ValidationError
+
+    base = cache_root(root)
+    if base.exists() and base.is_dir():
+        return base
+    if any(p.exists() and not p.is_dir() for p in (base, *base.parents)):
+        raise ValidationError(not_a_directory(base))
+    return base
+
+
 def repo_folder_name(repo_id: str) -> str:
     """``org/name`` -> ``models--org--name``."""
     return REPO_PREFIX + repo_id.replace("/", SEP)

@@ -93,11 +93,38 @@ def find_repo(name: str, root: Path | None = None) -> tuple[str, bool]:
     if len(hits) == 1:
         return hits[0], False
     if not hits:
-        raise ModelNotFound(f"Model '{name}' not found in the cache")
+        raise not_found(name, ids)
     exact_ci = [i for i in hits if i.lower() == needle]
     if len(exact_ci) == 1:
         return exact_ci[0], False
     raise AmbiguousMatch(f"'{name}' matches {len(hits)} models; be more specific", matches=hits)
+
+
+def suggestions(name: str, ids: list[str], limit: int = 3) -> list[str]:
+    """Cached repo ids close to ``name`` (a typo, a missing org), best first."""
+    import difflib
+
+    needle = name.lower()
+    by_full = {i.lower(): i for i in ids}
+    by_short = {i.rsplit("/", 1)[-1].lower(): i for i in ids}
+    found: list[str] = []
+    for table in (by_full, by_short):
+        for key in difflib.get_close_matches(needle, list(table), n=limit, cutoff=0.6):
+            if table[key] not in found:
+                found.append(table[key])
+    return found[:limit]
+
+
+def not_found(name: str, ids: list[str] | None = None, lead: str | None = None) -> ModelNotFound:
+    """``model_not_found`` with a next step: close cached names, ``list --all``, ``pull``."""
+    ids = scan.list_repo_ids() if ids is None else ids
+    close = suggestions(name, ids)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    pull_name = name if "/" in name else f"{config.MLX_COMMUNITY_ORG}/{name}"
+    lead = lead or f"Model '{name}' not found in the cache."
+    return ModelNotFound(f"{lead}{hint} 'mlxk list --all' shows "
+                         f"every cached model; 'mlxk pull {pull_name}' downloads one.",
+                         suggestions=close)
 
 
 def select_commit(repo_id: str, prefix: str, root: Path | None = None) -> str:
@@ -135,8 +162,16 @@ def _mtime(p: Path) -> float:
         return 0.0
 
 
-def resolve(ref: str, root: Path | None = None) -> ResolvedModel:
-    """Resolve a user's model reference against the cache (or a local directory)."""
+def _looks_local(ref: str) -> bool:
+    """``dir/model`` naming a model folder below the working directory."""
+    return "/" in ref and (Path(ref) / "config.json").is_file()
+
+
+def resolve(ref: str, root: Path | None = None, local_dirs: bool = True) -> ResolvedModel:
+    """Resolve a user's model reference against the cache (or a local directory).
+
+    ``local_dirs=False`` (the server): a name never means a folder on disk.
+    """
     if ref is None or not str(ref).strip():
         raise ValidationError("Model name must not be empty")
     ref = str(ref).strip()
@@ -144,7 +179,14 @@ def resolve(ref: str, root: Path | None = None) -> ResolvedModel:
         return _local(ref)
     name, rev = split_revision(ref)
     validate_name(name)
-    repo_id, exact = find_repo(name, root)
+    try:
+        repo_id, exact = find_repo(name, root)
+    except (ModelNotFound, AmbiguousMatch):
+        if local_dirs and rev is None and _looks_local(ref):
+            return _local(ref)
+        raise
+    if not exact and local_dirs and rev is None and _looks_local(ref):
+        return _local(ref)   # ``models/tiny`` is that folder here, not a cache substring
     if rev is not None:
         commit: str | None = select_commit(repo_id, rev, root)
     else:

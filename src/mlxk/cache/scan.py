@@ -143,6 +143,9 @@ def list_repo_ids(root: Path | None = None) -> list[str]:
     try:
         with os.scandir(base) as it:
             names = [e.name for e in it if e.name.startswith(layout.REPO_PREFIX)]
+    except NotADirectoryError:
+        layout.check_root(base)   # raises "HF_HOME is not a directory: ..."
+        return []
     except OSError:
         return []
     ids = [layout.repo_id_from_folder(n) for n in names]

@@ -10,26 +10,36 @@ from mlxk.output.human import age_str, size_str, table
 NAME = "list"
 ALIASES = ("ls",)
 HELP = "list models in the HuggingFace cache"
-DESCRIPTION = ("List cached models. Human output shows the runnable models; --all shows every\n"
-               "repo with its framework and health. --json always lists every repo.")
+DESCRIPTION = ("List cached models. By default the table shows healthy models this machine can load\n"
+               "(chat, base and embedding models: 'run' takes the first two, 'embed' the last);\n"
+               "--all shows every repo with its framework, health and reason. --json always lists\n"
+               "every repo.")
 EXAMPLE = "Examples:\n  mlxk list\n  mlxk list qwen --all\n  mlxk list --json | jq '.data.count'"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="?", default=None, help="case-insensitive substring of org/name")
-    p.add_argument("--all", action="store_true", help="show every repo, not only runnable models")
+    p.add_argument("--all", action="store_true",
+                   help="show every repo, also unhealthy and not loadable ones (default: loadable only)")
     p.add_argument("--health", action="store_true", help="add the health column")
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    from mlxk.cache.layout import cache_root
     from mlxk.operations.models import list_models
 
     data = list_models(args.pattern)
-    out.result(data, lambda d: render(d, show_all=args.all, health=args.health))
+    where = str(cache_root())
+    out.result(data, lambda d: render(d, show_all=args.all, health=args.health, where=where,
+                                      pattern=args.pattern))
     return 0
 
 
-def render(data: dict, show_all: bool = False, health: bool = False) -> str:
+def render(data: dict, show_all: bool = False, health: bool = False, where: str = "",
+           pattern: str | None = None) -> str:
+    if not data["count"]:
+        matching = f" matching '{pattern}'" if pattern else ""
+        return f"no models{matching} in {where} (set HF_HOME or HF_HUB_CACHE to use another cache)"
     models = data["models"]
     if not show_all:
         models = [m for m in models if m["health"] == "healthy" and m["runtime_compatible"]]

@@ -94,6 +94,15 @@ def _guess_command(argv: Sequence[str]) -> str:
     return "mlxk"
 
 
+def _unrecognized(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> None:
+    """Unknown flags after a command: show that command's usage (``mlxk list --jsn``), not mlxk's."""
+    target = parser
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if sub is not None and getattr(args, "command", None) in sub.choices:
+        target = sub.choices[args.command]
+    raise UsageError(f"unrecognized arguments: {' '.join(extras)}", usage=target.format_usage().strip())
+
+
 def _version_data() -> dict:
     from mlxk import JSON_API_SPEC_VERSION, __version__
     from mlxk import platform as plat
@@ -129,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             Output("version", json_mode).result(_version_data(), _version_human)
             return 0
         parser, table = build_parser(_module_for(_guess_command(argv)))
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            _unrecognized(parser, args, extras)
         json_mode = bool(getattr(args, "json", False)) or json_mode
         if args.version:
             out = Output("version", json_mode)

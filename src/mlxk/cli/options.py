@@ -55,3 +55,21 @@ def add_distributed_flags(p: argparse.ArgumentParser) -> None:
 
 def distributed_requested(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "hosts", None) or getattr(args, "hostfile", None))
+
+
+_DISTRIBUTED_ONLY = ("backend", "parallel")
+
+
+def require_hosts_for_distributed_flags(args: argparse.Namespace) -> None:
+    """``--dry-run``, ``--backend``, ``--parallel`` only mean something with ``--hosts``/``--hostfile``;
+    without them they would silently do something else (a real server, a full generation)."""
+    if distributed_requested(args):
+        return
+    used = [f"--{n.replace('_', '-')}" for n in _DISTRIBUTED_ONLY if getattr(args, n, None)]
+    if getattr(args, "dry_run", False):
+        used.insert(0, "--dry-run")
+    if used:
+        from mlxk.errors import UsageError
+
+        raise UsageError(f"{', '.join(used)} needs --hosts or --hostfile (it plans or shards a "
+                         f"distributed run)")

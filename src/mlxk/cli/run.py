@@ -92,8 +92,9 @@ def _prompt_text(args: argparse.Namespace, out: Output) -> str | None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from mlxk.cli.options import distributed_requested
+    from mlxk.cli.options import distributed_requested, require_hosts_for_distributed_flags
 
+    require_hosts_for_distributed_flags(args)
     prompt = _prompt_text(args, out) if not distributed_requested(args) else None
     if distributed_requested(args):
         from mlxk.cli import distributed
@@ -114,7 +115,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise UsageError("the prompt is empty")
     if prompt is None and out.json_mode:
         raise UsageError("--json needs a prompt (interactive chat has no JSON mode)")
-    lm = ops.load(args.model)
+    resolved = ops.resolve_runnable(args.model)
+    if not resolved.exact and not out.json_mode:
+        out.info(f"Using {resolved.name} ('{args.model}' matched it)")
+    lm = ops.load(resolved)
     if args.verbose:
         out.info(f"Loaded {lm.name} in {lm.load_seconds:.2f}s")
     if prompt is None:

@@ -24,14 +24,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from mlxk.server import settings as st
 
     g = p.add_argument_group("network")
-    g.add_argument("--host", default=config.DEFAULT_HOST, help="bind address (default 127.0.0.1)")
-    g.add_argument("--port", type=int, default=config.DEFAULT_PORT, help="port (default 8000)")
+    g.add_argument("--host", default=None,
+                   help=f"bind address (default: $MLXK_HOST, else {config.DEFAULT_HOST})")
+    g.add_argument("--port", type=int, default=None,
+                   help=f"port (default: $MLXK_PORT, else {config.DEFAULT_PORT})")
     m = p.add_argument_group("models")
     m.add_argument("--model", default=None, help="model to preload (name or ./path); kept loaded")
     m.add_argument("--max-loaded", type=int, default=st.DEFAULT_MAX_LOADED,
                    help=f"models kept loaded at once, LRU (default {st.DEFAULT_MAX_LOADED})")
     m.add_argument("--keep-alive", type=float, default=config.DEFAULT_KEEP_ALIVE_SECONDS,
-                   help="seconds an idle model stays loaded; 0 = unload after each request, -1 = never")
+                   help="seconds an idle model stays loaded; 0 = unload after each request, -1 = never "
+                        f"(default {config.DEFAULT_KEEP_ALIVE_SECONDS})")
     m.add_argument("--memory-budget", type=float, default=None, metavar="GB",
                    help="memory for loaded models in GB (default 75%% of RAM)")
     q = p.add_argument_group("load")
@@ -40,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--max-queue", type=int, default=st.DEFAULT_MAX_QUEUE,
                    help=f"requests waiting for a slot before 503 (default {st.DEFAULT_MAX_QUEUE})")
     q.add_argument("--max-body-bytes", type=int, default=st.DEFAULT_MAX_BODY_BYTES,
-                   help="largest request body accepted (413 beyond)")
+                   help=f"largest request body accepted, 413 beyond (default {st.DEFAULT_MAX_BODY_BYTES})")
     s = p.add_argument_group("security")
     s.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or MLXK_API_KEY)")
     s.add_argument("--cors-origins", type=_origins, default=None, metavar="LIST",
@@ -48,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("process")
     o.add_argument("--restart", action="store_true", help="restart the server if it crashes")
     o.add_argument("--stop-timeout", type=float, default=st.DEFAULT_STOP_TIMEOUT,
-                   help="seconds in-flight requests get on shutdown before a kill")
+                   help="seconds in-flight requests get on shutdown before a kill "
+                        f"(default {st.DEFAULT_STOP_TIMEOUT:g})")
     o.add_argument("--log-json", action="store_true", help="structured JSON log lines on stderr")
     from mlxk.cli.options import add_distributed_flags
 
@@ -56,16 +60,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_settings(args: argparse.Namespace) -> Any:
+    from mlxk.errors import ValidationError
     from mlxk.server.settings import ServerSettings
 
+    if args.memory_budget is not None and args.memory_budget <= 0:
+        raise ValidationError(f"--memory-budget must be a positive number of GB (got {args.memory_budget:g})")
+    if args.api_key is not None and not args.api_key.strip():
+        raise ValidationError("--api-key is empty: give a key (an unset shell variable?), or leave the flag out "
+                         "to run without authentication")
     budget = int(args.memory_budget * 1024**3) if args.memory_budget else None
     return ServerSettings(
-        host=args.host, port=args.port, model=args.model, max_loaded=args.max_loaded,
+        host=args.host or config.server_host(), port=_port(args.port), model=args.model,
+        max_loaded=args.max_loaded,
         keep_alive=args.keep_alive, memory_budget_bytes=budget,
         api_key=args.api_key or config.api_key(), cors_origins=args.cors_origins or [],
         max_queue=args.max_queue, max_batch=args.max_batch, max_body_bytes=args.max_body_bytes,
         stop_timeout=args.stop_timeout, log_json=args.log_json, restart=args.restart,
     )
+
+
+def _port(flag: int | None) -> int:
+    if flag is not None:
+        return flag
+    value = config.server_port()
+    if value is None:
+        return config.DEFAULT_PORT
+    try:
+        return int(value)
+    except ValueError:
+        from mlxk.errors import UsageError
+
+        raise UsageError(f"MLXK_PORT must be a port number (got {value!r})") from None
 
 
 def _human(d: dict) -> str:
@@ -74,10 +99,11 @@ def _human(d: dict) -> str:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    from mlxk.cli.options import distributed_requested, require_hosts_for_distributed_flags
     from mlxk.operations.serve import serve
 
+    require_hosts_for_distributed_flags(args)
     settings = build_settings(args)
-    from mlxk.cli.options import distributed_requested
 
     if distributed_requested(args):
         from dataclasses import asdict

@@ -71,8 +71,34 @@ def _token() -> str | None:
     return config.hf_token()
 
 
+_timeouts_installed: tuple[float, float] | None = None
+
+
+def install_timeouts() -> None:
+    """Give huggingface_hub's HTTP client connect and read timeouts (its default has none, so a
+    Hub that accepts the connection and never answers would hang ``pull`` forever)."""
+    global _timeouts_installed
+    wanted = config.hub_timeouts()
+    if _timeouts_installed == wanted:
+        return
+    import huggingface_hub
+    from huggingface_hub.utils import _http
+
+    connect, read = wanted
+
+    def factory() -> Any:
+        client = _http.default_client_factory()
+        client.timeout = type(client.timeout)(read, connect=connect)
+        return client
+
+    huggingface_hub.set_client_factory(factory)
+    _timeouts_installed = wanted
+
+
 def api() -> Any:
     from huggingface_hub import HfApi
+
+    install_timeouts()
 
     from mlxk import __version__
 
@@ -319,6 +345,7 @@ def snapshot(remote: RemoteRevision, cache_dir: Path, *, progress: bool, max_wor
     # default); smaller pieces mean a killed pull keeps all but the last MiB for the resume.
     constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, RESUME_GRANULARITY)
     tqdm_class = None if progress else _silent_tqdm()
+    install_timeouts()
     path = _call(lambda: snapshot_download(
         remote.repo_id, revision=remote.commit, cache_dir=str(cache_dir),
         endpoint=config.hf_endpoint(), token=_token(), library_name="mlxk",

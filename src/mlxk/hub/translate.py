@@ -7,6 +7,7 @@ from mlxk.errors import (
     AccessDenied,
     DownloadFailed,
     HashNotFound,
+    HubUnreachable,
     MlxkError,
     ModelNotFound,
     OfflineError,
@@ -51,8 +52,9 @@ def translate(exc: BaseException, repo_id: str, revision: str | None = None) -> 
                                 f"check HF_TOKEN ({page}).", model=repo_id, url=page)
         return DownloadFailed(f"Hub error for {repo_id}: {first_line(exc)}", model=repo_id)
     if _is_connection_error(exc):
-        return DownloadFailed(f"Cannot reach the Hub at {config.hf_endpoint()} ({first_line(exc)}); "
-                              "check the network or HF_ENDPOINT.", model=repo_id)
+        return HubUnreachable(f"Cannot reach the Hub at {config.hf_endpoint()} ({first_line(exc)}); "
+                              "check the network or HF_ENDPOINT (timeouts: HF_HUB_ETAG_TIMEOUT, "
+                              "HF_HUB_DOWNLOAD_TIMEOUT).", model=repo_id)
     if isinstance(exc, PermissionError):
         return PermissionDenied(f"Cannot write to the cache for {repo_id}: {first_line(exc)}",
                                 model=repo_id)

@@ -32,6 +32,7 @@ class EmbedItem:
 class EmbedTarget:
     name: str
     path: Path
+    resolved: Any = None   # the ResolvedModel, for the health check before loading
 
 
 def resolve_target(ref: str) -> EmbedTarget:
@@ -39,7 +40,7 @@ def resolve_target(ref: str) -> EmbedTarget:
     from mlxk.cache.resolve import resolve
 
     resolved = resolve(ref)
-    return EmbedTarget(resolved.name, Path(resolved.path))
+    return EmbedTarget(resolved.name, Path(resolved.path), resolved)
 
 
 def ensure_embedding_model(target: EmbedTarget) -> None:
@@ -57,7 +58,11 @@ def ensure_embedding_model(target: EmbedTarget) -> None:
             f"use 'mlxk run' (or /v1/chat/completions) for it, and an embedding model "
             f"such as sentence-transformers/all-MiniLM-L6-v2 for embeddings",
             param="model", model_type=desc.model_type)
-    if not desc.runtime_compatible:
+    if target.resolved is not None:
+        from mlxk.cache.loadable import ensure_loadable
+
+        ensure_loadable(target.resolved)   # unhealthy (health's reason) or not runnable
+    elif not desc.runtime_compatible:
         raise NotRuntimeCompatible(f"'{target.name}' cannot run here: {desc.runtime_reason}")
 
 

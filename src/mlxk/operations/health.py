@@ -67,6 +67,10 @@ def health_report(pattern: str | None = None, verify: bool = False,
                   root: Path | None = None) -> dict[str, Any]:
     """``{"healthy": [...], "unhealthy": [...], "summary": {...}}`` for the matching models."""
     targets = _targets(pattern, root)
+    if pattern and not targets:   # a typo must not pass as "all healthy"
+        from mlxk.cache.resolve import not_found
+
+        raise not_found(pattern, scan.list_repo_ids(root), lead=f"No cached model matches '{pattern}'.")
     extras: list[list[str]] = [[] for _ in targets]
     if verify:
         revs = [(i, ev.revision) for i, (ev, _) in enumerate(targets) if ev.revision is not None]

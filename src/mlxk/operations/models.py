@@ -9,6 +9,7 @@ from typing import Any
 
 from mlxk.cache import detect, integrity, scan
 from mlxk.cache.detect import ModelDescription
+from mlxk.cache.loadable import local_revision
 from mlxk.cache.resolve import ResolvedModel, resolve
 from mlxk.cache.safetensors import HeaderError, count_parameters, read_header
 from mlxk.cache.scan import CachedRepo, Revision
@@ -63,10 +64,7 @@ def evaluate_local(path: Path) -> Evaluated:
     files = detect.local_files(path)
     cfg, cfg_err = detect.load_json(files.get("config.json"))
     desc = detect.describe(path, files, None, cfg, cfg_err)
-    entries = tuple(scan.CachedFile(n, str(p), None, p.stat().st_size, p.stat().st_mtime, True)
-                    for n, p in sorted(files.items()))
-    fake_rev = Revision("0" * 40, path, (), entries)
-    fake_repo = CachedRepo(str(path), path, (fake_rev,), ())
+    fake_repo, fake_rev = local_revision(path, files)
     problems = integrity.check(fake_repo, fake_rev, cfg_err)
     return Evaluated(str(path), None, path, False, files, desc, tuple(problems),
                      fake_rev.size_bytes, fake_rev.last_modified)
@@ -146,12 +144,7 @@ def file_type(name: str) -> str:
     return "other"
 
 
-def _cfg_value(cfg: dict, *keys: str) -> Any:
-    for source in (cfg, cfg.get("text_config") or {}):
-        for k in keys:
-            if isinstance(source, dict) and source.get(k) is not None:
-                return source[k]
-    return None
+_cfg_value = detect.config_value
 
 
 def parameter_count(ev: Evaluated) -> int | None:
@@ -172,8 +165,7 @@ def metadata(ev: Evaluated) -> dict[str, Any]:
         "model_type": d.architecture,
         "architecture": d.architectures[0] if d.architectures else None,
         "quantization": d.quantization,
-        "context_length": _cfg_value(cfg, "max_position_embeddings", "max_seq_len", "n_positions",
-                                     "seq_length", "n_ctx"),
+        "context_length": _cfg_value(cfg, *detect.CONTEXT_KEYS),
         "vocab_size": _cfg_value(cfg, "vocab_size"),
         "hidden_size": _cfg_value(cfg, "hidden_size", "d_model", "n_embd"),
         "num_attention_heads": _cfg_value(cfg, "num_attention_heads", "n_head"),

@@ -18,7 +18,14 @@ from typing import Any
 
 from mlxk import config
 from mlxk.cache import layout
-from mlxk.errors import DownloadFailed, MlxkError, ModelNotFound, ValidationError
+from mlxk.errors import (
+    DownloadFailed,
+    HubUnreachable,
+    MlxkError,
+    ModelNotFound,
+    OfflineError,
+    ValidationError,
+)
 from mlxk.hub import client
 
 _HEX = re.compile(r"^[0-9a-fA-F]{4,40}$")
@@ -51,6 +58,30 @@ def resolve_repo_id(name: str) -> str:
                         f"and {name}).", model=name)
 
 
+def _cached_healthy(name: str, rev: str | None) -> dict[str, Any] | None:
+    """Offline, or no Hub: a healthy cached copy answers ``already_exists`` (without knowing
+    whether the Hub has a newer revision). A branch or tag name cannot be checked offline."""
+    from mlxk.cache.resolve import find_repo, select_commit
+    from mlxk.operations.health import check_revision
+
+    if rev is not None and not _HEX.match(rev):
+        return None
+    try:
+        repo_id, exact = find_repo(name)
+        commit = select_commit(repo_id, rev) if rev else None
+    except MlxkError:
+        return None
+    if not exact:
+        return None
+    health = check_revision(repo_id, commit)
+    if health.status != "healthy" or health.hash is None:
+        return None
+    why = "offline (HF_HUB_OFFLINE)" if config.hf_offline() else "the Hub did not answer"
+    return _result(repo_id, "already_exists", health.hash, 0,
+                   f"{repo_id}@{health.hash[:7]} is already in the cache and healthy; {why}, "
+                   f"so it was not checked for a newer revision.")
+
+
 def _ref_to_write(rev: str | None, commit: str) -> str | None:
     """The ref snapshot_download would record: the branch/tag asked for, none for a commit."""
     if rev is None:
@@ -65,9 +96,17 @@ def pull(ref: str, *, progress: bool = True, info: Callable[[str], None] | None 
     say = info or (lambda _msg: None)
     name, rev = split_ref(ref.strip())
     repo_id = name
+    layout.check_root()   # "HF_HOME is not a directory" before any Hub traffic
     try:
         repo_id = resolve_repo_id(name)
         return _pull(repo_id, rev, progress=progress, say=say, max_workers=max_workers)
+    except (OfflineError, HubUnreachable) as exc:
+        cached = _cached_healthy(name, rev)
+        if cached is not None:
+            return cached
+        exc.extra.setdefault("model", repo_id)
+        exc.extra.setdefault("download_status", "failed")
+        raise
     except MlxkError as exc:
         status = "access_denied" if exc.code == "access_denied" else "failed"
         exc.extra.setdefault("model", repo_id)

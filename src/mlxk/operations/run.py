@@ -23,24 +23,23 @@ class RunOptions:
 def resolve_runnable(ref: str) -> Any:
     """Resolve ``ref`` and refuse, before loading, what ``run`` cannot run."""
     from mlxk.cache.detect import describe
+    from mlxk.cache.loadable import ensure_loadable
     from mlxk.cache.resolve import resolve
 
     resolved = resolve(ref)
-    d = describe(resolved.path, repo_id=resolved.repo_id)
-    if d.model_type == "embedding":
+    if describe(resolved.path, repo_id=resolved.repo_id).model_type == "embedding":
         raise NotRuntimeCompatible(
             f"{resolved.name} is an embedding model; use 'mlxk embed {resolved.name}' instead")
-    if not d.runtime_compatible:
-        raise NotRuntimeCompatible(
-            f"{resolved.name} cannot be run: {d.runtime_reason or 'not runtime compatible'}")
+    ensure_loadable(resolved)
     return resolved
 
 
-def load(ref: str) -> Any:
-    """``LoadedModel`` for ``ref`` (resolved and checked first)."""
+def load(ref: str | Any) -> Any:
+    """``LoadedModel`` for ``ref`` (a reference, resolved and checked first, or the result of
+    ``resolve_runnable``)."""
     from mlxk.engine.loader import load_model
 
-    resolved = resolve_runnable(ref)
+    resolved = resolve_runnable(ref) if isinstance(ref, str) else ref
     return load_model(resolved.path, name=resolved.display)
 
 

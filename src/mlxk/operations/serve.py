@@ -21,6 +21,10 @@ def check_settings(settings: ServerSettings) -> list[str]:
         raise ValidationError("--max-queue must be 0 or more")
     if settings.max_body_bytes < 1024:
         raise ValidationError("--max-body-bytes must be at least 1024")
+    if settings.memory_budget_bytes is not None and settings.memory_budget_bytes <= 0:
+        raise ValidationError("--memory-budget must be a positive number of GB")
+    if settings.api_key is not None and not settings.api_key.strip():
+        raise ValidationError("the API key is empty or blank; give a real key or none")
     if settings.keep_alive < 0 and settings.keep_alive != -1:
         raise ValidationError("--keep-alive takes seconds, 0 (unload after each request) or -1 (never)")
     warnings = []

@@ -11,6 +11,16 @@ from mlxk.errors import MlxkError, RequiresConfirmation
 from mlxk.output import envelope
 
 
+def valid_utf8(text: str) -> str:
+    """Bytes of a file name that are not UTF-8 (``models--te\\xffst--x``) reach Python as lone
+    surrogates; writing them would emit invalid UTF-8 (or fail). They become U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 class Output:
     """One per command invocation. Commands hand it data; it decides how to show it."""
 
@@ -34,10 +44,11 @@ class Output:
                 self.text(text)
 
     def json(self, obj: Any) -> None:
-        self.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.stdout.write(valid_utf8(json.dumps(obj, ensure_ascii=False)) + "\n")
         self.stdout.flush()
 
     def text(self, text: str) -> None:
+        text = valid_utf8(text)
         self.stdout.write(text if text.endswith("\n") else text + "\n")
         self.stdout.flush()
 

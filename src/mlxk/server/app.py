@@ -9,44 +9,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlxk import __version__
 from mlxk.server import errors, routes
-from mlxk.server.metrics import Metrics
+from mlxk.server.access import AccessMiddleware
 from mlxk.server.pool import ModelPool
 from mlxk.server.security import ApiKeyMiddleware, BodyLimitMiddleware, cors_kwargs
 from mlxk.server.settings import ServerSettings
 
 log = logging.getLogger("mlxk.server")
 OPTIONAL_ROUTERS = ("mlxk.server.routes_embeddings",)
-
-
-class MetricsMiddleware:
-    """Counts requests by route template and status (no per-path cardinality explosion)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        finally:
-            route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "other"
-            self.metrics.requests.labels(endpoint, str(status)).inc()
 
 
 def _include_optional(app: FastAPI) -> None:
@@ -84,10 +56,11 @@ def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     errors.install(app)
     app.include_router(routes.router)
     _include_optional(app)
-    app.add_middleware(MetricsMiddleware, metrics=pool.metrics)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, **cors_kwargs(settings.cors_origins))
+    # Outermost: 401s and 413s are counted and logged too.
+    app.add_middleware(AccessMiddleware, metrics=pool.metrics)
     return app

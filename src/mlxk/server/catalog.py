@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any
 
+from mlxk.cache.detect import context_length
 from mlxk.server.pool import ModelPool
 
 LISTED_TYPES = frozenset({"chat", "base"})
@@ -44,8 +45,24 @@ def _evaluate_cache(include_embeddings: bool) -> list[dict[str, Any]]:
             continue
         org = repo.repo_id.split("/", 1)[0] if "/" in repo.repo_id else "local"
         cards.append(_card(repo.repo_id, ev.last_modified, org, desc.model_type,
-                           list(desc.capabilities), False))
+                           list(desc.capabilities), False, context_length(desc.config)))
     return cards
+
+
+def resolve_id(name: str) -> str | None:
+    """The cache id a client's short name or substring stands for (None: no single model)."""
+    from mlxk.cache.resolve import resolve, validate_name
+    from mlxk.errors import MlxkError
+    from mlxk.server.pool import is_path_like
+
+    if is_path_like(name):
+        return None
+    try:
+        validate_name(name.rsplit("@", 1)[0])
+        resolved = resolve(name, local_dirs=False)
+    except MlxkError:
+        return None
+    return resolved.name if resolved.cached else None
 
 
 def cached_models(include_embeddings: bool = False) -> list[dict[str, Any]]:
@@ -80,7 +97,7 @@ def model_list(pool: ModelPool, cards: list[dict[str, Any]]) -> list[dict[str, A
         ctx = getattr(lm, "context_length", None)
         if key in by_id:
             by_id[key]["loaded"] = True
-            by_id[key]["context_length"] = ctx
+            by_id[key]["context_length"] = ctx or by_id[key]["context_length"]
         else:  # a preloaded local directory or a pinned revision
             by_id[key] = _card(key, time.time(), "local", "chat", ["text-generation"], True, ctx)
     return [by_id[k] for k in sorted(by_id)]

@@ -59,17 +59,23 @@ def error_response(exc: MlxkError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, str]:
+    """(message, param, code) for the first problem of a request body."""
     errors = exc.errors()
     if not errors:
-        return "invalid request", None
-    first = errors[0]
+        return "invalid request", None, "invalid_request"
+    unknown = [e for e in errors if e.get("type") == "extra_forbidden"]
+    first = unknown[0] if unknown else errors[0]
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     if first.get("type") == "json_invalid":
-        return f"request body is not valid JSON: {first.get('ctx', {}).get('error', 'parse error')}", None
+        return (f"request body is not valid JSON: {first.get('ctx', {}).get('error', 'parse error')}",
+                None, "invalid_request")
     param = ".".join(loc) or None
+    if unknown:
+        return (f"unsupported parameter '{param}': this server does not know it (remove it)",
+                param, "unsupported_parameter")
     msg = first.get("msg", "invalid value")
-    return (f"{param}: {msg}" if param else msg), param
+    return (f"{param}: {msg}" if param else msg), param, "invalid_request"
 
 
 def internal_error_body(exc: BaseException) -> dict[str, Any]:
@@ -88,12 +94,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        message, param = _validation_message(exc)
-        return JSONResponse(error_body(400, message, "invalid_request", param), status_code=400)
+        message, param, code = _validation_message(exc)
+        return JSONResponse(error_body(400, message, code, param), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = "not_found" if exc.status_code == 404 else None
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         return JSONResponse(error_body(exc.status_code, str(exc.detail), code),
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
 

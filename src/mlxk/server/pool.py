@@ -80,6 +80,7 @@ def weights_size(path: Path) -> int:
 def default_resolver(name: str) -> Target:
     """Resolve a client's model name in the cache; refuse paths, embeddings, unrunnable models."""
     from mlxk.cache.detect import describe
+    from mlxk.cache.loadable import ensure_loadable
     from mlxk.cache.resolve import resolve, validate_name
 
     if is_path_like(name):
@@ -87,15 +88,14 @@ def default_resolver(name: str) -> Target:
                               param="model")
     base = name.rsplit("@", 1)[0]
     validate_name(base)
-    resolved = resolve(name)
+    resolved = resolve(name, local_dirs=False)
     if not resolved.cached:
         raise ValidationError(f"model '{name}' is not in the cache", param="model")
     desc = describe(resolved.path)
     if desc.model_type == "embedding":
         raise ValidationError(f"model '{resolved.name}' is an embedding model; use /v1/embeddings",
                               param="model")
-    if not desc.runtime_compatible:
-        raise NotRuntimeCompatible(f"model '{resolved.name}' cannot run here: {desc.runtime_reason}")
+    ensure_loadable(resolved)   # unhealthy or not runnable: a 400 naming the reason, never a 500
     key = resolved.name
     if getattr(resolved, "revision_explicit", False) and resolved.commit:
         key = f"{resolved.name}@{resolved.commit[:12]}"
@@ -222,9 +222,16 @@ class ModelPool:
         while over():
             idle = [e for e in self._entries.values() if e.in_use == 0 and not e.pinned and e.loaded]
             if not idle:
-                raise ServerBusy(f"cannot load {new.key} now: the loaded models are busy "
-                                 f"(--max-loaded {self.settings.max_loaded}); retry later")
+                raise ServerBusy(f"cannot load {new.key} now: the loaded models are busy and "
+                                 f"{self._limit_hit(new)}; retry later")
             await self._unload(min(idle, key=lambda e: e.last_used))
+
+    def _limit_hit(self, new: ModelEntry) -> str:
+        """Which limit keeps ``new`` out, in the words of its flag."""
+        if len(self._entries) + 1 > max(1, self.settings.max_loaded):
+            return f"--max-loaded {self.settings.max_loaded} are loaded"
+        return (f"the memory budget ({self.budget} bytes, --memory-budget) has "
+                f"{max(0, (self.budget or 0) - self.used_bytes)} bytes left for {new.size_bytes}")
 
     def _make_scheduler(self, entry: ModelEntry) -> Any:
         s, m, key = self.settings, self.metrics, entry.key
@@ -303,9 +310,11 @@ class ModelPool:
 
 def _resolve_start_model(ref: str) -> Target:
     """``--model`` may be a path (operator's choice) or any cache reference."""
+    from mlxk.cache.loadable import ensure_loadable
     from mlxk.cache.resolve import resolve
 
     resolved = resolve(ref)
+    ensure_loadable(resolved)
     key = resolved.name if resolved.cached else Path(resolved.path).name
     return Target(key, Path(resolved.path))
 

@@ -40,7 +40,7 @@ async def _models(request: Request) -> list[dict]:
     return catalog.model_list(_pool(request), cards)
 
 
-@router.get("/health", response_model=Health, tags=["ops"])
+@router.api_route("/health", methods=["GET", "HEAD"], response_model=Health, tags=["ops"])
 async def health(request: Request) -> dict:
     ready = bool(getattr(request.app.state, "ready", False))
     return {"status": "ok" if ready else "starting", "ready": ready,
@@ -61,9 +61,13 @@ async def list_models(request: Request) -> dict:
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=ERROR_RESPONSES,
             tags=["models"])
 async def get_model(model_id: str, request: Request) -> dict:
-    for card in await _models(request):
-        if card["id"] == model_id:
-            return card
+    cards = {card["id"]: card for card in await _models(request)}
+    if model_id in cards:
+        return cards[model_id]
+    # Short names and unambiguous substrings resolve as they do in requests.
+    full = await asyncio.to_thread(catalog.resolve_id, model_id)
+    if full in cards:
+        return cards[full]
     raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
 
 

@@ -178,7 +178,7 @@ def resolve_embedding_model(name: str) -> tuple[str, Path]:
         raise ValidationError(f"model '{name}' is not a model name (paths are not accepted)",
                               param="model")
     validate_name(name.rsplit("@", 1)[0])
-    resolved = resolve(name)
+    resolved = resolve(name, local_dirs=False)
     if not resolved.cached:
         raise ModelNotFound(f"The model '{name}' does not exist", param="model")
     desc = describe(Path(resolved.path))
@@ -187,9 +187,9 @@ def resolve_embedding_model(name: str) -> tuple[str, Path]:
         raise ValidationError(
             f"model '{resolved.name}' is a {kind} model, not an embedding model; "
             f"use /v1/chat/completions for it, or an embedding model here", param="model")
-    if not desc.runtime_compatible:
-        raise ValidationError(f"model '{resolved.name}' cannot run here: {desc.runtime_reason}",
-                              param="model")
+    from mlxk.cache.loadable import ensure_loadable
+
+    ensure_loadable(resolved)   # unhealthy or not runnable: 400 with the reason
     return resolved.name, Path(resolved.path)
 
 
