@@ -40,7 +40,8 @@ async def _models(request: Request) -> list[dict]:
     return catalog.model_list(_pool(request), cards)
 
 
-@router.api_route("/health", methods=["GET", "HEAD"], response_model=Health, tags=["ops"])
+@router.head("/health", include_in_schema=False)   # uptime checkers send HEAD
+@router.get("/health", response_model=Health, tags=["ops"])
 async def health(request: Request) -> dict:
     ready = bool(getattr(request.app.state, "ready", False))
     return {"status": "ok" if ready else "starting", "ready": ready,
