@@ -337,10 +337,15 @@ class BatchScheduler:
         dec = h.prepared.decoder
         chunks = dec.feed(int(r.token))
         if h.top_logprobs is not None:
-            h.pending_logprobs.append(self._logprob_entry(r, h.top_logprobs))
+            entry = self._logprob_entry(r, h.top_logprobs)
+            entry["text"] = getattr(dec, "piece", None)
+            h.pending_logprobs.append(entry)
         reason = "stop" if dec.finished else r.finish_reason
         if reason is not None:
             final = dec.finish(reason)
+            tail = getattr(dec, "piece", "")
+            if tail and h.pending_logprobs and h.pending_logprobs[-1]["text"] is not None:
+                h.pending_logprobs[-1]["text"] += tail
             self._complete_counts(h, final)
             h.done = True
             chunks = [*chunks, final]

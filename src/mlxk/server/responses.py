@@ -37,18 +37,29 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def token_text(tokenizer: Any, token_id: int) -> str:
+    """One token on its own, keeping the leading space a SentencePiece ``▁`` stands for."""
     try:
-        return tokenizer.decode([token_id])
+        text = tokenizer.decode([token_id])
+        piece = tokenizer.convert_ids_to_tokens(token_id)
     except Exception:
         return ""
+    if isinstance(piece, str) and piece.startswith("\u2581") and not text.startswith(" "):
+        text = " " + text
+    return text
+
+
+def _text(entry: dict[str, Any], tokenizer: Any) -> str:
+    """The sampled token's text: what the decoder released for it, so the tokens join to the text."""
+    text = entry.get("text")
+    return text if text is not None else token_text(tokenizer, entry["id"])
 
 
 def chat_logprobs(entries: list[dict[str, Any]], tokenizer: Any) -> dict[str, Any]:
-    def one(e: dict[str, Any]) -> dict[str, Any]:
-        t = token_text(tokenizer, e["id"])
+    def one(t: str, e: dict[str, Any]) -> dict[str, Any]:
         return {"token": t, "logprob": e["logprob"], "bytes": list(t.encode())}
 
-    return {"content": [{**one(e), "top_logprobs": [one(a) for a in e.get("top", ())]}
+    return {"content": [{**one(_text(e, tokenizer), e),
+                         "top_logprobs": [one(token_text(tokenizer, a["id"]), a) for a in e.get("top", ())]}
                         for e in entries]}
 
 
@@ -56,7 +67,7 @@ def text_logprobs(entries: list[dict[str, Any]], tokenizer: Any, offset: int = 0
     tokens, lps, tops, offsets = [], [], [], []
     pos = offset
     for e in entries:
-        t = token_text(tokenizer, e["id"])
+        t = _text(e, tokenizer)
         tokens.append(t)
         lps.append(e["logprob"])
         tops.append({token_text(tokenizer, a["id"]): a["logprob"] for a in e.get("top", ())})
