@@ -154,6 +154,11 @@ def test_logprobs(client: httpx.Client) -> None:
     ({"tools": [{"type": "function", "function": {"name": "f"}}],
       "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
     ({"response_format": {"type": "json_schema"}}, "response_format"),
+    ({"response_format": {"type": "json_object", "schema": 123}}, "response_format.schema"),
+    ({"response_format": {"type": "text", "strict": True}}, "response_format.strict"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {},
+                                                                 "schema_": {}}}},
+     "response_format.json_schema.schema_"),
     ({"frobnicate": True}, "frobnicate"),
     ({"stream": "yes"}, "stream"),
 ])

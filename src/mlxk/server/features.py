@@ -40,6 +40,19 @@ def check_common(req: ChatCompletionRequest | CompletionRequest) -> None:
                 raise _refuse("logit_bias", "logit_bias values must be between -100 and 100")
 
 
+# The keys OpenAI defines for each response_format type; anything else is a 400 naming it.
+RESPONSE_FORMAT_KEYS = {"text": frozenset({"type"}), "json_object": frozenset({"type"}),
+                        "json_schema": frozenset({"type", "json_schema"})}
+JSON_SCHEMA_KEYS = frozenset({"name", "description", "schema", "strict"})
+
+
+def _unknown_keys(given: dict[str, Any], known: frozenset[str], where: str) -> None:
+    extra = sorted(set(given) - known)
+    if extra:
+        raise ValidationError(f"unknown key {where}.{extra[0]} (allowed: {', '.join(sorted(known))})",
+                              param=f"{where}.{extra[0]}", code="unknown_parameter")
+
+
 def check_response_format(req: ChatCompletionRequest, lm: Any) -> None:
     fmt = req.response_format
     if fmt is None:
@@ -47,6 +60,9 @@ def check_response_format(req: ChatCompletionRequest, lm: Any) -> None:
     kind = fmt.get("type")
     if kind not in SUPPORTED_RESPONSE_FORMATS:
         raise _refuse("response_format", f"response_format type {kind!r} is not supported")
+    _unknown_keys(fmt, RESPONSE_FORMAT_KEYS[kind], "response_format")
+    if kind == "json_schema" and isinstance(fmt.get("json_schema"), dict):
+        _unknown_keys(fmt["json_schema"], JSON_SCHEMA_KEYS, "response_format.json_schema")
     if kind == "json_schema":
         spec = fmt.get("json_schema")
         if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), (dict, bool)):

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from mlxk.errors import MlxkError, ValidationError
 from mlxk.server import features, responses, sse
@@ -22,7 +23,21 @@ from mlxk.server.pool import ModelEntry, ModelPool
 from mlxk.server.responses import Reply
 from mlxk.server.schemas import ChatCompletionRequest, CompletionRequest
 
-DISCONNECT_POLL_S = 1.0
+
+class SessionStream(StreamingResponse):
+    """A streamed reply that frees its session however it ends (done, error, or the
+    client gone and the handler cancelled mid-write, where the generator's own
+    ``finally`` would wait for garbage collection)."""
+
+    def __init__(self, content: AsyncIterator[bytes], session: Session) -> None:
+        super().__init__(content, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+        self.session = session
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.session.close()
 
 
 @dataclass
@@ -165,17 +180,13 @@ async def _events(s: Session) -> AsyncIterator[bytes]:
         s.close()
 
 
-async def _collect(s: Session, request: Request) -> Collected:
+async def _collect(s: Session) -> Collected:
+    """Every delta of a non-streaming request. A client that leaves cancels this await
+    (``disconnect.DisconnectMiddleware``); the caller's ``finally`` frees the slot."""
     got = Collected()
     queue = s.handle.queue
     while got.final is None:
-        try:
-            first = await asyncio.wait_for(queue.get(), DISCONNECT_POLL_S)
-        except asyncio.TimeoutError:
-            if await request.is_disconnected():
-                raise asyncio.CancelledError from None
-            continue
-        for item in _drain(queue, first):
+        for item in _drain(queue, await queue.get()):
             if isinstance(item, BaseException):
                 raise item
             c = item.chunk
@@ -194,9 +205,9 @@ async def respond(pool: ModelPool, req: ChatCompletionRequest | CompletionReques
                   request: Request) -> StreamingResponse | JSONResponse:
     s = await start(pool, req, kind)
     if req.stream:
-        return StreamingResponse(_events(s), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+        return SessionStream(_events(s), s)
     try:
-        got = await _collect(s, request)
+        got = await _collect(s)
     finally:
         s.close()
     c = got.final
