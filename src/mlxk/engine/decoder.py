@@ -43,6 +43,21 @@ def _keep_space(text: str) -> str:
     return text
 
 
+def token_pieces(tokenizer: Any, ids: Iterable[int]) -> list[str]:
+    """The text each token of ``ids`` adds, exactly (leading spaces kept, a character split
+    over tokens on the token that completes it); the pieces join to the decoded text."""
+    detok = exact_detokenizer(tokenizer)
+    detok.reset()
+    pieces = []
+    for t in ids:
+        detok.add_token(int(t))
+        pieces.append(detok.last_segment)
+    detok.finalize()
+    if pieces:
+        pieces[-1] += detok.last_segment
+    return pieces
+
+
 class StopMatcher:
     """Finds user stop strings in streamed text, holding back possible partial matches."""
 

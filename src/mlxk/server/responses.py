@@ -40,9 +40,10 @@ def token_text(tokenizer: Any, token_id: int) -> str:
     """One token on its own, keeping the leading space a SentencePiece ``▁`` stands for."""
     try:
         text = tokenizer.decode([token_id])
-        piece = tokenizer.convert_ids_to_tokens(token_id)
     except Exception:
         return ""
+    convert = getattr(tokenizer, "convert_ids_to_tokens", None)
+    piece = convert(token_id) if convert else None
     if isinstance(piece, str) and piece.startswith("\u2581") and not text.startswith(" "):
         text = " " + text
     return text
@@ -70,7 +71,8 @@ def text_logprobs(entries: list[dict[str, Any]], tokenizer: Any, offset: int = 0
         t = _text(e, tokenizer)
         tokens.append(t)
         lps.append(e["logprob"])
-        tops.append({token_text(tokenizer, a["id"]): a["logprob"] for a in e.get("top", ())})
+        top = e.get("top", ())
+        tops.append(None if top is None else {token_text(tokenizer, a["id"]): a["logprob"] for a in top})
         offsets.append(pos)
         pos += len(t)
     return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
@@ -85,22 +87,26 @@ def tool_call_deltas(calls: list[dict[str, Any]], start: int) -> list[dict[str, 
     return out
 
 
-def chat_completion(reply: Reply, text: str, reasoning: str, tool_calls: list[dict[str, Any]],
-                    finish_reason: str | None, use: dict[str, int],
-                    logprobs: dict[str, Any] | None) -> dict[str, Any]:
+def chat_choice(index: int, text: str, reasoning: str, tool_calls: list[dict[str, Any]],
+                finish_reason: str | None, logprobs: dict[str, Any] | None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text if (text or not tool_calls) else None}
     if reasoning:
         message["reasoning_content"] = reasoning
     if tool_calls:
         message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in tool_calls]
+    return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish_reason}
+
+
+def chat_completion(reply: Reply, choices: list[dict[str, Any]], use: dict[str, int]) -> dict[str, Any]:
     return {"id": reply.id, "object": "chat.completion", "created": reply.created, "model": reply.model,
-            "choices": [{"index": 0, "message": message, "logprobs": logprobs,
-                         "finish_reason": finish_reason}],
-            "usage": use}
+            "choices": choices, "usage": use}
 
 
-def text_completion(reply: Reply, text: str, finish_reason: str | None, use: dict[str, int],
-                    logprobs: dict[str, Any] | None) -> dict[str, Any]:
+def text_choice(index: int, text: str, finish_reason: str | None,
+                logprobs: dict[str, Any] | None) -> dict[str, Any]:
+    return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
+
+
+def text_completion(reply: Reply, choices: list[dict[str, Any]], use: dict[str, int]) -> dict[str, Any]:
     return {"id": reply.id, "object": "text_completion", "created": reply.created, "model": reply.model,
-            "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}],
-            "usage": use}
+            "choices": choices, "usage": use}
