@@ -75,3 +75,38 @@ def test_streamed_chat_logprob_tokens_join_to_the_content(client: openai.OpenAI)
               for t in ch.choices[0].logprobs.content]
     assert "Paris" in content
     assert "".join(tokens) == content
+
+
+def test_n_chat_choices(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(model=M, messages=ask("France"), temperature=0, max_tokens=10, n=2)
+    assert [c.index for c in r.choices] == [0, 1]
+    assert all("Paris" in c.message.content for c in r.choices)
+    one = client.chat.completions.create(model=M, messages=ask("France"), temperature=0, max_tokens=10)
+    assert r.usage.prompt_tokens == one.usage.prompt_tokens
+
+
+def test_a_list_of_prompts_answers_each_in_order(client: openai.OpenAI) -> None:
+    r = client.completions.create(model=M, prompt=[PROMPT, "The capital of Germany is"], temperature=0,
+                                  max_tokens=3, stream=False)
+    assert [c.index for c in r.choices] == [0, 1]
+    assert r.choices[0].text.startswith(" Paris") and r.choices[1].text.startswith(" Berlin")
+    chunks = list(client.completions.create(model=M, prompt=[PROMPT, "The capital of Germany is"],
+                                            temperature=0, max_tokens=3, stream=True))
+    streamed = ["".join(ch.choices[0].text for ch in chunks if ch.choices and ch.choices[0].index == i)
+                for i in (0, 1)]
+    assert streamed == [c.text for c in r.choices]
+
+
+def test_echo_scores_the_prompt_as_generation_would(client: openai.OpenAI) -> None:
+    answer = client.completions.create(model=M, prompt=PROMPT, temperature=0, max_tokens=1, logprobs=0)
+    paris = answer.choices[0].logprobs.token_logprobs[0]
+    r = client.completions.create(model=M, prompt=PROMPT + " Paris", temperature=0, max_tokens=1,
+                                  echo=True, logprobs=1)
+    lp = r.choices[0].logprobs
+    n = r.usage.prompt_tokens
+    assert r.choices[0].text.startswith(PROMPT + " Paris")
+    assert lp.tokens[n - 1] == " Paris" and lp.token_logprobs[0] is None
+    assert "".join(lp.tokens) == r.choices[0].text
+    # The prompt token " Paris" scores what the model gave it when it generated it.
+    assert abs(lp.token_logprobs[n - 1] - paris) < 0.05, (lp.token_logprobs[n - 1], paris)
+    assert lp.top_logprobs[n - 1] == {" Paris": pytest.approx(lp.token_logprobs[n - 1], abs=1e-4)}
