@@ -46,6 +46,8 @@ def _keep_space(text: str) -> str:
 def token_pieces(tokenizer: Any, ids: Iterable[int]) -> list[str]:
     """The text each token of ``ids`` adds, exactly (leading spaces kept, a character split
     over tokens on the token that completes it); the pieces join to the decoded text."""
+    if not hasattr(tokenizer, "detokenizer"):  # a plain tokenizer: token by token
+        return [tokenizer.decode([int(t)]) for t in ids]
     detok = exact_detokenizer(tokenizer)
     detok.reset()
     pieces = []
