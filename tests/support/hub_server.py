@@ -175,18 +175,13 @@ class FakeHub:
         if allowed_tokens is not None:
             repo.allowed_tokens = set(allowed_tokens)
 
-    def set_listing(self, repo_id: str, *, downloads: int | None = None, likes: int | None = None,
-                    library: str | None = None, tags: list[str] | None = None) -> None:
-        """What the model index (``/api/models``) says about ``repo_id``."""
+    def set_listing(self, repo_id: str, **fields: int | str | list[str]) -> None:
+        """What the model index (``/api/models``) says: ``downloads``, ``likes``, ``library``, ``tags``."""
         repo = self.repos[repo_id]
-        if downloads is not None:
-            repo.downloads = downloads
-        if likes is not None:
-            repo.likes = likes
-        if library is not None:
-            repo.library = library
-        if tags is not None:
-            repo.tags = list(tags)
+        for name, value in fields.items():
+            if name not in ("downloads", "likes", "library", "tags"):
+                raise TypeError(f"not a listing field: {name}")
+            setattr(repo, name, value)
 
     # ---- knobs --------------------------------------------------------------------------
     def throttle(self, bytes_per_second: float | None, paths: set[str] | None = None) -> None:
