@@ -173,7 +173,7 @@ def _build(src: Source, target: Path, quant: Any, opts: ConvertOptions, name: st
            say: Callable[[str], None]) -> dict[str, Any]:
     """Write the converted model to ``target`` (absent); return what the envelope says about it."""
     if src.kind == GGUF:
-        from mlxk.engine.gguf_convert import DEFAULT_DTYPE, convert_gguf
+        from mlxk.engine.convert.gguf import DEFAULT_DTYPE, convert_gguf
 
         convert_gguf(src.path, target, dtype=opts.dtype or DEFAULT_DTYPE)
     else:
