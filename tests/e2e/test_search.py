@@ -59,8 +59,20 @@ def test_search_lists_matching_mlx_models_and_marks_cached(hub: FakeHub, hub_cac
     cached_line = next(line for line in lines if "Qwen3-0.6B-4bit" in line)
     assert cached_line.rstrip().endswith("yes")
     assert "Qwen/Qwen3-0.6B" not in human.stdout
+    every_line = run_mlxk("search", "qwen3", "--all").stdout.splitlines()
+    assert every_line[0].split()[:2] == ["Name", "MLX"]
+    assert every_line[1].split()[:2] == ["Qwen/Qwen3-0.6B", "5,000"]  # not MLX: the column is empty
     none = run_mlxk("search", "no-such-thing")
     assert none.returncode == 0 and "No MLX models" in none.stdout
+
+
+def test_search_sees_private_repos_with_hf_token(hub: FakeHub) -> None:
+    hub.add_repo("me/qwen3-private-mlx", {"README.md": MLX_CARD}, private=True,
+                 allowed_tokens={hub.token})
+    anonymous = run_mlxk("search", "qwen3-private", "--json").json["data"]
+    assert anonymous["models"] == []
+    mine = run_mlxk("search", "qwen3-private", "--json", env={"HF_TOKEN": hub.token}).json["data"]
+    assert [m["name"] for m in mine["models"]] == ["me/qwen3-private-mlx"]
 
 
 def test_search_offline_or_refused_is_an_error(hub: FakeHub) -> None:

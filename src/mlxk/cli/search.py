@@ -32,6 +32,10 @@ def render(data: dict) -> str:
     headers = ["Name", "Downloads", "Likes", "Modified", "Cached"]
     rows = [[m["name"], f"{m['downloads']:,}", f"{m['likes']:,}", age_str(m["last_modified"]),
              "yes" if m["cached"] else ""] for m in data["models"]]
+    if data["filter"] is None:  # --all: say which ones are MLX models
+        headers.insert(1, "MLX")
+        for row, m in zip(rows, data["models"], strict=True):
+            row.insert(1, "yes" if m["mlx"] else "")
     return table(headers, rows)
 
 
