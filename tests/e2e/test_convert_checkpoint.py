@@ -169,3 +169,19 @@ def test_local_folder_to_a_directory(checkpoint: Path, tmp_path: Path) -> None:
     forced = run_mlxk("convert", str(checkpoint), "-o", str(out), "--dtype", "float16", "-f", "--json")
     assert forced.returncode == 0, forced.stderr
     assert forced.json["data"]["bits"] is None and forced.json["data"]["quantization"] == "float16"
+
+
+def test_refusals_before_any_work(tmp_path: Path, cached_checkpoint: str, hub_cache: Path) -> None:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    r = run_mlxk("convert", str(gguf), "--quantize", "-o", str(tmp_path / "out"), "--json")
+    assert r.returncode == 1 and "GGUF tensors keep their own quantization" in r.json["error"]["message"]
+    missing = run_mlxk("convert", str(tmp_path / "nope.gguf"), "-o", str(tmp_path / "out"))
+    assert missing.returncode == 1 and "GGUF file not found" in missing.stderr
+    assert "Converting" not in missing.stderr
+    before = tree_snapshot(hub_cache)
+    taken = run_mlxk("convert", cached_checkpoint, "-q", "--cache", cached_checkpoint, "--json")
+    assert taken.returncode == 1 and "already in the cache" in taken.json["error"]["message"]
+    both = run_mlxk("convert", cached_checkpoint, str(tmp_path / "a"), "-o", str(tmp_path / "b"))
+    assert both.returncode == 1 and "output directory once" in both.stderr
+    assert tree_snapshot(hub_cache) == before and not (tmp_path / "out").exists()
