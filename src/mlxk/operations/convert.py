@@ -17,10 +17,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlxk import config
 from mlxk.errors import ValidationError
+
+if TYPE_CHECKING:
+    from mlxk.engine.convert.checkpoint import Quantization
 
 GGUF, CACHE, FOLDER = "gguf", "cache", "folder"
 
@@ -121,7 +124,7 @@ def classify(source: str) -> Source:
                   resolved.path, resolved.repo_id, resolved.commit)
 
 
-def _check_settings(src: Source, opts: ConvertOptions) -> Any:
+def _check_settings(src: Source, opts: ConvertOptions) -> Quantization | None:
     """The quantization to apply (None: none), after every refusal that needs no work."""
     from mlxk.cache import detect, runtime
 
@@ -169,7 +172,7 @@ def _build_into(out: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _build(src: Source, target: Path, quant: Any, opts: ConvertOptions, name: str,
+def _build(src: Source, target: Path, quant: Quantization | None, opts: ConvertOptions, name: str,
            say: Callable[[str], None]) -> dict[str, Any]:
     """Write the converted model to ``target`` (absent); return what the envelope says about it."""
     if src.kind == GGUF:
