@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mlxk.engine.convert.checkpoint import Quantization
 
 GGUF, CACHE, FOLDER = "gguf", "cache", "folder"
+_DTYPE_BITS = {"float32": 32, "float16": 16, "bfloat16": 16}
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ def convert(source: str, output: str | Path | None = None, cache_repo: str | Non
     out, repo_id = _destination(output, cache_repo, opts.force)
     src = classify(source)
     quant = _check_settings(src, opts)
+    if src.kind != GGUF:
+        _check_space(src, out.parent if out is not None else config.hub_cache(), quant, opts.dtype)
     say(f"Converting {src.label} ...")
     name = repo_id or (out.name if out else "model")
     facts: dict[str, Any]
@@ -153,6 +156,38 @@ def _check_settings(src: Source, opts: ConvertOptions) -> Quantization | None:
         raise ValidationError(f"{src.label} is already quantized ({desc.quantization}); "
                               "--quantize needs a float checkpoint")
     return quant
+
+
+def _check_space(src: Source, dest: Path, quant: Quantization | None, dtype: str | None) -> None:
+    """Refuse before any work when the converted weights cannot fit where they are built.
+
+    The estimate counts the weights only: parameters (from the safetensors headers) times
+    the bits each one takes afterwards (a 16-bit scale and bias per group when quantized).
+    """
+    from mlxk.cache.safetensors import HeaderError, count_parameters, read_header
+    from mlxk.errors import ExecutionError
+
+    try:
+        headers = [read_header(p) for p in src.path.glob("*.safetensors")]
+    except HeaderError:
+        return  # mlx-lm says what is wrong with the weights
+    params = count_parameters(headers)
+    if not params:
+        return
+    if quant is not None:
+        bits = quant.bits + 32 / quant.group_size
+    else:
+        cfg_dtype = json.loads((src.path / "config.json").read_text(encoding="utf-8")).get("torch_dtype")
+        bits = _DTYPE_BITS.get(dtype or str(cfg_dtype),
+                               8 * sum(h.actual_size for h in headers) / params)
+    need = int(params * bits / 8)
+    probe = dest
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need > free:
+        raise ExecutionError(f"Not enough disk space for the converted model: about {need} bytes "
+                             f"needed, {free} free on {probe}.", required_bytes=need, free_bytes=free)
 
 
 def _build_into(out: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
