@@ -14,8 +14,9 @@ DESCRIPTION = (
     "local Hugging Face folder (./path) with safetensors weights.\n"
     "Checkpoints are converted by mlx-lm (the same tensors `mlx_lm.convert` writes); --quantize\n"
     "quantizes them (default 4 bits, group size 64, affine). Settings mlx cannot use, and a disk\n"
-    "without room for the result, are refused before any work. GGUF files: llama family (F16, F32, Q8_0, Q4_0, Q4_1 tensors; byte-level BPE\n"
-    "tokenizer); their quantized blocks stay quantized (MLX affine, group size 32).\n"
+    "without room for the result, are refused before any work.\n"
+    "GGUF files: llama family (F16, F32, Q8_0, Q4_0, Q4_1 tensors; byte-level BPE tokenizer);\n"
+    "their quantized blocks stay quantized (MLX affine, group size 32).\n"
     "--cache ORG/NAME adds the result to the HF cache as a model of its own (README front matter:\n"
     "base_model, source revision, settings), all at once: a failure leaves nothing behind."
 )
