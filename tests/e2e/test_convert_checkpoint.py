@@ -184,4 +184,7 @@ def test_refusals_before_any_work(tmp_path: Path, cached_checkpoint: str, hub_ca
     assert taken.returncode == 1 and "already in the cache" in taken.json["error"]["message"]
     both = run_mlxk("convert", cached_checkpoint, str(tmp_path / "a"), "-o", str(tmp_path / "b"))
     assert both.returncode == 1 and "output directory once" in both.stderr
+    (tmp_path / "folder").mkdir()
+    bare = run_mlxk("convert", "folder", "-q", "-o", "out", cwd=tmp_path)
+    assert bare.returncode == 1 and "for the local folder write ./folder" in bare.stderr
     assert tree_snapshot(hub_cache) == before and not (tmp_path / "out").exists()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlxk import config
-from mlxk.errors import ValidationError
+from mlxk.errors import ModelNotFound, ValidationError
 
 if TYPE_CHECKING:
     from mlxk.engine.convert.checkpoint import Quantization
@@ -120,7 +120,12 @@ def classify(source: str) -> Source:
         if not path.is_file():
             raise ValidationError(f"GGUF file not found: {source}")
         return Source(GGUF, str(path.resolve()), path.resolve())
-    resolved = resolve(source)
+    try:
+        resolved = resolve(source)
+    except ModelNotFound as exc:
+        if path.is_dir():  # a bare name is never a path (contract 3); say how to mean the folder
+            raise ModelNotFound(f"{exc.message}; for the local folder write ./{source}") from exc
+        raise
     if not resolved.cached:
         return Source(FOLDER, str(resolved.path), resolved.path)
     return Source(CACHE, resolved.display if resolved.revision_explicit else resolved.name,
