@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse, Response
 
-from mlxk.engine.decoder import token_pieces
+from mlxk.engine.text.decoder import token_pieces
 from mlxk.errors import MlxkError
 from mlxk.server import features, generation, responses, sse
 from mlxk.server.errors import mlxk_error_body

@@ -139,7 +139,7 @@ def _pieces(dec: SequenceDecoder, ids: list[int]) -> tuple[str, list[str]]:
 
 
 def test_first_token_keeps_its_leading_space_and_pieces_join(tok) -> None:
-    from mlxk.engine.decoder import token_pieces
+    from mlxk.engine.text.decoder import token_pieces
 
     ids = _ids(tok, " the cat sat")
     text, pieces = _pieces(SequenceDecoder(tok, []), ids)
