@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from mlxk import __version__
 from mlxk.server import errors, routes
 from mlxk.server.access import AccessMiddleware
+from mlxk.server.disconnect import DisconnectMiddleware
 from mlxk.server.pool import ModelPool
 from mlxk.server.security import ApiKeyMiddleware, BodyLimitMiddleware, cors_kwargs
 from mlxk.server.settings import ServerSettings
@@ -56,11 +57,14 @@ def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     errors.install(app)
     app.include_router(routes.router)
     _include_optional(app)
+    app.add_middleware(DisconnectMiddleware)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outside the key check: CORS answers preflights before the API key is checked (browsers
+    # send no credentials on a preflight) and puts its headers on a 401 too.
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, **cors_kwargs(settings.cors_origins))
-    # Outermost: 401s and 413s are counted and logged too.
+    # Outermost: every request is counted and logged, 401s and 413s included.
     app.add_middleware(AccessMiddleware, metrics=pool.metrics)
     return app
