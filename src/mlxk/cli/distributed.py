@@ -142,7 +142,7 @@ def run_cli(args: argparse.Namespace, out: Output, text: str | None = None) -> i
         return dry_run(args, out)
     options = _options(args)
     if text is None and not out.stdin.isatty():
-        text = ops.combine_stdin([], out.stdin.read())  # `echo hi | mlxk run M --hosts ...`
+        text = ops.combine_stdin([], out.read_stdin())  # `echo hi | mlxk run M --hosts ...`
     if text is None:
         raise UsageError("interactive chat is not available with --hosts; give a prompt (or '-' for stdin)")
     if not text.strip():

@@ -61,11 +61,13 @@ def _items(args: argparse.Namespace, out: Output) -> list:
     from mlxk.operations.embed import EmbedItem, parse_stdin_lines
 
     if args.texts == ["-"]:
-        return parse_stdin_lines(out.stdin)
+        return parse_stdin_lines(out.read_stdin().splitlines(keepends=True))
     if "-" in args.texts:
         raise ValidationError("'-' (stdin) cannot be mixed with text arguments")
     if not args.texts:
-        raise ValidationError("no input text (give texts as arguments, or '-' to read stdin)")
+        from mlxk.errors import UsageError
+
+        raise UsageError("no input text (give texts as arguments, or '-' to read stdin)")
     return [EmbedItem(t) for t in args.texts]
 
 

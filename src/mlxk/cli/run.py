@@ -82,12 +82,12 @@ def _prompt_text(args: argparse.Namespace, out: Output) -> str | None:
 
     words = list(args.prompt)
     if "-" in words:
-        return combine_stdin(words, out.stdin.read())
+        return combine_stdin(words, out.read_stdin())
     if words:
         return " ".join(words)
     if not out.stdin.isatty():
         # `echo hi | mlxk run MODEL`: a pipe without a prompt is the prompt.
-        return combine_stdin([], out.stdin.read())
+        return combine_stdin([], out.read_stdin())
     return None
 
 
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         if words:
             from mlxk.operations.run import combine_stdin
 
-            text = combine_stdin(words, out.stdin.read() if "-" in words else None)
+            text = combine_stdin(words, out.read_stdin() if "-" in words else None)
         return distributed.run_cli(args, out, text)
 
     from mlxk.errors import UsageError

@@ -86,9 +86,19 @@ def install_timeouts() -> None:
 
     connect, read = wanted
 
+    limits = {"connect": connect, "read": read, "write": read, "pool": read}
+
+    def bounded(request: Any) -> None:
+        # huggingface_hub passes ``timeout=None`` explicitly for API calls (model_info ...):
+        # a request that would wait forever gets our limits instead.
+        current = request.extensions.get("timeout") or {}
+        if all(v is None for v in current.values()):
+            request.extensions["timeout"] = dict(limits)
+
     def factory() -> Any:
         client = _http.default_client_factory()
         client.timeout = type(client.timeout)(read, connect=connect)
+        client.event_hooks["request"].append(bounded)
         return client
 
     huggingface_hub.set_client_factory(factory)

@@ -74,6 +74,22 @@ class Output:
             self.stderr.write(traceback_text)
         self.stderr.flush()
 
+    def read_stdin(self) -> str:
+        """All of stdin as text; input that is not UTF-8 is a ``ValidationError`` that says so
+        (instead of a decoding failure deep inside a tokenizer)."""
+        from mlxk.errors import ValidationError
+
+        buf = getattr(self.stdin, "buffer", None)
+        raw = buf.read() if buf is not None else self.stdin.read()
+        if isinstance(raw, str):
+            return raw
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError(
+                f"stdin is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                "convert it first, e.g. with 'iconv -f latin1 -t utf-8'") from None
+
     # interaction -------------------------------------------------------------
     def can_prompt(self) -> bool:
         return not self.json_mode and self.stdin.isatty() and self.stderr.isatty()

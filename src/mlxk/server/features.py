@@ -49,7 +49,7 @@ def _unknown_keys(given: dict[str, Any], known: frozenset[str], where: str) -> N
     extra = sorted(set(given) - known)
     if extra:
         raise ValidationError(f"unknown key {where}.{extra[0]} (allowed: {', '.join(sorted(known))})",
-                              param=f"{where}.{extra[0]}", code="unknown_parameter")
+                              param=f"{where}.{extra[0]}", code="unsupported_parameter")
 
 
 def check_response_format(req: ChatCompletionRequest, lm: Any) -> None:
