@@ -13,7 +13,8 @@ from pathlib import Path
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_KEEP_ALIVE_SECONDS = 300
-DEFAULT_MAX_TOKENS_CAP = 4096
+DEFAULT_MAX_TOKENS_CAP = 4096      # server requests without max_tokens (OpenAI clients expect long answers)
+DEFAULT_RUN_MAX_TOKENS = 1024      # `mlxk run`: a full answer, not a run-on (mlx-lm's CLI uses 256)
 MAX_MODEL_NAME_LENGTH = 96
 MLX_COMMUNITY_ORG = "mlx-community"
 

@@ -86,9 +86,19 @@ def print_answer(chunks: Iterator[Chunk], turn: Any, out: Output, model: str, *,
         printer.close()
     else:
         print_stream(chunks, printer)
+    out.stdout.flush()
+    cut_notice(turn, out)
     if verbose and turn.final is not None:
         out.info(verbose_line(turn.final, model))
-    out.stdout.flush()
+
+
+def cut_notice(turn: Any, out: Output) -> None:
+    """An answer stopped by --max-tokens says so (stderr, human mode), so nobody mistakes it for
+    the whole answer."""
+    final = turn.final
+    if final is not None and final.finish_reason == "length" and not turn.interrupted:
+        out.info(f"[answer cut at {final.completion_tokens} tokens (--max-tokens); "
+                 f"give --max-tokens N for a longer one]")
 
 
 def verbose_line(final: Chunk | None, model: str) -> str:
@@ -195,6 +205,7 @@ def chat_loop(session: Any, out: Output, model: str, hide_reasoning: bool, verbo
             if exc.extra.get("code") == "context_length_exceeded":
                 out.stderr.write("The conversation no longer fits the context; /clear starts over.\n")
         out.stdout.flush()
+        cut_notice(turn, out)
         if verbose and turn.final is not None:
             out.stderr.write(verbose_line(turn.final, model) + "\n")
             out.stderr.flush()

@@ -26,8 +26,11 @@ def add_dry_run_flag(p: argparse.ArgumentParser, help_text: str = "show what wou
 def add_sampling_flags(p: argparse.ArgumentParser) -> None:
     """Sampling flags shared by `run` (and defaults for `serve`)."""
     g = p.add_argument_group("sampling")
+    from mlxk import config
+
     g.add_argument("--max-tokens", type=int, default=None,
-                   help="maximum tokens to generate (default: derived from the context length)")
+                   help=f"maximum tokens to generate (default {config.DEFAULT_RUN_MAX_TOKENS}; "
+                        "a cut answer says so on stderr)")
     g.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 0.7)")
     g.add_argument("--top-p", type=float, default=None, help="nucleus sampling (default 1.0 = off)")
     g.add_argument("--top-k", type=int, default=None, help="top-k sampling (default 0 = off)")

@@ -71,7 +71,10 @@ def _options(args: argparse.Namespace):
         from mlxk.engine.structured.plan import response_format_from_file
 
         response_format = response_format_from_file(args.json_schema)
-    return RunOptions(sampling=sampling, max_tokens=args.max_tokens, stop=tuple(args.stop),
+    from mlxk import config
+
+    max_tokens = config.DEFAULT_RUN_MAX_TOKENS if args.max_tokens is None else args.max_tokens
+    return RunOptions(sampling=sampling, max_tokens=max_tokens, stop=tuple(args.stop),
                       system=args.system, use_chat_template=not args.no_chat_template,
                       response_format=response_format)
 
