@@ -46,12 +46,15 @@ def test_no_confirm_callback_refuses(chat_model) -> None:
 
 
 @pytest.mark.parametrize("ref", ["tiny-chat", "Tiny-Chat-4bit", "MLX-COMMUNITY/TINY-CHAT-4BIT"])
-def test_fuzzy_or_short_names_need_force(chat_model, ref: str) -> None:
+def test_fuzzy_or_short_names_ask_naming_the_full_id(chat_model, ref: str) -> None:
     repo_id, _ = chat_model
+    assert remove_model(ref, dry_run=True)["model"] == repo_id   # dry run resolves the same way
     with pytest.raises(RequiresConfirmation):
-        remove_model(ref, confirm=_yes)
+        remove_model(ref)                                          # no way to ask: nothing deleted
     assert layout.repo_dir(repo_id).exists()
-    assert remove_model(ref, force=True)["action"] == "deleted"
+    asked: list[str] = []
+    assert remove_model(ref, confirm=lambda q, r: asked.append(q) or True)["action"] == "deleted"
+    assert f"'{repo_id}'" in asked[0]
     assert not layout.repo_dir(repo_id).exists()
 
 
