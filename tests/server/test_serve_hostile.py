@@ -143,3 +143,15 @@ def test_busy_message_names_the_memory_budget(hub_cache: Path) -> None:
 
     message = asyncio.run(scenario())
     assert "memory budget" in message and "--max-loaded" not in message
+
+
+def test_schema_and_server_agree_on_the_probe_findings(client: httpx.Client, hub_cache: Path) -> None:
+    """parallel_tool_calls without tools is accepted; what the server refuses, the schema forbids."""
+    cf.add_repo(hub_cache, CHAT, cf.mlx_model_files())
+    r = client.post("/v1/chat/completions", json=_chat(CHAT, parallel_tool_calls=False))
+    assert r.status_code == 200, r.text
+    spec = client.get("/openapi.json").json()["components"]["schemas"]
+    embed_model = spec["EmbeddingRequest"]["properties"]["model"]
+    assert {"type": "string", "minLength": 1, "maxLength": 512} in embed_model["anyOf"]
+    assert "null" not in str(embed_model["anyOf"]) and "model" in spec["EmbeddingRequest"]["required"]
+    assert any("stream_options" in str(rule) for rule in spec["CompletionRequest"]["allOf"])

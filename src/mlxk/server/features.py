@@ -88,8 +88,7 @@ def check_tools(req: ChatCompletionRequest, lm: Any) -> None:
         tool_spec.resolve_tool_choice(req.tool_choice, tool_spec.normalize_tools(req.tools))
     elif req.tool_choice not in (None, "none"):
         raise _refuse("tool_choice", "tool_choice requires tools")
-    if req.parallel_tool_calls is not None and not req.tools:
-        raise _refuse("parallel_tool_calls", "parallel_tool_calls requires tools")
+    # parallel_tool_calls without tools changes nothing (clients send their default): accepted.
 
 
 def _text_of(content: Any) -> str:

@@ -8,15 +8,41 @@ is also the extension point for ``response_format`` and ``tools``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_STOP_STRINGS = 16
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, data: Any) -> Any:
+        """JSON has one number type: ``1.0`` is an integer to JSON Schema, so it is one here too
+        (strict mode would refuse it)."""
+        if not isinstance(data, dict):
+            return data
+        for name, field in cls.model_fields.items():
+            value = data.get(name)
+            if isinstance(value, float) and value.is_integer() and _is_int_field(field.annotation):
+                data = {**data, name: int(value)}
+            elif name == "prompt" and isinstance(value, list):   # token ids: [1.0, 2.0] is [1, 2]
+                data = {**data, name: _whole(value)}
+        return data
+
+
+def _is_int_field(annotation: Any) -> bool:
+    args = getattr(annotation, "__args__", None) or (annotation,)
+    return int in args and float not in args
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 class StreamOptions(_Strict):
@@ -41,8 +67,18 @@ class ChatMessage(BaseModel):
     reasoning_content: str | None = None
 
 
+# Refusals of features.py written as JSON Schema, so the OpenAPI schema is exactly as strict as
+# the server (tests/server/test_serve_schemathesis.py checks that valid input is accepted).
+_STREAM_OPTIONS_NEED_STREAM = {
+    "if": {"required": ["stream_options"], "properties": {"stream_options": {"type": "object"}}},
+    "then": {"required": ["stream"], "properties": {"stream": {"const": True}}}}
+
+
 class _SamplingFields(_Strict):
     """Fields shared by chat and text completions."""
+
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"allOf": [_STREAM_OPTIONS_NEED_STREAM]})
 
     model: str | None = Field(default=None, max_length=512,
                               description="model id from /v1/models (optional when the server has a --model)")
@@ -54,8 +90,10 @@ class _SamplingFields(_Strict):
     repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    logit_bias: dict[str, float] | None = None
-    seed: int | None = Field(default=None, ge=-(2**63), lt=2**64)
+    logit_bias: dict[str, float] | None = Field(default=None, json_schema_extra={
+        "propertyNames": {"pattern": "^[0-9]+$"},
+        "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}})
+    seed: int | None = Field(default=None, description="any integer (used modulo 2**64)")
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -67,6 +105,14 @@ class _SamplingFields(_Strict):
 
 
 class ChatCompletionRequest(_SamplingFields):
+    # top_logprobs needs logprobs: true; tool_choice (other than none) needs tools.
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"allOf": [
+        _STREAM_OPTIONS_NEED_STREAM,
+        {"if": {"required": ["top_logprobs"], "properties": {"top_logprobs": {"type": "integer"}}},
+         "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}}},
+        {"if": {"required": ["tool_choice"], "properties": {"tool_choice": {"not": {"enum": [None, "none"]}}}},
+         "then": {"required": ["tools"], "properties": {"tools": {"type": "array", "minItems": 1}}}},
+    ]})
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool | None = None
@@ -78,13 +124,17 @@ class ChatCompletionRequest(_SamplingFields):
     parallel_tool_calls: bool | None = None
 
 
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]   # not empty
+
+
 class CompletionRequest(_SamplingFields):
-    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+    prompt: str | Annotated[list[str], Field(min_length=1)] | TokenIds | Annotated[
+        list[TokenIds], Field(min_length=1)] = Field(
         description="a string, a list of strings, a list of token ids, or a list of lists of token ids")
     logprobs: int | None = Field(default=None, ge=0, le=20)
     echo: bool | None = None
     suffix: str | None = None
-    best_of: int | None = Field(default=None, ge=1)
+    best_of: int | None = Field(default=None, ge=1, le=1, description="only 1 (the default) is supported")
 
 
 # --- responses (documentation of the shapes; handlers build plain dicts for speed) ---
