@@ -12,7 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlxk import __version__
-from mlxk.server import errors, routes
+from mlxk.server import errors, routes, ui
 from mlxk.server.metrics import Metrics
 from mlxk.server.pool import ModelPool
 from mlxk.server.security import ApiKeyMiddleware, BodyLimitMiddleware, cors_kwargs
@@ -90,4 +90,6 @@ def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, **cors_kwargs(settings.cors_origins))
+    if settings.ui:  # outermost: the page loads without the API key; the API it calls does not
+        app.add_middleware(ui.ChatPageMiddleware)
     return app
