@@ -3,12 +3,14 @@ real browser against the real SmolLM2 in test_chat_page_browser.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from tests.server.test_serve_api_fake import KEY, make_server
-from tests.support.fixtures_server import ThreadedServer
+from tests.support.fixtures_server import ServeProcess, ThreadedServer
 
 from mlxk.server.ui import STATIC_DIR, page_url
 
@@ -82,3 +84,31 @@ def test_no_ui_turns_the_page_off() -> None:
                                           ("localhost", "http://localhost:8000/")])
 def test_page_url(host: str, url: str) -> None:
     assert page_url(host, 8000) == url
+
+
+def test_no_ui_flag_reaches_the_settings_and_the_startup_line() -> None:
+    from mlxk.cli import serve as serve_cmd
+    from mlxk.cli.main import build_parser
+
+    parser, _ = build_parser("serve")
+    assert serve_cmd.build_settings(parser.parse_args(["serve"])).ui is True
+    assert serve_cmd.build_settings(parser.parse_args(["serve", "--no-ui"])).ui is False
+    line = serve_cmd._human({"host": "127.0.0.1", "port": 8000, "model": None,
+                             "ui": "http://127.0.0.1:8000/"})
+    assert "listening on http://127.0.0.1:8000; chat page http://127.0.0.1:8000/ (Ctrl-C" in line
+    assert "chat page" not in serve_cmd._human({"host": "127.0.0.1", "port": 8000, "ui": None})
+
+
+def test_json_startup_line_names_the_page(serve_factory: Callable[..., ServeProcess],
+                                          isolated_env: Path) -> None:
+    import jsonschema
+
+    schema = json.loads((STATIC_DIR.parents[1] / "schemas" / "serve.json").read_text())
+    on = serve_factory(isolated_env)
+    off = serve_factory(isolated_env, "--no-ui")
+    for sp in (on, off):
+        jsonschema.validate(sp.startup, schema)
+    assert on.startup["data"]["ui"] == f"http://127.0.0.1:{on.port}/"
+    assert httpx.get(on.base_url + "/").status_code == 200
+    assert off.startup["data"]["ui"] is None
+    assert httpx.get(off.base_url + "/").status_code == 404
