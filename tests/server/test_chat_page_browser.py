@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from tests.support.browser import chromium, wait_for
 from tests.support.fixtures_embed import MINILM_REPO_ID, unpack_minilm
-from tests.support.fixtures_models import SMOLLM2_REPO_ID, build_smollm2
+from tests.support.fixtures_models import SMOLLM2_REPO_ID, build_smollm2, tiny_llama_dir
 from tests.support.fixtures_server import ServeProcess, metric_value, module_hf_home, start_serve
 
 pytestmark = pytest.mark.slow
@@ -28,12 +28,18 @@ KEY = "page-test-key"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO_ROOT / "docs" / "images" / "chat.png"
 QUESTION = "What is the capital of France?"
+THINKER = "mlxk-test/tiny-think"  # random weights, template opens <think>: answers are reasoning
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
+        "required": ["city"], "additionalProperties": False}}}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     home = module_hf_home(tmp_path_factory, {SMOLLM2_REPO_ID: build_smollm2(),
-                                             MINILM_REPO_ID: unpack_minilm()})
+                                             MINILM_REPO_ID: unpack_minilm(),
+                                             THINKER: tiny_llama_dir(think=True)})
     sp = start_serve(home, "--api-key", KEY, "--model", SMOLLM2_REPO_ID, "--keep-alive", "-1",
                      log_dir=Path(home))
     yield sp
@@ -80,6 +86,13 @@ def last_answer(driver: Any) -> Any:
     return answers(driver)[-1]
 
 
+def answer_text(driver: Any) -> str:
+    """The last answer's text, read in one step (the page repaints it while it streams)."""
+    return driver.execute_script(
+        "const a = [...document.querySelectorAll('article.message.assistant .content')].at(-1);"
+        "return a ? a.innerText : '';")
+
+
 def ask(driver: Any, text: str) -> None:
     from selenium.webdriver.common.keys import Keys
 
@@ -111,7 +124,8 @@ def test_page_asks_for_the_key_and_then_lists_chat_models(server: ServeProcess, 
     options = wait_for(lambda: [o.get_attribute("value") for o in
                                 browser.find_elements("css selector", "#model option") if o.get_attribute("value")],
                        30, "the model list")
-    assert options == [SMOLLM2_REPO_ID]
+    assert options == [SMOLLM2_REPO_ID, THINKER]
+    assert by_id(browser, "model").get_attribute("value") == SMOLLM2_REPO_ID
     assert not browser.find_elements("css selector", "#key-dialog[open]")
     badges = [b.text for b in browser.find_elements("css selector", "#model-badges .badge")]
     assert "chat" in badges
@@ -128,7 +142,7 @@ def test_ask_streams_an_answer_with_speed_figures(server: ServeProcess, browser:
     seen: list[str] = []  # the answer's text as it grows: more than one state means it streamed
     deadline = time.monotonic() + 120
     while streaming(browser) and time.monotonic() < deadline:
-        text = last_answer(browser).find_element("class name", "content").text
+        text = answer_text(browser)
         if text not in seen and text != "…":
             seen.append(text)
         time.sleep(0.03)
@@ -144,6 +158,17 @@ def test_ask_streams_an_answer_with_speed_figures(server: ServeProcess, browser:
     assert user.text.startswith(QUESTION)
     titles = [b.text for b in browser.find_elements("css selector", "#chat-list .chat-open")]
     assert titles == [QUESTION]
+
+
+def test_copy_puts_the_answer_on_the_clipboard(server: ServeProcess, browser: Any) -> None:
+    browser.execute_cdp_cmd("Browser.grantPermissions", {
+        "origin": server.base_url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    button = last_answer(browser).find_element("css selector", "button[aria-label='Copy answer']")
+    button.click()
+    wait_for(lambda: button.text == "Copied", 5, "the Copied confirmation")
+    copied = browser.execute_async_script(
+        "navigator.clipboard.readText().then(arguments[0], (e) => arguments[0]('failed: ' + e))")
+    assert copied == answer_text(browser) and "Paris" in copied
 
 
 def test_regenerate_replaces_the_last_answer(server: ServeProcess, browser: Any) -> None:
@@ -162,7 +187,7 @@ def test_stop_ends_the_stream_and_the_server_stops_generating(server: ServeProce
     set_field(browser, "max-tokens", "400")
     tokens_before = completion_tokens(server)
     ask(browser, "Write a long story about a dragon who learns to bake bread.")
-    wait_for(lambda: len(last_answer(browser).find_element("class name", "content").text) > 8, 60,
+    wait_for(lambda: len(answer_text(browser)) > 8, 60,
              "the first words of the story")
     assert active_sequences(server) == 1
     by_id(browser, "stop").click()
@@ -187,16 +212,82 @@ def test_reload_keeps_the_conversations(server: ServeProcess, browser: Any) -> N
     assert "tok/s" in last_answer(browser).find_element("class name", "stats").text
 
 
+def pick_model(driver: Any, model: str) -> None:
+    from selenium.webdriver.support.select import Select
+
+    Select(by_id(driver, "model")).select_by_value(model)
+
+
+def test_reasoning_and_tool_calls_are_shown_as_such(server: ServeProcess, browser: Any) -> None:
+    by_id(browser, "new-chat").click()
+    pick_model(browser, THINKER)
+    badges = [b.text for b in browser.find_elements("css selector", "#model-badges .badge")]
+    assert "reasoning" in badges
+    set_field(browser, "max-tokens", "8")
+    ask(browser, "Hello")
+    wait_idle(browser, 60)
+    answer = last_answer(browser)
+    block = answer.find_element("css selector", "details.reasoning")
+    assert block.get_attribute("open") is None  # folded once the answer is complete
+    block.find_element("tag name", "summary").click()
+    thought = block.find_element("class name", "reasoning-body").get_attribute("textContent")
+    assert thought.strip() and "<think>" not in thought and "</think>" not in answer.text
+
+    by_id(browser, "new-chat").click()
+    pick_model(browser, SMOLLM2_REPO_ID)
+    set_field(browser, "tools", json.dumps([WEATHER]))
+    from selenium.webdriver.support.select import Select
+
+    Select(by_id(browser, "tool-choice")).select_by_value("required")
+    set_field(browser, "max-tokens", "40")
+    ask(browser, "Weather in Paris?")
+    wait_idle(browser, 120)
+    answer = last_answer(browser)
+    call = answer.find_element("class name", "tool-call")
+    assert "get_weather" in call.find_element("class name", "tool-call-head").text
+    args = json.loads(call.find_element("tag name", "pre").get_attribute("textContent"))
+    assert set(args) == {"city"}
+    assert "finish: tool_calls" in answer.find_element("class name", "stats").text
+
+    set_field(browser, "tools", "[not json")
+    ask(browser, "again")
+    error = wait_for(lambda: last_answer(browser).find_element("class name", "error"), 10, "the error")
+    assert "Tools (in Settings) are not valid JSON" in error.text
+    wait_idle(browser, 10)
+    by_id(browser, "tools").clear()
+    Select(by_id(browser, "tool-choice")).select_by_value("auto")
+
+
 def test_a_server_error_is_shown_as_a_message(server: ServeProcess, browser: Any) -> None:
     by_id(browser, "new-chat").click()
     set_field(browser, "max-tokens", "1000000")
-    ask(browser, "Hello")
+    from selenium.webdriver.common.keys import Keys
+
+    by_id(browser, "prompt").send_keys("Hello", Keys.SHIFT, Keys.ENTER, Keys.SHIFT, "there")
+    assert by_id(browser, "prompt").get_attribute("value") == "Hello\nthere"  # Shift+Enter: a new line
+    assert not streaming(browser) and len(answers(browser)) == 0
+    by_id(browser, "prompt").send_keys(Keys.ENTER)
+    user = wait_for(lambda: browser.find_elements("css selector", "article.message.user"), 10, "the message")
+    assert user[-1].find_element("class name", "content").text == "Hello\nthere"
     error = wait_for(lambda: last_answer(browser).find_element("class name", "error"), 30,
                      "the error message")
     assert error.text.startswith("Error 400:")
     assert "context length" in error.text  # the server's own words
     wait_idle(browser, 10)
     set_field(browser, "max-tokens", "12")
+
+
+def test_every_control_has_a_label(browser: Any) -> None:
+    unlabeled = browser.execute_script("""
+        return [...document.querySelectorAll('input, select, textarea, button')].filter((el) => {
+            if (el.type === 'hidden') return false;
+            const label = el.id && document.querySelector(`label[for="${el.id}"]`);
+            const name = el.getAttribute('aria-label') || (label && label.textContent.trim())
+                || (el.tagName === 'BUTTON' && el.textContent.trim());
+            return !name;
+        }).map((el) => el.outerHTML.slice(0, 80));
+    """)
+    assert unlabeled == []
 
 
 def test_markdown_is_rendered_safely(browser: Any) -> None:

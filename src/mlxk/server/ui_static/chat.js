@@ -17,6 +17,7 @@ const ui = {
   app: $("app"), model: $("model"), badges: $("model-badges"), newChat: $("new-chat"),
   toggleChats: $("toggle-chats"), sidebar: $("sidebar"), list: $("chat-list"), noChats: $("no-chats"),
   system: $("system-prompt"), temperature: $("temperature"), maxTokens: $("max-tokens"),
+  tools: $("tools"), toolChoice: $("tool-choice"),
   banner: $("banner"), messages: $("messages"), emptyHint: $("empty-hint"), composer: $("composer"),
   prompt: $("prompt"), send: $("send"), stop: $("stop"),
   keyDialog: $("key-dialog"), keyForm: $("key-form"), keyInput: $("api-key"), keyMessage: $("key-message"),
@@ -56,7 +57,8 @@ function newChatObject() {
     title: "New chat", created: Date.now(), updated: Date.now(),
     model: ui.model.value || localStorage.getItem(STORE_MODEL) || "",
     system: last ? last.system : "", temperature: last ? last.temperature : "",
-    maxTokens: last ? last.maxTokens : "512", messages: [],
+    maxTokens: last ? last.maxTokens : "512", tools: last ? last.tools : "",
+    toolChoice: last ? last.toolChoice : "auto", messages: [],
   };
 }
 
@@ -234,6 +236,9 @@ function fillMessage(el, msg, index) {
     if (msg.streaming && !msg.content && !msg.reasoning && !(msg.toolCalls || []).length) {
       parts.push('<div class="content pending">…</div>');
     }
+    if (!msg.streaming && !msg.content && !msg.reasoning && !(msg.toolCalls || []).length && !msg.error) {
+      parts.push(`<div class="content pending">${msg.stopped ? "(stopped before any text)" : "(no text)"}</div>`);
+    }
     if (msg.error) parts.push(`<div class="error" role="alert">${escapeHtml(msg.error)}</div>`);
     if (msg.stats) parts.push(`<div class="stats">${escapeHtml(statsText(msg))}</div>`);
   }
@@ -338,6 +343,8 @@ function openChat(chat) {
   ui.system.value = chat.system || "";
   ui.temperature.value = chat.temperature ?? "";
   ui.maxTokens.value = chat.maxTokens ?? "";
+  ui.tools.value = chat.tools || "";
+  ui.toolChoice.value = chat.toolChoice || "auto";
   if (chat.model && state.models.some((m) => m.id === chat.model)) {
     ui.model.value = chat.model;
     onModelChange();
@@ -372,22 +379,49 @@ function rememberSettings() {
   chat.system = ui.system.value;
   chat.temperature = ui.temperature.value;
   chat.maxTokens = ui.maxTokens.value;
+  chat.tools = ui.tools.value;
+  chat.toolChoice = ui.toolChoice.value;
   if (state.chats.includes(chat)) saveChats();
 }
 
 // ---------------------------------------------------------------------------- sending
 
+function historyMessage(m) {
+  if (m.role !== "assistant" || !m.toolCalls?.length) return { role: m.role, content: m.content || "" };
+  return {
+    role: "assistant", content: m.content || null,
+    tool_calls: m.toolCalls.map((c) => ({ id: c.id, type: "function", function: c.function })),
+  };
+}
+
+// The user's tool definitions: a JSON array of OpenAI tools (one object is taken as a list of one).
+function parseTools(text) {
+  if (!text || !text.trim()) return null;
+  let tools;
+  try {
+    tools = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`Tools (in Settings) are not valid JSON: ${err.message}`);
+  }
+  return Array.isArray(tools) ? tools : [tools];
+}
+
 function requestBody(chat) {
   const messages = [];
-  if (chat.system.trim()) messages.push({ role: "system", content: chat.system });
+  if ((chat.system || "").trim()) messages.push({ role: "system", content: chat.system });
   for (const m of chat.messages) {
-    if (m.streaming || (m.role === "assistant" && m.error && !m.content)) continue;
-    messages.push({ role: m.role, content: m.content || "" });
+    if (m.streaming || (m.role === "assistant" && m.error && !m.content && !m.toolCalls)) continue;
+    messages.push(historyMessage(m));
   }
   const body = {
     model: chat.model || undefined, messages, stream: true,
     stream_options: { include_usage: true },
   };
+  const tools = parseTools(chat.tools);
+  if (tools) {
+    body.tools = tools;
+    body.tool_choice = chat.toolChoice || "auto";
+  }
   const temperature = Number.parseFloat(chat.temperature);
   if (Number.isFinite(temperature)) body.temperature = temperature;
   const maxTokens = Number.parseInt(chat.maxTokens, 10);
@@ -426,7 +460,6 @@ function setStreaming(on) {
 
 async function answer(chat) {
   const msg = { role: "assistant", content: "", reasoning: "", toolCalls: [], streaming: true };
-  const body = requestBody(chat);
   chat.messages.push(msg);
   chat.updated = Date.now();
   saveChats();
@@ -441,9 +474,10 @@ async function answer(chat) {
   let usage = null;
   let finishReason = null;
   try {
+    const body = JSON.stringify(requestBody(chat));
     const res = await api("/v1/chat/completions", {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body), signal: controller.signal,
+      body, signal: controller.signal,
     });
     if (!res.ok) throw new Error(await errorText(res));
     for await (const event of sseEvents(res.body, controller.signal)) {
@@ -556,7 +590,7 @@ function wire() {
   ui.stop.addEventListener("click", stop);
   ui.newChat.addEventListener("click", startNewChat);
   ui.model.addEventListener("change", onModelChange);
-  for (const input of [ui.system, ui.temperature, ui.maxTokens]) {
+  for (const input of [ui.system, ui.temperature, ui.maxTokens, ui.tools, ui.toolChoice]) {
     input.addEventListener("change", rememberSettings);
   }
   ui.toggleChats.addEventListener("click", () => {
