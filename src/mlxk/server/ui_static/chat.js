@@ -345,7 +345,7 @@ function openChat(chat) {
   ui.maxTokens.value = chat.maxTokens ?? "";
   ui.tools.value = chat.tools || "";
   ui.toolChoice.value = chat.toolChoice || "auto";
-  if (chat.model && state.models.some((m) => m.id === chat.model)) {
+  if (chat.model && chat.model !== ui.model.value && state.models.some((m) => m.id === chat.model)) {
     ui.model.value = chat.model;
     onModelChange();
   }
@@ -596,6 +596,13 @@ function wire() {
   ui.toggleChats.addEventListener("click", () => {
     const open = ui.app.classList.toggle("sidebar-open");
     ui.toggleChats.setAttribute("aria-expanded", String(open));
+  });
+  // Another tab changed the stored chats: take its list (the open chat stays open).
+  window.addEventListener("storage", (ev) => {
+    if (ev.key !== STORE_CHATS || state.controller) return;
+    state.chats = loadChats();
+    const same = state.chats.find((c) => c.id === state.current?.id);
+    if (same) openChat(same); else renderChatList();
   });
   ui.messages.addEventListener("click", async (ev) => {
     const button = ev.target.closest(".copy-code");
