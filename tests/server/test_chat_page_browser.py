@@ -15,9 +15,12 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.select import Select
 from tests.support.browser import chromium, wait_for
 from tests.support.fixtures_embed import MINILM_REPO_ID, unpack_minilm
 from tests.support.fixtures_models import SMOLLM2_REPO_ID, build_smollm2, tiny_llama_dir
@@ -47,7 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 
 
 @pytest.fixture(scope="module")
-def browser(server: ServeProcess) -> Iterator[Any]:
+def browser(server: ServeProcess) -> Iterator[WebDriver]:
     with chromium() as driver:
         yield driver
 
@@ -66,11 +69,11 @@ def completion_tokens(server: ServeProcess) -> float:
     return metric_value(api_get(server, "/metrics").decode(), "mlxk_completion_tokens")
 
 
-def by_id(driver: Any, element_id: str) -> Any:
+def by_id(driver: WebDriver, element_id: str) -> WebElement:
     return driver.find_element("id", element_id)
 
 
-def set_field(driver: Any, element_id: str, value: str) -> None:
+def set_field(driver: WebDriver, element_id: str, value: str) -> None:
     field = by_id(driver, element_id)
     if not field.is_displayed():  # inside the closed Settings section
         by_id(driver, "settings").find_element("tag name", "summary").click()
@@ -78,40 +81,38 @@ def set_field(driver: Any, element_id: str, value: str) -> None:
     field.send_keys(value)
 
 
-def answers(driver: Any) -> list[Any]:
+def answers(driver: WebDriver) -> list[WebElement]:
     return driver.find_elements("css selector", "article.message.assistant")
 
 
-def last_answer(driver: Any) -> Any:
+def last_answer(driver: WebDriver) -> WebElement:
     return answers(driver)[-1]
 
 
-def answer_text(driver: Any) -> str:
+def answer_text(driver: WebDriver) -> str:
     """The last answer's text, read in one step (the page repaints it while it streams)."""
     return driver.execute_script(
         "const a = [...document.querySelectorAll('article.message.assistant .content')].at(-1);"
         "return a ? a.innerText : '';")
 
 
-def ask(driver: Any, text: str) -> None:
-    from selenium.webdriver.common.keys import Keys
-
+def ask(driver: WebDriver, text: str) -> None:
     box = by_id(driver, "prompt")
     box.click()
     box.send_keys(text)
     box.send_keys(Keys.ENTER)
 
 
-def streaming(driver: Any) -> bool:
+def streaming(driver: WebDriver) -> bool:
     return by_id(driver, "stop").is_displayed()
 
 
-def wait_idle(driver: Any, timeout: float = 120) -> None:
+def wait_idle(driver: WebDriver, timeout: float = 120) -> None:
     wait_for(lambda: by_id(driver, "send").is_displayed() and not streaming(driver), timeout,
              "the answer to finish")
 
 
-def test_page_asks_for_the_key_and_then_lists_chat_models(server: ServeProcess, browser: Any) -> None:
+def test_page_asks_for_the_key_and_then_lists_chat_models(server: ServeProcess, browser: WebDriver) -> None:
     listed = {m["id"]: m for m in json.loads(api_get(server, "/v1/models"))["data"]}
     assert listed[MINILM_REPO_ID]["model_type"] == "embedding"  # the API lists it; the page must not
     browser.get(server.base_url + "/")
@@ -133,7 +134,7 @@ def test_page_asks_for_the_key_and_then_lists_chat_models(server: ServeProcess, 
     assert browser.execute_script("return localStorage.getItem('mlxk.apiKey')") is None
 
 
-def test_ask_streams_an_answer_with_speed_figures(server: ServeProcess, browser: Any) -> None:
+def test_ask_streams_an_answer_with_speed_figures(server: ServeProcess, browser: WebDriver) -> None:
     set_field(browser, "max-tokens", "12")
     set_field(browser, "temperature", "0")
     ask(browser, QUESTION)
@@ -160,7 +161,7 @@ def test_ask_streams_an_answer_with_speed_figures(server: ServeProcess, browser:
     assert titles == [QUESTION]
 
 
-def test_copy_puts_the_answer_on_the_clipboard(server: ServeProcess, browser: Any) -> None:
+def test_copy_puts_the_answer_on_the_clipboard(server: ServeProcess, browser: WebDriver) -> None:
     browser.execute_cdp_cmd("Browser.grantPermissions", {
         "origin": server.base_url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
     button = last_answer(browser).find_element("css selector", "button[aria-label='Copy answer']")
@@ -171,7 +172,7 @@ def test_copy_puts_the_answer_on_the_clipboard(server: ServeProcess, browser: An
     assert copied == answer_text(browser) and "Paris" in copied
 
 
-def test_regenerate_replaces_the_last_answer(server: ServeProcess, browser: Any) -> None:
+def test_regenerate_replaces_the_last_answer(server: ServeProcess, browser: WebDriver) -> None:
     before = len(answers(browser))
     buttons = last_answer(browser).find_elements("css selector", "button[aria-label='Regenerate answer']")
     assert len(buttons) == 1
@@ -182,7 +183,7 @@ def test_regenerate_replaces_the_last_answer(server: ServeProcess, browser: Any)
     assert "Paris" in last_answer(browser).find_element("class name", "content").text
 
 
-def test_stop_ends_the_stream_and_the_server_stops_generating(server: ServeProcess, browser: Any) -> None:
+def test_stop_ends_the_stream_and_the_server_stops_generating(server: ServeProcess, browser: WebDriver) -> None:
     by_id(browser, "new-chat").click()
     set_field(browser, "max-tokens", "400")
     tokens_before = completion_tokens(server)
@@ -201,7 +202,7 @@ def test_stop_ends_the_stream_and_the_server_stops_generating(server: ServeProce
     assert completion_tokens(server) - tokens_before == spent < 400  # nothing more is decoded
 
 
-def test_reload_keeps_the_conversations(server: ServeProcess, browser: Any) -> None:
+def test_reload_keeps_the_conversations(server: ServeProcess, browser: WebDriver) -> None:
     browser.refresh()
     wait_for(lambda: by_id(browser, "model").is_enabled(), 30, "the model list after reload")
     assert not browser.find_elements("css selector", "#key-dialog[open]")  # the tab keeps the key
@@ -212,13 +213,11 @@ def test_reload_keeps_the_conversations(server: ServeProcess, browser: Any) -> N
     assert "tok/s" in last_answer(browser).find_element("class name", "stats").text
 
 
-def pick_model(driver: Any, model: str) -> None:
-    from selenium.webdriver.support.select import Select
-
+def pick_model(driver: WebDriver, model: str) -> None:
     Select(by_id(driver, "model")).select_by_value(model)
 
 
-def test_reasoning_and_tool_calls_are_shown_as_such(server: ServeProcess, browser: Any) -> None:
+def test_reasoning_and_tool_calls_are_shown_as_such(server: ServeProcess, browser: WebDriver) -> None:
     by_id(browser, "new-chat").click()
     pick_model(browser, THINKER)
     badges = [b.text for b in browser.find_elements("css selector", "#model-badges .badge")]
@@ -236,8 +235,6 @@ def test_reasoning_and_tool_calls_are_shown_as_such(server: ServeProcess, browse
     by_id(browser, "new-chat").click()
     pick_model(browser, SMOLLM2_REPO_ID)
     set_field(browser, "tools", json.dumps([WEATHER]))
-    from selenium.webdriver.support.select import Select
-
     Select(by_id(browser, "tool-choice")).select_by_value("required")
     set_field(browser, "max-tokens", "40")
     ask(browser, "Weather in Paris?")
@@ -258,11 +255,9 @@ def test_reasoning_and_tool_calls_are_shown_as_such(server: ServeProcess, browse
     Select(by_id(browser, "tool-choice")).select_by_value("auto")
 
 
-def test_a_server_error_is_shown_as_a_message(server: ServeProcess, browser: Any) -> None:
+def test_a_server_error_is_shown_as_a_message(server: ServeProcess, browser: WebDriver) -> None:
     by_id(browser, "new-chat").click()
     set_field(browser, "max-tokens", "1000000")
-    from selenium.webdriver.common.keys import Keys
-
     by_id(browser, "prompt").send_keys("Hello", Keys.SHIFT, Keys.ENTER, Keys.SHIFT, "there")
     assert by_id(browser, "prompt").get_attribute("value") == "Hello\nthere"  # Shift+Enter: a new line
     assert not streaming(browser) and len(answers(browser)) == 0
@@ -276,7 +271,7 @@ def test_a_server_error_is_shown_as_a_message(server: ServeProcess, browser: Any
     set_field(browser, "max-tokens", "12")
 
 
-def test_every_control_has_a_label(browser: Any) -> None:
+def test_every_control_has_a_label(browser: WebDriver) -> None:
     unlabeled = browser.execute_script("""
         return [...document.querySelectorAll('input, select, textarea, button')].filter((el) => {
             if (el.type === 'hidden') return false;
@@ -289,7 +284,7 @@ def test_every_control_has_a_label(browser: Any) -> None:
     assert unlabeled == []
 
 
-def test_markdown_is_rendered_safely(browser: Any) -> None:
+def test_markdown_is_rendered_safely(browser: WebDriver) -> None:
     html = browser.execute_async_script("""
         const done = arguments[arguments.length - 1];
         import('/ui/markdown.js').then((m) => done(m.renderMarkdown(arguments[0])));
@@ -305,7 +300,7 @@ def test_markdown_is_rendered_safely(browser: Any) -> None:
     assert 'data-lang="python"' in html and "print(&#39;&lt;b&gt;&#39;)" in html
 
 
-def test_phone_width(server: ServeProcess, browser: Any) -> None:
+def test_phone_width(server: ServeProcess, browser: WebDriver) -> None:
     browser.set_window_size(390, 844)
     try:
         wait_for(lambda: by_id(browser, "toggle-chats").is_displayed(), 5, "the Chats button")
@@ -322,7 +317,7 @@ def test_phone_width(server: ServeProcess, browser: Any) -> None:
         browser.set_window_size(1280, 860)
 
 
-def test_screenshot(browser: Any, tmp_path: Path) -> None:
+def test_screenshot(browser: WebDriver, tmp_path: Path) -> None:
     """The README's picture comes from this same setup. With ``UPDATE_SCREENSHOTS=1`` it first asks
     for an answer with a code block (too slow to do on every run)."""
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":

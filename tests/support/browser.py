@@ -12,7 +12,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 T = TypeVar("T")
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
@@ -32,7 +35,7 @@ def _which(names: tuple[str, ...]) -> str:
 
 
 @contextmanager
-def chromium(width: int = 1280, height: int = 860) -> Iterator[object]:
+def chromium(width: int = 1280, height: int = 860) -> Iterator[WebDriver]:
     """A Selenium WebDriver for a fresh headless Chromium; quits and removes its profile after."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

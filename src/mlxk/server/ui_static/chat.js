@@ -227,7 +227,8 @@ function fillMessage(el, msg, index) {
     parts.push(`<div class="content user-text">${escapeHtml(msg.content)}</div>`);
   } else {
     if (msg.reasoning) {
-      const open = msg.streaming && !msg.content ? " open" : "";
+      // Open while the model thinks, folded once the answer starts, unless the user chose.
+      const open = (msg.reasoningOpen ?? (msg.streaming && !msg.content)) ? " open" : "";
       parts.push(`<details class="reasoning"${open}><summary>Reasoning</summary>`
         + `<div class="reasoning-body">${renderMarkdown(msg.reasoning)}</div></details>`);
     }
@@ -603,6 +604,12 @@ function wire() {
     state.chats = loadChats();
     const same = state.chats.find((c) => c.id === state.current?.id);
     if (same) openChat(same); else renderChatList();
+  });
+  ui.messages.addEventListener("click", (ev) => {
+    const summary = ev.target.closest("details.reasoning > summary");
+    const article = summary?.closest("article");
+    const msg = article && state.current?.messages[Number(article.dataset.index)];
+    if (msg) msg.reasoningOpen = !summary.parentElement.open; // the click is about to toggle it
   });
   ui.messages.addEventListener("click", async (ev) => {
     const button = ev.target.closest(".copy-code");
