@@ -201,3 +201,36 @@ def test_pull_from_a_hub_that_never_answers_times_out(silent_hub: str) -> None:
     err = assert_valid(r.json)["error"]
     assert err["type"] == "download_failed" and "Cannot reach the Hub" in err["message"]
     assert took < 60, took
+
+
+# -- small things -------------------------------------------------------------------------
+
+def test_health_json_fields_are_all_in_the_schema(chat_model) -> None:
+    from mlxk.schemas import load_schema
+
+    r = run_mlxk("health", "--json")
+    data = assert_valid(r.json)["data"]
+    schema = load_schema("health")
+    common = schema["$defs"]["health_entry"]["properties"]
+    top = schema["then"]["properties"]["data"]["properties"]
+    assert set(data) <= set(top), set(data) - set(top)
+    for entry in data["healthy"] + data["unhealthy"]:
+        assert set(entry) <= set(common), set(entry) - set(common)
+
+
+def test_show_reads_like_a_person_wrote_it(chat_model) -> None:
+    text = run_mlxk("show", CHAT, "--files").stdout
+    assert "Chat template" in text and "True" not in text and "False" not in text
+    line = next(x for x in text.splitlines() if x.startswith("Chat template"))
+    assert line.split()[-1] == "yes"
+    params = next(x for x in text.splitlines() if x.startswith("Parameter count"))
+    assert "," in params and "M)" in params
+    assert any(x.startswith("Revisions") for x in text.splitlines())
+    files = text.split("Files:\n", 1)[1].splitlines()
+    size_ends = {len(x) - len(x.split()[-1]) for x in files}
+    assert len(size_ends) == 1, files   # the type column starts at one position
+
+
+def test_list_help_says_what_the_default_view_is() -> None:
+    text = " ".join(run_mlxk("list", "--help").stdout.split())
+    assert "runnable models" not in text and "By default" in text and "embed" in text

@@ -29,6 +29,18 @@ def run(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _value(key: str, value: object) -> str:
+    """Human form of one metadata value: yes/no, thousands separators, M/B for parameters."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key == "parameter_count" and isinstance(value, int):
+        short = f"{value / 1e9:.2f}B" if value >= 1e9 else f"{value / 1e6:.1f}M"
+        return f"{value:,} ({short})"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
 def render(data: dict) -> str:
     m, meta = data["model"], data["metadata"]
     rows = [("Name", m["name"]), ("Hash", m["hash"] or "-"), ("Size", size_str(m["size_bytes"])),
@@ -41,16 +53,22 @@ def render(data: dict) -> str:
                 "hidden_size", "num_attention_heads", "num_hidden_layers", "parameter_count",
                 "embedding_dimension", "chat_template"):
         if meta.get(key) is not None:
-            rows.append((key.replace("_", " ").capitalize(), str(meta[key])))
+            rows.append((key.replace("_", " ").capitalize(), _value(key, meta[key])))
     if "parallel_modes" in meta:
         rows.append(("Parallel", ", ".join(meta["parallel_modes"]) or "none (cannot be sharded)"))
+    revisions = meta.get("revisions", [])
+    for i, r in enumerate(revisions):
+        refs = f"  ({', '.join(r['refs'])})" if r["refs"] else ""
+        rows.append(("Revisions" if i == 0 else "", f"{r['hash'][:12]}  {size_str(r['size_bytes'])}{refs}"))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
-    for r in meta.get("revisions", []):
-        lines.append(f"  revision {r['hash'][:12]}  {size_str(r['size_bytes'])}  {', '.join(r['refs'])}")
     if "files" in data:
         lines.append("Files:")
-        lines += [f"  {f['name']}  {size_str(f['size_bytes'])}  {f['type']}" for f in data["files"]]
+        files = data["files"]
+        name_w = max((len(f["name"]) for f in files), default=0)
+        size_w = max((len(size_str(f["size_bytes"])) for f in files), default=0)
+        lines += [f"  {f['name'].ljust(name_w)}  {size_str(f['size_bytes']).rjust(size_w)}  {f['type']}"
+                  for f in files]
     if "config" in data:
         lines.append("Config:")
         lines.append(json.dumps(data["config"], indent=2))
