@@ -66,7 +66,17 @@ def main() -> int:
             mlxk("convert", gguf, "--cache", MODEL)
     mlxk("list")
     mlxk("run", MODEL, QUESTION, "--temperature", "0", "--max-tokens", "32")
+    print(next_steps(os.environ["HF_HOME"]), flush=True)
     return 0
+
+
+def next_steps(hf_home: str) -> str:
+    """The two lines to copy: mlxk on PATH and the cache the demo filled."""
+    venv = REPO / ".venv"
+    return ("\nTo use mlxk and this model in your shell, copy these two lines:\n"
+            f"  source {venv}/bin/activate\n"
+            f"  export HF_HOME={hf_home}\n"
+            f"then: mlxk list, mlxk run {MODEL.split('/')[-1]} \"Hi\", mlxk serve")
 
 
 if __name__ == "__main__":
