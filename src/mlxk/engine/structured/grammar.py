@@ -29,6 +29,7 @@ import llguidance
 import mlx.core as mx
 import numpy as np
 
+from mlxk.engine.structured.satisfiable import check_finite
 from mlxk.errors import ValidationError
 
 # Compact, deterministic JSON: no free whitespace (small models otherwise emit endless
@@ -94,6 +95,7 @@ def json_schema_grammar(schema: Any) -> str:
         schema = {}
     if not isinstance(schema, dict):
         raise ValidationError("JSON schema must be an object", param="response_format")
+    check_finite(schema)
     try:
         return llguidance.LLMatcher.grammar_from_json_schema(_with_options(schema))
     except (ValueError, TypeError) as exc:
@@ -102,6 +104,7 @@ def json_schema_grammar(schema: Any) -> str:
 
 def json_schema_lark(schema: dict[str, Any]) -> str:
     """A Lark fragment (``%json {...}``) embedding ``schema`` with our JSON options."""
+    check_finite(schema, param="tools")
     return "%json " + json.dumps(_with_options(schema), ensure_ascii=False)
 
 
