@@ -64,6 +64,7 @@ def serve(settings_json: str, ready_fd: int, parent_fd: int | None) -> int:
 
     settings = ServerSettings.from_json(settings_json)
     logs.configure(settings.log_json)
+    logs.quiet_startup_tracebacks()
     try:
         sock = bind_socket(settings.host, settings.port)
     except OSError as exc:
@@ -89,7 +90,10 @@ def serve(settings_json: str, ready_fd: int, parent_fd: int | None) -> int:
     if parent_fd is not None:
         threading.Thread(target=_watch_parent, args=(parent_fd, server, settings.stop_timeout + 2),
                          daemon=True).start()
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:   # uvicorn exits (code 3) when the app's startup failed: report it below
+        pass
     err = getattr(app.state, "startup_error", None)
     if err is not None or not server.started:
         exc = err if isinstance(err, MlxkError) else InternalError(f"server failed to start: {err}")

@@ -28,3 +28,18 @@ def configure(log_json: bool, level: int = logging.INFO) -> None:
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
+
+
+class _NoTraceback(logging.Filter):
+    """uvicorn logs a failed startup as the full traceback; the error itself reaches the user as
+    one line (the supervisor prints it), so the 40 lines only appear with ``MLXK_DEBUG=1``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Traceback (most recent call last)")
+
+
+def quiet_startup_tracebacks() -> None:
+    from mlxk import config
+
+    if not config.debug():
+        logging.getLogger("uvicorn.error").addFilter(_NoTraceback())

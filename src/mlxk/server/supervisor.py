@@ -146,20 +146,35 @@ class Supervisor:
     def run(self) -> int:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         restarts: list[float] = []
+        attempts = 0
         try:
             while True:
-                code, ready = self.run_once()
+                try:
+                    code, ready = self.run_once()
+                except MlxkError:
+                    if attempts:   # a restart failed to start (e.g. its --model is gone)
+                        self.warn(f"giving up after {attempts} restart{'s' if attempts != 1 else ''}: "
+                                  "the server could not start again")
+                    raise
                 if self.signals:
                     return 0
                 self.warn(f"server process exited with code {code}")
                 now = time.monotonic()
                 restarts = [t for t in restarts if now - t < RESTART_WINDOW_S]
-                if not self.settings.restart or not ready or len(restarts) >= MAX_RESTARTS:
+                if self.settings.restart and ready and len(restarts) >= MAX_RESTARTS:
+                    self.warn(f"giving up after {MAX_RESTARTS} restarts within "
+                              f"{RESTART_WINDOW_S:.0f} seconds")
+                    return 1
+                if not self.settings.restart or not ready:
+                    if not ready and attempts:
+                        self.warn(f"giving up after {attempts} restart{'s' if attempts != 1 else ''}: "
+                                  "the server could not start again")
                     if not ready:
                         raise ExecutionError(f"server process exited with code {code} before it "
                                              f"was ready", exit_code=code)
                     return 1
                 restarts.append(now)
+                attempts += 1
                 self.warn(f"restarting the server ({len(restarts)}/{MAX_RESTARTS})")
         finally:
             for s, handler in old.items():
