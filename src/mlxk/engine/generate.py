@@ -118,9 +118,18 @@ def prepare(lm: Any, request: GenerationRequest) -> Prepared:
     return prepared
 
 
-def stream(lm: Any, request: GenerationRequest, prepared: Prepared | None = None) -> Iterator[Chunk]:
+INTERACTIVE_PREFILL_STEP = 256
+
+
+def stream(lm: Any, request: GenerationRequest, prepared: Prepared | None = None,
+           prefill_step: int | None = None) -> Iterator[Chunk]:
     """Generate one sequence; yields text/reasoning chunks, then one final chunk
-    (``finish_reason``, token counts, ``timing``)."""
+    (``finish_reason``, token counts, ``timing``).
+
+    ``prefill_step``: prompt tokens per prefill chunk. Ctrl-C (KeyboardInterrupt) can only land
+    between chunks, so an interactive chat passes ``INTERACTIVE_PREFILL_STEP`` to stop within
+    about a second even while a long prompt is being read.
+    """
     import mlx.core as mx
     from mlx_lm.generate import generate_step, generation_stream, wired_limit
 
@@ -130,8 +139,9 @@ def stream(lm: Any, request: GenerationRequest, prepared: Prepared | None = None
     started = time.perf_counter()
     first = last = None
     reason = "length"
+    extra = {"prefill_step_size": prefill_step} if prefill_step else {}
     steps = generate_step(mx.array(p.prompt_tokens), lm.model, max_tokens=p.max_tokens,
-                          sampler=p.sampler, logits_processors=p.logits_processors or None)
+                          sampler=p.sampler, logits_processors=p.logits_processors or None, **extra)
     try:
         with wired_limit(lm.model, [generation_stream]):
             for token, _logprobs in steps:

@@ -95,13 +95,13 @@ class ChatSession:
     def ask(self, text: str, turn: Turn | None = None) -> Iterator[Chunk]:
         """Stream the answer to ``text``; the exchange joins the history when the answer
         ends, also when it is cut short (Ctrl-C keeps what was said)."""
-        from mlxk.engine.generate import stream
+        from mlxk.engine.generate import INTERACTIVE_PREFILL_STEP, stream
 
         turn = turn if turn is not None else Turn()
         self.history.append({"role": "user", "content": text})
         request = replace(single_request(text, self.options), messages=self.messages())
         try:
-            for chunk in stream(self.lm, request):
+            for chunk in stream(self.lm, request, prefill_step=INTERACTIVE_PREFILL_STEP):
                 turn.text += chunk.text
                 turn.reasoning += chunk.reasoning
                 if chunk.finish_reason:
