@@ -30,10 +30,7 @@ def test_run_refuses_unhealthy_model_with_the_health_reason(hub_cache: Path, var
 def test_run_refuses_a_directory_where_tokenizer_json_should_be(hub_cache: Path) -> None:
     repo_id = "broken-org/tokenizer-dir"
     commit = cf.add_repo(hub_cache, repo_id, cf.mlx_model_files())
-    link = cf.revision_dir(hub_cache, repo_id, commit) / "tokenizer.json"
-    link.unlink()
-    link.mkdir()
-    (link / "x").write_text("{}")
+    cf.make_tokenizer_json_a_directory(hub_cache, repo_id, commit)
     r = run_mlxk("run", repo_id, "hello", "--json")
     assert r.returncode == 1
     assert assert_valid(r.json)["error"]["type"] == "not_runtime_compatible"

@@ -29,17 +29,19 @@ CHAT = "mlx-community/Tiny-Chat-4bit"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ThreadedServer]:
+    """The real cache resolver (each test's temporary cache), the stand-in engine."""
     settings = ServerSettings(api_key=KEY, keep_alive=-1, max_batch=2, max_queue=4)
-    pool = ModelPool(settings, loader=load_fake, prepare=fake_prepare)
-    srv = serve_app_in_thread(create_app(settings, pool))
-    yield srv
-    srv.stop()
+    srv = serve_app_in_thread(create_app(settings, ModelPool(settings, loader=load_fake,
+                                                             prepare=fake_prepare)))
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.fixture
-def client(server: ThreadedServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, headers=AUTH, timeout=60) as c:
-        yield c
+def client(server: ThreadedServer) -> httpx.Client:
+    return httpx.Client(base_url=server.base_url, headers=AUTH, timeout=60)
 
 
 def _chat(model: str, **kw: object) -> dict:
@@ -48,11 +50,7 @@ def _chat(model: str, **kw: object) -> dict:
 
 def _tokenizer_dir(cache: Path) -> str:
     repo_id = "broken-org/tokenizer-dir"
-    commit = cf.add_repo(cache, repo_id, cf.mlx_model_files())
-    link = cf.revision_dir(cache, repo_id, commit) / "tokenizer.json"
-    link.unlink()
-    link.mkdir()
-    (link / "x").write_text("{}")
+    cf.make_tokenizer_json_a_directory(cache, repo_id, cf.add_repo(cache, repo_id, cf.mlx_model_files()))
     return repo_id
 
 

@@ -226,6 +226,14 @@ def _break_link(cache: Path, repo_id: str, commit: str) -> None:
     blob_of(cache, repo_id, commit, "tokenizer.json").unlink()
 
 
+def make_tokenizer_json_a_directory(cache: Path, repo_id: str, commit: str) -> None:
+    """A folder where ``tokenizer.json`` should be (``health`` reports it; loading must refuse)."""
+    link = revision_dir(cache, repo_id, commit) / "tokenizer.json"
+    link.unlink()
+    link.mkdir()
+    (link / "x").write_text("{}")
+
+
 def _incomplete(cache: Path, repo_id: str, commit: str) -> None:
     (layout.blobs_dir(repo_id, cache) / ("e" * 64 + ".incomplete")).write_bytes(b"partial")
 

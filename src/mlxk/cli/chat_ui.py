@@ -75,7 +75,7 @@ def print_stream(chunks: Iterator[Chunk], printer: AnswerPrinter) -> None:
 
 
 def print_answer(chunks: Iterator[Chunk], turn: Any, out: Output, model: str, *,
-                 hide_reasoning: bool, no_stream: bool, verbose: bool) -> None:
+                 hide_reasoning: bool, no_stream: bool, verbose: bool, notice: bool = True) -> None:
     """Human output of one single-shot answer (streamed or whole); shared by local and distributed run."""
     printer = AnswerPrinter(out.stdout, hide_reasoning)
     if no_stream:
@@ -87,9 +87,16 @@ def print_answer(chunks: Iterator[Chunk], turn: Any, out: Output, model: str, *,
     else:
         print_stream(chunks, printer)
     out.stdout.flush()
-    cut_notice(turn, out)
+    if notice:
+        cut_notice(turn, out)
     if verbose and turn.final is not None:
         out.info(verbose_line(turn.final, model))
+
+
+def cut_notice_wanted(args: Any, out: Output) -> bool:
+    """Say that an answer was cut when the default limit did it (the user may not know it), or
+    when someone watches stderr; an explicit --max-tokens in a pipeline stays quiet."""
+    return getattr(args, "max_tokens", None) is None or out.stderr.isatty()
 
 
 def cut_notice(turn: Any, out: Output) -> None:

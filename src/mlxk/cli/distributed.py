@@ -173,7 +173,7 @@ def _track(chunks: Any, turn: Any) -> Any:
 
 def _print(chunks: Any, turn: Any, args: argparse.Namespace, out: Output, prompt: str,
            ready: dict[str, Any]) -> None:
-    from mlxk.cli.chat_ui import print_answer
+    from mlxk.cli.chat_ui import cut_notice_wanted, print_answer
     from mlxk.operations import run as ops
 
     name = ready.get("name") or args.model
@@ -183,4 +183,5 @@ def _print(chunks: Any, turn: Any, args: argparse.Namespace, out: Output, prompt
         out.result(ops.result_data(name, prompt, turn))
         return
     print_answer(chunks, turn, out, name, hide_reasoning=args.hide_reasoning,
-                 no_stream=args.no_stream, verbose=args.verbose)
+                 no_stream=args.no_stream, verbose=args.verbose,
+                 notice=cut_notice_wanted(args, out))

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 
 def _single(lm, prompt: str, options, args: argparse.Namespace, out: Output) -> int:
-    from mlxk.cli.chat_ui import print_answer
+    from mlxk.cli.chat_ui import cut_notice_wanted, print_answer
     from mlxk.operations import run as ops
 
     session = ops.ChatSession(lm, options)
@@ -154,5 +154,6 @@ def _single(lm, prompt: str, options, args: argparse.Namespace, out: Output) -> 
         out.result(ops.result_data(lm.name, prompt, turn))
         return 0
     print_answer(chunks, turn, out, lm.name, hide_reasoning=args.hide_reasoning,
-                 no_stream=args.no_stream, verbose=args.verbose)
+                 no_stream=args.no_stream, verbose=args.verbose,
+                 notice=cut_notice_wanted(args, out))
     return 0
