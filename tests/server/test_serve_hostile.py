@@ -153,3 +153,27 @@ def test_schema_and_server_agree_on_the_probe_findings(client: httpx.Client, hub
     assert {"type": "string", "minLength": 1, "maxLength": 512} in embed_model["anyOf"]
     assert "null" not in str(embed_model["anyOf"]) and "model" in spec["EmbeddingRequest"]["required"]
     assert any("stream_options" in str(rule) for rule in spec["CompletionRequest"]["allOf"])
+
+
+def test_tokens_of_a_dropped_stream_are_counted(client: httpx.Client, server: ThreadedServer,
+                                                hub_cache: Path) -> None:
+    cf.add_repo(hub_cache, CHAT, cf.mlx_model_files())
+    out_before = metric_value(client.get("/metrics").text, "mlxk_completion_tokens_total", model=CHAT)
+    body = {"model": CHAT, "messages": [{"role": "user", "content": "SLOW story"}], "max_tokens": 200,
+            "stream": True}
+    with httpx.stream("POST", server.base_url + "/v1/chat/completions", json=body, headers=AUTH,
+                      timeout=60) as r:
+        seen = 0
+        for line in r.iter_lines():
+            seen += line.startswith("data: {")
+            if seen >= 3:
+                break                     # the client goes away mid-answer
+    deadline = time.monotonic() + 10
+    while True:
+        text = client.get("/metrics").text
+        after = metric_value(text, "mlxk_completion_tokens_total", model=CHAT)
+        if after > out_before or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert 1 <= after - out_before < 200, text   # counted, and the answer did stop early
+    assert metric_value(text, "mlxk_prompt_tokens_total", model=CHAT) > 0

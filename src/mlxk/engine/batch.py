@@ -306,6 +306,11 @@ class BatchScheduler:
 
     def _remove(self, gen: Any, cancels: list[Handle]) -> None:
         uids = [h.uid for h in cancels if h.uid is not None and h.uid in self._active]
+        for h in cancels:   # the tokens a dropped request used still count (metrics)
+            if h.uid in uids and self.on_finish is not None:
+                with contextlib.suppress(Exception):
+                    self.on_finish(RequestStats(len(h.prepared.prompt_tokens), h.n_tokens, None, None,
+                                                "cancelled"))
         if uids:
             gen.remove(uids)
             for uid in uids:
