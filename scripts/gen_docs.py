@@ -44,7 +44,7 @@ ERROR_NOTES = {
     "InternalError": "a bug: please report it (run with `MLXK_DEBUG=1` for the traceback)",
     "ValidationError": "a bad model name or argument value (empty, too long, `..`, backslash ...)",
     "CommandError": "a usage error: unknown flag, missing argument (exit code 2)",
-    "model_not_found": "no cached model matches the name",
+    "model_not_found": "no cached model matches the name (also `health PATTERN` matching nothing); `suggestions` lists close cached names",
     "ambiguous_match": "several cached models match; `matches` lists them",
     "hash_not_found": "no cached revision starts with that hash; `available_hashes` lists them",
     "access_denied": "the Hub refused: gated or private repo, or a missing/invalid `HF_TOKEN`",
