@@ -59,6 +59,14 @@ def error_response(exc: MlxkError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "constrained-list"})
+
+
+def _union_tag(part: str) -> bool:
+    """pydantic names the union member it tried (``prompt.str``, ``prompt.list[int]``): not a field."""
+    return part in _TYPE_TAGS or "[" in part
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, str]:
     """(message, param, code) for the first problem of a request body."""
     errors = exc.errors()
@@ -66,7 +74,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, s
         return "invalid request", None, "invalid_request"
     unknown = [e for e in errors if e.get("type") == "extra_forbidden"]
     first = unknown[0] if unknown else errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body" and not _union_tag(str(p))]
     if first.get("type") == "json_invalid":
         return (f"request body is not valid JSON: {first.get('ctx', {}).get('error', 'parse error')}",
                 None, "invalid_request")
@@ -75,6 +83,9 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, s
         return (f"unsupported parameter '{param}': this server does not know it (remove it)",
                 param, "unsupported_parameter")
     msg = first.get("msg", "invalid value")
+    if any(_union_tag(str(p)) for p in first.get("loc", ())):
+        forms = sorted({str(p) for e in errors for p in e.get("loc", ()) if _union_tag(str(p))})
+        msg = f"matches none of its accepted forms ({', '.join(forms)})"
     return (f"{param}: {msg}" if param else msg), param, "invalid_request"
 
 
