@@ -26,8 +26,8 @@ def _card(mid: str, created: float, owned_by: str, model_type: str | None,
 
 
 def _evaluate_cache(include_embeddings: bool) -> list[dict[str, Any]]:
+    from mlxk.cache.evaluate import evaluate_revision
     from mlxk.cache.scan import scan_cache
-    from mlxk.operations.models import evaluate_revision
 
     types = LISTED_TYPES | ({"embedding"} if include_embeddings else set())
     cards = []
@@ -40,7 +40,7 @@ def _evaluate_cache(include_embeddings: bool) -> list[dict[str, Any]]:
         except Exception:  # one broken repo never hides the others
             continue
         desc = ev.description
-        if not ev.healthy or not desc.runtime_compatible or desc.model_type not in types:
+        if not ev.runtime_compatible or desc.model_type not in types:
             continue
         org = repo.repo_id.split("/", 1)[0] if "/" in repo.repo_id else "local"
         cards.append(_card(repo.repo_id, ev.last_modified, org, desc.model_type,
