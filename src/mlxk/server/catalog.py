@@ -63,18 +63,12 @@ def cached_models(include_embeddings: bool = False) -> list[dict[str, Any]]:
     return [dict(c) for c in cards]
 
 
-def loaded_encoders(pool: ModelPool) -> list[str]:
-    """Embedding models loaded by /v1/embeddings (kept beside the pool, see routes_embeddings)."""
-    models = getattr(pool, "embedding_models", None)
-    return models.loaded_names() if models is not None else []
-
-
 def model_list(pool: ModelPool, cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_id = {c["id"]: c for c in cards}
-    for key in loaded_encoders(pool):
+    for key in pool.loaded_names("embedding"):
         if key in by_id:
             by_id[key]["loaded"] = True
-    for key in pool.loaded_names():
+    for key in pool.loaded_names("text"):
         entry = pool.entry(key)
         lm = entry.lm if entry else None
         ctx = getattr(lm, "context_length", None)
