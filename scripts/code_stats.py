@@ -112,7 +112,10 @@ BASE = "base"
 
 def package_of(module: str) -> str:
     """The layer a module belongs to: ``cli``, ``operations``, ``server``, ``engine``, ``hub``,
-    ``cache`` or ``base`` (config, errors, platform, output, schemas, the package root)."""
+    ``cache`` or ``base`` (config, errors, platform, output, schemas, the package root).
+    Layer-changing moves must update this one function."""
+    if module == "mlxk.__main__":   # `python -m mlxk` is the CLI's entry point
+        return "cli"
     parts = module.split(".")
     if len(parts) > 1 and parts[1] in ("cli", "operations", "server", "engine", "hub", "cache"):
         return parts[1]

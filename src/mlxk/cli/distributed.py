@@ -49,6 +49,7 @@ def serve(args: argparse.Namespace, out: Output, settings: Any) -> int:
     from mlxk.operations import distributed as dist
 
     if args.dry_run:
+        dist.check_serve(settings, out.warn)
         return dry_run(args, out)
 
     def on_event(p: dist.Prepared, ev: dict[str, Any]) -> None:

@@ -66,6 +66,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     """`run`'s sampling and prompt flags, checked (shared by local and ``--hosts`` runs)."""
     from mlxk.engine.types import SamplingParams
     from mlxk.errors import ValidationError
+    from mlxk.operations.run import RunOptions
 
     defaults = SamplingParams()
     sampling = SamplingParams(

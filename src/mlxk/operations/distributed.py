@@ -24,6 +24,9 @@ from mlxk.errors import ExecutionError, UsageError
 from mlxk.operations import run as ops
 from mlxk.server.settings import ServerSettings
 
+# The module every rank runs as its main (python -m ...).
+RANK_ENTRY = "mlxk.operations.rank"
+
 
 @dataclass(frozen=True)
 class HostOptions:
@@ -75,7 +78,7 @@ def spec_for(p: Prepared, command: str) -> dict[str, Any]:
 
 def start_session(p: Prepared) -> DistributedSession:
     """Ranks up and loaded; the caller closes the session."""
-    session = DistributedSession(p.hosts, spec_for(p, "run"))
+    session = DistributedSession(p.hosts, spec_for(p, "run"), RANK_ENTRY)
     try:
         session.wait_ready()
     except BaseException:
@@ -101,6 +104,14 @@ def stream(session: DistributedSession, text: str, options: ops.RunOptions,
 
 
 # --- serve --------------------------------------------------------------------------------
+def check_serve(settings: ServerSettings, warn: Callable[[str], None]) -> None:
+    """The local server's setting checks; its warnings (a public bind, ...) go to ``warn``."""
+    from mlxk.operations.serve import check_settings
+
+    for w in check_settings(settings):
+        warn(w)
+
+
 def serve(settings: ServerSettings, model: str | None, where: HostOptions,
           on_event: Callable[[Prepared, dict[str, Any]], None], warn: Callable[[str], None],
           on_start: Callable[[Prepared], None] | None = None) -> int:
@@ -111,11 +122,9 @@ def serve(settings: ServerSettings, model: str | None, where: HostOptions,
     local supervisor's limit of restarts per minute.
     """
     from mlxk.engine.distributed.session import supervise
-    from mlxk.operations.serve import check_settings
     from mlxk.server.supervisor import MAX_RESTARTS, RESTART_WINDOW_S
 
-    for w in check_settings(settings):
-        warn(w)
+    check_serve(settings, warn)
     p = prepare(model, where)
     restarts: list[float] = []
     while True:
@@ -130,7 +139,7 @@ def serve(settings: ServerSettings, model: str | None, where: HostOptions,
 
         try:
             # Server settings (an API key among them) go to rank 0 over its stdin pipe, never argv.
-            return supervise(p.hosts, spec_for(p, "serve"), event,
+            return supervise(p.hosts, spec_for(p, "serve"), RANK_ENTRY, event,
                              first_op={"op": "serve", "server": asdict(settings)})
         except ExecutionError as exc:
             now = time.monotonic()

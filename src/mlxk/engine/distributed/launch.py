@@ -356,9 +356,10 @@ def _local_env() -> list[str]:
     return [f"PYTHONPATH={os.pathsep.join(parts)}"]
 
 
-def worker_command(spec: dict[str, Any]) -> list[str]:
-    """The argv every rank runs (mlx's launch script prefixes the python interpreter)."""
-    return ["-m", "mlxk.engine.distributed.rank.worker", json.dumps(spec, separators=(",", ":"))]
+def worker_command(spec: dict[str, Any], entry: str) -> list[str]:
+    """The argv every rank runs (mlx's launch script prefixes the python interpreter); ``entry``
+    is the module the caller picked as the rank's main (``mlxk.operations.rank``)."""
+    return ["-m", entry, json.dumps(spec, separators=(",", ":"))]
 
 
 def model_ref_for_ranks(name: str, commit: str | None, path: Path, cached: bool) -> str:

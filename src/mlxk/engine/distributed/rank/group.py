@@ -234,3 +234,15 @@ def load_sharded_model(path: Path, group: Any, mode: str) -> tuple[Any, dict[str
         raise ValueError(mode)
     mx.eval(model.parameters())
     return model, config
+
+
+def load_sharded(ref: str, name: str | None, group: Any, mode: str) -> Any:
+    """Resolve ``ref`` in this rank's own cache, shard it, and hand the shard to the engine's
+    ``loader.load_model``, so prompts, decoding, stops and reasoning run the single-process code."""
+    from mlxk.cache import runnable
+    from mlxk.engine import loader
+
+    resolved = runnable.resolve_runnable(ref, "text", runnable.CLI_TEXT)
+    path = Path(resolved.path)
+    model, config = load_sharded_model(path, group, mode)
+    return loader.load_model(path, name or resolved.name, model=model, config=config)

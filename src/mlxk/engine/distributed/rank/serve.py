@@ -1,6 +1,7 @@
 """`serve --hosts`: rank 0 runs the normal HTTP server; every rank steps the same batch.
 
-Rank 0 uses the serve track's app, pool and ``BatchScheduler`` unchanged, except
+Rank 0 uses the server's app, pool and ``BatchScheduler`` unchanged (the HTTP side is
+``server.distributed``, handed in by the rank's entry point), except
 that its scheduler talks to mlx-lm's ``BatchGenerator`` through ``LockstepGen``:
 before each ``next()`` the ops since the previous step (new sequences with their
 prompt tokens and max_tokens, removed uids) are broadcast to the other ranks
@@ -13,11 +14,12 @@ see the same tokens. Idle, rank 0 sends a heartbeat every ``HEARTBEAT_S``.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mlxk.engine.distributed import protocol as rankproto
@@ -30,7 +32,7 @@ from mlxk.engine.distributed.rank.group import (
     Channel,
     LostPeer,
 )
-from mlxk.errors import ExecutionError, ModelNotFound
+from mlxk.errors import ExecutionError
 
 
 def _lead_sampler(sampler: Any, group: Any) -> Any:
@@ -204,81 +206,28 @@ def _follow(rank: Any) -> None:
                     gen.next()
 
 
-def _lead(rank: Any) -> None:
-    import uvicorn
+@dataclass
+class Leader:
+    """What rank 0's HTTP server (``server.distributed``) needs from the lockstep machinery."""
 
-    from mlxk.server import logs
-    from mlxk.server.app import create_app
-    from mlxk.server.child import bind_socket
-    from mlxk.server.pool import ModelPool, Target, default_resolver
-    from mlxk.server.settings import ServerSettings
+    rank: Any
+    heartbeat: Heartbeat
+    scheduler_factory: Callable[..., Any]
 
-    spec = rank.spec
-    heartbeat = Heartbeat(rank.channel)
-    first = rank.ops.get()  # the launcher sends the server settings first, over stdin
-    if first is None or first.get("op") != "serve":
-        heartbeat.stop()
-        rank.channel.broadcast(MSG_SHUTDOWN)
-        raise ExecutionError("the launcher went away before sending the server settings")
-    opts = dict(first.get("server") or {})
-    opts.update(model=spec["model"], keep_alive=-1, max_loaded=1)
-    settings = ServerSettings.from_json(json.dumps(opts))
-    logs.configure(settings.log_json)
-    served = os.path.realpath(str(rank.lm.path))
-
-    def resolver(name: str) -> Target:
-        target = default_resolver(name)
-        if os.path.realpath(str(target.path)) != served:
-            raise ModelNotFound(f"model '{name}' is not served here: this distributed server runs "
-                                f"only {spec.get('name') or spec['model']}")
-        return target
-
-    from mlxk.engine.distributed.rank import engine as dist_engine
-
-    pool = ModelPool(settings, resolver=resolver, loader=lambda path, key: rank.lm,
-                     scheduler_factory=_scheduler_class(rank, heartbeat), prepare=dist_engine.prepare)
-    try:
-        sock = bind_socket(settings.host, settings.port)
-    except OSError as exc:
-        heartbeat.stop()
-        rank.channel.broadcast(MSG_SHUTDOWN)
-        raise ExecutionError(f"cannot bind {settings.host}:{settings.port}: {exc}") from exc
-    host, port = sock.getsockname()[:2]
-    app = create_app(settings, pool)
-
-    class _Server(uvicorn.Server):
-        async def startup(self, sockets: list | None = None) -> None:
-            await super().startup(sockets=sockets)
-            if self.started:
-                rank.events.emit("listening", host=host, port=port, model=pool.default_model,
-                                 pid=os.getpid())
-
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=int(settings.stop_timeout) or None,
-                            timeout_keep_alive=5)
-    server = _Server(config)
-
-    def watch_launcher() -> None:  # EOF or a shutdown op from the launcher: stop serving
-        while True:
-            op = rank.ops.get()
-            if op is None or op.get("op") == "shutdown":
-                server.should_exit = True
-                return
-
-    threading.Thread(target=watch_launcher, daemon=True).start()
-    server.run(sockets=[sock])
-    err = getattr(app.state, "startup_error", None)
-    if err is not None:
-        raise ExecutionError(f"server failed to start: {err}")
-    if not pool.loaded_names():
-        # never got as far as the scheduler: release the followers ourselves
-        heartbeat.stop()
-        rank.channel.broadcast(MSG_SHUTDOWN)
+    def release_followers(self) -> None:
+        """Stop the heartbeat and tell the other ranks to exit (rank 0 will not step a batch)."""
+        self.heartbeat.stop()
+        self.rank.channel.broadcast(MSG_SHUTDOWN)
 
 
-def run(rank: Any) -> None:
+ServeHttp = Callable[[Leader], None]
+
+
+def run(rank: Any, serve_http: ServeHttp) -> None:
+    """Rank 0 serves HTTP (``serve_http``, given by the entry point); the others follow its steps."""
     if rank.lead:
-        _lead(rank)
+        heartbeat = Heartbeat(rank.channel)
+        serve_http(Leader(rank, heartbeat, _scheduler_class(rank, heartbeat)))
     else:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # rank 0 decides when to stop
         _follow(rank)

@@ -1,6 +1,7 @@
-"""Entry point of one rank: ``python -m mlxk.engine.distributed.rank.worker SPEC_JSON``.
+"""The life of one rank: start, load its shard, then lead (rank 0) or follow.
 
-Started by ``engine.launcher`` through mlx.launch's launch script, which sets
+``main`` is called by the rank's entry point (``python -m mlxk.operations.rank SPEC_JSON``),
+started by ``engine.distributed.launch`` through mlx.launch's launch script, which sets
 ``MLX_RANK`` (and ``MLX_HOSTFILE`` for the ring backend). Every rank loads only its
 shard; rank 0 leads: it takes work from the launching process (``run``) or from
 HTTP clients (``serve``) and broadcasts it to the other ranks through MLX
@@ -17,7 +18,7 @@ import queue
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlxk.engine.distributed import protocol as rankproto
 from mlxk.engine.distributed.rank.group import (
@@ -31,6 +32,9 @@ from mlxk.engine.distributed.rank.group import (
     Watchdog,
 )
 from mlxk.errors import ExecutionError, MlxkError
+
+if TYPE_CHECKING:
+    from mlxk.engine.distributed.rank.serve import ServeHttp
 
 
 class Events:
@@ -79,9 +83,9 @@ class Rank:
     # -- start-up ---------------------------------------------------------------------------
     def start(self) -> None:
         import mlx.core as mx
+        from mlx_lm.generate import generation_stream
 
-        from mlxk.engine.distributed.rank import engine as dist_engine
-        from mlxk.engine.distributed.rank.group import init_group
+        from mlxk.engine.distributed.rank.group import init_group, load_sharded
 
         threading.Thread(target=_stdin_reader, args=(self.ops,), daemon=True).start()
         group = init_group(self.spec.get("backend", "ring"), self.watchdog)
@@ -94,11 +98,10 @@ class Rank:
         t0 = time.perf_counter()
         self.watchdog.arm("loading the model shards", max(600.0, COLLECTIVE_TIMEOUT_S))
         try:
-            self.lm = dist_engine.load_sharded(self.spec["model"], self.spec.get("name"), group,
-                                               self.spec["mode"])
+            self.lm = load_sharded(self.spec["model"], self.spec.get("name"), group, self.spec["mode"])
         finally:
             self.watchdog.disarm()
-        self.channel = Channel(group, self.watchdog, stream=dist_engine.generation_stream())
+        self.channel = Channel(group, self.watchdog, stream=generation_stream)
         # ranks finish loading at different times (disk, cores): the load deadline applies
         self.channel.barrier("waiting for every rank to load its shard", max(600.0, COLLECTIVE_TIMEOUT_S))
         load_s = time.perf_counter() - t0
@@ -110,7 +113,7 @@ class Rank:
     # -- run: one request at a time from the launcher ------------------------------------
     def lead_run(self) -> None:
         assert self.channel is not None
-        from mlxk.engine.distributed.session import request_from_dict
+        from mlxk.engine.distributed.session import request_from_dict, request_to_dict
 
         while True:
             try:
@@ -126,7 +129,7 @@ class Rank:
             req = request_from_dict(op["request"])
             req = _with_seed(req, self.spec.get("seed"))
             try:
-                self.channel.send_json(MSG_WORK, _req_dict(req))
+                self.channel.send_json(MSG_WORK, request_to_dict(req))
                 for chunk in self._generate(req):
                     self.events.emit("chunk", chunk=_chunk_dict(chunk))
                 self.events.emit("done")
@@ -150,11 +153,13 @@ class Rank:
                     pass  # rank 0 reports request errors
 
     def _generate(self, req: Any) -> Any:
-        from mlxk.engine.distributed.rank import engine as dist_engine
+        # The single-process engine on the sharded model: every rank runs the same request
+        # with the same seed; the collectives inside the sharded forward pass keep them in step.
+        from mlxk.engine.generate import stream
 
         self.watchdog.arm("a generation step", COLLECTIVE_TIMEOUT_S)
         try:
-            for chunk in dist_engine.stream(self.lm, req):
+            for chunk in stream(self.lm, req):
                 self.watchdog.kick()
                 yield chunk
         except RuntimeError as exc:
@@ -177,12 +182,6 @@ def _with_seed(req: Any, seed: Any) -> Any:
     return dataclasses.replace(req, sampling=dataclasses.replace(req.sampling, seed=int(seed)))
 
 
-def _req_dict(req: Any) -> dict[str, Any]:
-    from mlxk.engine.distributed.session import request_to_dict
-
-    return request_to_dict(req)
-
-
 def _chunk_dict(chunk: Any) -> dict[str, Any]:
     import dataclasses
 
@@ -198,7 +197,8 @@ def _report(rank: Rank, code: str, message: str) -> None:
         sys.stderr.flush()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None, serve_http: ServeHttp) -> int:
+    """Run this rank to the end; ``serve_http`` is rank 0's HTTP server for `serve --hosts`."""
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(argv[0])
     rank = Rank(spec)
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         if spec.get("command") == "serve":
             from mlxk.engine.distributed.rank import serve as dist_serve
 
-            dist_serve.run(rank)
+            dist_serve.run(rank, serve_http)
         elif rank.lead:
             rank.lead_run()
         else:
@@ -230,7 +230,3 @@ def main(argv: list[str] | None = None) -> int:
     sys.stderr.flush()
     # Skip interpreter teardown: MLX's backend threads may still hold sockets open.
     os._exit(0)
-
-
-if __name__ == "__main__":
-    main()
