@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from mlxk import config
 from mlxk.engine.distributed import protocol as rankproto
 from mlxk.engine.distributed.launch import HostSet, RankGroup, worker_command
 from mlxk.engine.types import Chunk, GenerationRequest
@@ -63,7 +64,7 @@ class DistributedSession:
         self.ready: dict[str, Any] | None = None
         self.group = RankGroup(hs, worker_command(spec, entry), self.events.put,
                                stdout_passthrough=stdout_passthrough,
-                               extra_env=_timeouts_env())
+                               extra_env=config.dist_timeouts_env())
 
     # -- waiting for rank 0 ------------------------------------------------------------------
     def _next_event(self) -> dict[str, Any]:
@@ -125,12 +126,6 @@ class DistributedSession:
     def __exit__(self, *exc: object) -> None:
         self.group.send(rankproto.encode_op("shutdown"))
         self.group.wait(grace=5.0, timeout=15.0)
-
-
-def _timeouts_env() -> dict[str, str]:
-    import os
-
-    return {k: os.environ[k] for k in ("MLXK_DIST_TIMEOUT", "MLXK_DIST_HEARTBEAT") if os.environ.get(k)}
 
 
 def supervise(hs: HostSet, spec: dict[str, Any], entry: str, on_event: Any = None,

@@ -25,13 +25,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mlxk import config
 from mlxk.engine.distributed import protocol as rankproto
 
+# Read once per rank process (a rank lives for one run or one server).
 # Followers expect a message (work or heartbeat) from rank 0 at least this often.
-HEARTBEAT_S = float(os.environ.get("MLXK_DIST_HEARTBEAT", "1.0"))
+HEARTBEAT_S = config.dist_heartbeat_s()
 # Deadline for one collective / one generation step; generous: a cold prefill of a
 # long prompt on a slow machine is one step.
-COLLECTIVE_TIMEOUT_S = float(os.environ.get("MLXK_DIST_TIMEOUT", "60"))
+COLLECTIVE_TIMEOUT_S = config.dist_timeout_s()
 
 MSG_NOOP, MSG_WORK, MSG_SHUTDOWN = 0, 1, 2
 

@@ -20,6 +20,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from mlxk import config
 from mlxk.engine.distributed import protocol as rankproto
 from mlxk.engine.distributed.rank.group import (
     COLLECTIVE_TIMEOUT_S,
@@ -72,7 +73,7 @@ def _stdin_reader(q: queue.Queue) -> None:
 class Rank:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
-        self.rank = int(os.environ.get("MLX_RANK", "0"))
+        self.rank = config.mlx_rank()
         self.lead = self.rank == 0
         self.events = Events(self.lead)
         self.watchdog = Watchdog(self.rank, on_fire=lambda m: self.events.error("execution_error", m))
