@@ -163,3 +163,41 @@ def test_think_end_token_only_for_think_models():
 
     assert C.think_end_token(SimpleNamespace(reasoning_format="think", tokenizer=Tok())) == 42
     assert C.think_end_token(SimpleNamespace(reasoning_format=None, tokenizer=Tok())) is None
+
+
+OPEN_NESTED = {"type": "object", "properties": {
+    "person": {"type": "object", "properties": {"name": {"type": "string"}},
+               "required": ["name"]}},
+    "required": ["person"]}
+
+
+def test_strict_schema_closes_every_listed_object_and_keeps_the_input() -> None:
+    strict = C.strict_schema(OPEN_NESTED)
+    assert strict["additionalProperties"] is False
+    assert strict["properties"]["person"]["additionalProperties"] is False
+    assert "additionalProperties" not in OPEN_NESTED["properties"]["person"]
+    explicit = C.strict_schema({"type": "object", "additionalProperties": True,
+                                "$defs": {"p": {"properties": {"a": {"type": "integer"}}}},
+                                "allOf": [{"properties": {"b": {"type": "string"}}}]})
+    assert explicit["additionalProperties"] is True                 # stated by the schema: kept
+    assert explicit["$defs"]["p"]["additionalProperties"] is False
+    assert "additionalProperties" not in explicit["allOf"][0]       # allOf parts stay open
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_strict_json_schema_forbids_unlisted_keys(tiny_lm, strict: bool) -> None:
+    """OpenAI strict mode: a nested object without additionalProperties takes no extra keys
+    (issue 12); without strict, JSON Schema's default (extra keys allowed) stays."""
+    import llguidance
+
+    fmt = {"type": "json_schema", "json_schema": {"name": "p", "schema": OPEN_NESTED, "strict": strict}}
+    lltok = C.ll_tokenizer(tiny_lm.tokenizer)
+
+    def accepts(text: str) -> bool:
+        m = llguidance.LLMatcher(lltok, C.grammar_for_response_format(fmt), log_level=0)
+        m.consume_tokens(lltok.tokenize_str(text))
+        return not m.is_error()
+
+    assert accepts('{"person": {"name": "a"}}')
+    assert accepts('{"person": {"name": "a", "extra": 1}}') is (not strict)
+    assert accepts('{"person": {"name": "a"}, "more": 2}') is (not strict)
