@@ -201,3 +201,23 @@ def test_strict_json_schema_forbids_unlisted_keys(tiny_lm, strict: bool) -> None
     assert accepts('{"person": {"name": "a"}}')
     assert accepts('{"person": {"name": "a", "extra": 1}}') is (not strict)
     assert accepts('{"person": {"name": "a"}, "more": 2}') is (not strict)
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_required_call_grammar_may_end_after_one_call(tiny_lm, parallel: bool) -> None:
+    """The grammar never forces a second call (issue 12): after one complete call the answer may
+    end; when only one call is allowed (parallel_tool_calls false), it must end."""
+    import llguidance
+
+    from mlxk.engine.structured import tools as T
+
+    tools = T.normalize_tools([{"type": "function", "function": {
+        "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                              "required": ["city"]}}}])
+    lark = T.call_grammar_lark(T.HERMES, tools, T.ToolChoice("required"), parallel, C.json_schema_lark)
+    lltok = C.ll_tokenizer(tiny_lm.tokenizer)
+    m = llguidance.LLMatcher(lltok, C.lark_grammar(lark), log_level=0)
+    one = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    m.consume_tokens(lltok.tokenize_str(one))
+    assert not m.is_error() and m.is_accepting()
+    assert m.is_stopped() is (not parallel)

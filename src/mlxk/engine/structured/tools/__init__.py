@@ -321,12 +321,27 @@ class ParseResult:
     calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI tool_calls, with index
 
 
+def _same_call(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    def args(call: dict[str, Any]) -> Any:
+        value = call.get("arguments")
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                return value
+        return value
+
+    return a.get("name") == b.get("name") and args(a) == args(b)
+
+
 class ToolCallParser:
     """Incremental parser: ``feed(text)`` any split of the output, then ``finish()``.
 
     Returns content text outside calls and completed calls in OpenAI shape
     ``{"index", "id", "type": "function", "function": {"name", "arguments"}}``.
-    With ``parallel=False`` only the first call is kept.
+    With ``parallel=False`` only the first call is kept. A call identical (same name, same
+    arguments) to an earlier one of the same answer is a model repeating itself (small models
+    do, e.g. SmolLM2 under ``tool_choice: required``): it is dropped and the answer ends there.
     """
 
     def __init__(self, fmt: str = HERMES, parallel: bool = True) -> None:
@@ -343,6 +358,9 @@ class ToolCallParser:
     # -- helpers
     def _emit_call(self, call: dict[str, Any], res: ParseResult) -> None:
         if self.done:
+            return
+        if any(_same_call(call, c["function"]) for c in self.calls):
+            self.done = True
             return
         item = {"index": len(self.calls), "id": new_call_id(), "type": "function",
                 "function": call}
