@@ -5,6 +5,8 @@
 same graph this script reports.
 
 Every import counts, including ones inside functions: a lazy import is still a dependency.
+Cycles are counted at run time (imports under ``if TYPE_CHECKING:`` left out); the layer rules
+see those too.
 """
 
 from __future__ import annotations
@@ -47,17 +49,29 @@ def _targets(node: ast.AST, here: str, is_pkg: bool, known: dict[str, Path]) -> 
     return out
 
 
-def import_graph(src: Path = SRC) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+def _type_only(tree: ast.AST) -> set[int]:
+    """ids of the import nodes under ``if TYPE_CHECKING:`` (annotations only, never run)."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            out.update(id(n) for b in node.body for n in ast.walk(b))
+    return out
+
+
+def import_graph(src: Path = SRC, runtime_only: bool = False
+                 ) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """``(internal, external)``: for each mlxk module, the mlxk modules and the top-level
-    third-party/stdlib packages it imports (anywhere in the file)."""
+    third-party/stdlib packages it imports (anywhere in the file; with ``runtime_only``,
+    leaving out the imports under ``if TYPE_CHECKING:``)."""
     known = modules(src)
     internal: dict[str, set[str]] = {}
     external: dict[str, set[str]] = {}
     for name, path in known.items():
         tree = ast.parse(path.read_text(), str(path))
+        skip = _type_only(tree) if runtime_only else set()
         ins, outs = set(), set()
         for node in ast.walk(tree):
-            if not isinstance(node, ast.Import | ast.ImportFrom):
+            if not isinstance(node, ast.Import | ast.ImportFrom) or id(node) in skip:
                 continue
             for target in _targets(node, name, path.name == "__init__.py", known):
                 if target == "mlxk" or target.startswith("mlxk."):
@@ -147,12 +161,12 @@ def counts(src: Path = SRC) -> dict[str, int]:
 def main(argv: list[str]) -> None:
     src = Path(argv[0]) if argv else SRC
     internal, _ = import_graph(src)
-    mod_cycles = cycles(internal)
+    mod_cycles = cycles(import_graph(src, runtime_only=True)[0])
     pkg_cycles = cycles(package_graph(internal))
     c = counts(src)
     print(f"modules: {len(internal)}")
     print(f"Any: {c['Any']}  getattr: {c['getattr']}")
-    print(f"module import cycles: {len(mod_cycles)} ({sum(map(len, mod_cycles))} modules)")
+    print(f"module import cycles (at run time): {len(mod_cycles)} ({sum(map(len, mod_cycles))} modules)")
     for cyc in mod_cycles:
         print("   ", " <-> ".join(cyc))
     print(f"package import cycles: {len(pkg_cycles)}")
