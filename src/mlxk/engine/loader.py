@@ -103,7 +103,7 @@ def describe_tokens(tokenizer: Any, config: dict[str, Any]) -> dict[str, Any]:
         end.discard(vocab.get("<|end|>", -1))
     markers = {vocab[t] for t in HARMONY_MARKUP if t in vocab} if fmt == "harmony" else set()
     visible = set(VISIBLE_SPECIALS)
-    for attr in ("_tool_call_start", "_tool_call_end"):
+    for attr in ("tool_call_start", "tool_call_end"):   # mlx-lm TokenizerWrapper's public markers
         marker = getattr(tokenizer, attr, None)
         if isinstance(marker, str):
             visible.add(marker)

@@ -58,11 +58,6 @@ def encode_text(lm: Any, text: str, templated: bool) -> list[int]:
     return list(tok.encode(text, add_special_tokens=add))
 
 
-def encode_request(lm: Any, request: GenerationRequest) -> list[int]:
-    text, templated = render(lm, request)
-    return encode_text(lm, text, templated)
-
-
 def opens_reasoning(lm: Any, prompt_text: str) -> bool:
     """The template pre-opened a ``<think>`` block (DeepSeek-R1, Qwen3 …)."""
     if getattr(lm, "reasoning_format", None) != "think":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from mlxk import config
 
@@ -34,7 +33,6 @@ class ServerSettings:
     stop_timeout: float = DEFAULT_STOP_TIMEOUT  # graceful drain before the child is killed
     log_json: bool = False
     restart: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)  # room for other tracks (distributed ranks)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -56,6 +56,8 @@ class HostSet:
 
 def parse_hosts(hosts: str | None, hostfile: str | None, backend: str | None) -> HostSet:
     """Parse ``--hosts`` / ``--hostfile`` exactly as mlx.launch does, then normalise."""
+    # Private module: mlx (0.32.4 here) has no public API for mlx.launch's hostfile parsing or its
+    # remote processes, only the CLI. Kept to mlx.launch's own behaviour; revisit on mlx upgrades.
     from mlx._distributed_utils.common import Hostfile
 
     try:
@@ -187,7 +189,7 @@ class RankProcess:
 
     def __init__(self, host: RankHost, python: str, files: dict[str, str], env: list[str],
                  command: list[str]) -> None:
-        from mlx._distributed_utils.launch import RemoteProcess
+        from mlx._distributed_utils.launch import RemoteProcess  # private, see parse_hosts
 
         self.host = host
         self.rank = host.rank

@@ -120,13 +120,6 @@ class DistributedSession:
         self.group.send(rankproto.encode_op("shutdown"))
         return self.group.wait(grace=5.0, timeout=15.0)
 
-    def __enter__(self) -> DistributedSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.group.send(rankproto.encode_op("shutdown"))
-        self.group.wait(grace=5.0, timeout=15.0)
-
 
 def supervise(hs: HostSet, spec: dict[str, Any], entry: str, on_event: Any = None,
               first_op: dict[str, Any] | None = None) -> int:

@@ -75,7 +75,7 @@ def model_tool_format(lm: Any) -> tuple[bool, str]:
     """(template renders tools, tool-call format the model emits)."""
     template = chat_template_text(lm)
     supports = T.template_supports_tools(template)
-    start = getattr(getattr(lm, "tokenizer", None), "_tool_call_start", None)
+    start = getattr(getattr(lm, "tokenizer", None), "tool_call_start", None)
     fmt = {"<tool_call>": T.HERMES, "[TOOL_CALLS]": T.MISTRAL,
            "<|python_tag|>": T.LLAMA3}.get(start or "")
     if not supports:
