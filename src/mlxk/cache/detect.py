@@ -183,6 +183,12 @@ def _is_mlx(files: Files, st: list[str], cfg: dict | None, repo_id: str | None) 
     return _readme_says_mlx(files)
 
 
+def template_supports_tools(template: object) -> bool:
+    """The one rule for "the chat template renders tools": it uses the ``tools`` variable.
+    (``show``'s tools capability, the prompt renderer and the server all ask here.)"""
+    return isinstance(template, str) and "tools" in template
+
+
 def is_embedding(files: Files, cfg: dict | None) -> bool:
     """The one rule for "this is an embedding model" (list, show, run, embed, serve all ask here):
     a sentence-transformers layout, or an encoder family whose architectures (if listed) are a
@@ -235,7 +241,7 @@ def _capabilities(model_type: str, cfg: dict | None, template: str | None,
         caps.append("chat")
     if cfg and (cfg.get("vision_config") or "preprocessor_config.json" in files):
         caps.append("vision")
-    if template and "tools" in template:
+    if template_supports_tools(template):
         caps.append("tools")
     mt = str((cfg or {}).get("model_type") or "")
     if (template and ("<think>" in template or "<|channel|>" in template)) or mt == "gpt_oss":

@@ -68,16 +68,9 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     from mlxk.errors import ValidationError
     from mlxk.operations.run import RunOptions
 
-    defaults = SamplingParams()
-    sampling = SamplingParams(
-        temperature=defaults.temperature if args.temperature is None else args.temperature,
-        top_p=defaults.top_p if args.top_p is None else args.top_p,
-        top_k=defaults.top_k if args.top_k is None else args.top_k,
-        min_p=defaults.min_p if args.min_p is None else args.min_p,
-        repetition_penalty=(defaults.repetition_penalty if args.repetition_penalty is None
-                            else args.repetition_penalty),
-        seed=args.seed,
-    )
+    sampling = SamplingParams.given(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                                    min_p=args.min_p, repetition_penalty=args.repetition_penalty,
+                                    seed=args.seed)
     if args.max_tokens is not None and args.max_tokens < 1:
         raise ValidationError("--max-tokens must be at least 1")
     from mlxk.engine.sampling import validate

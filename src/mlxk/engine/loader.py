@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlxk.engine.text.reasoning import HARMONY_MARKERS
 from mlxk.errors import ExecutionError, MlxkError, NotRuntimeCompatible
 
 # Tokens that end an assistant turn in common chat formats (besides the eos ids).
@@ -19,7 +20,6 @@ END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<|re
                       "<|endoftext|>", "<end_of_turn>", "<|end_of_text|>", "</s>", "<|call|>")
 # In harmony (GPT-OSS) ``<|end|>`` only ends one message (e.g. the analysis channel).
 HARMONY_NOT_END = ("<|end|>",)
-HARMONY_MARKUP = ("<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|constrain|>")
 DEFAULT_CONTEXT = 4096
 # Special tokens that carry meaning in the output (tool-call markers the tool parser reads).
 VISIBLE_SPECIALS = ("<tool_call>", "</tool_call>", "[TOOL_CALLS]", "<|python_tag|>", "[ARGS]",
@@ -101,7 +101,8 @@ def describe_tokens(tokenizer: Any, config: dict[str, Any]) -> dict[str, Any]:
             end.add(vocab[tok])
     if fmt == "harmony":
         end.discard(vocab.get("<|end|>", -1))
-    markers = {vocab[t] for t in HARMONY_MARKUP if t in vocab} if fmt == "harmony" else set()
+    # Harmony's markup tokens go to the decoder as markers; the ones that end the turn stay eos.
+    markers = ({vocab[t] for t in HARMONY_MARKERS if t in vocab} - end) if fmt == "harmony" else set()
     visible = set(VISIBLE_SPECIALS)
     for attr in ("tool_call_start", "tool_call_end"):   # mlx-lm TokenizerWrapper's public markers
         marker = getattr(tokenizer, attr, None)

@@ -4,27 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlxk.engine.types import GenerationRequest
+from mlxk.cache.detect import template_supports_tools
+from mlxk.engine.text.reasoning import THINK_OPEN
+from mlxk.engine.types import GenerationRequest, message_text
 from mlxk.errors import ValidationError
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return "" if content is None else str(content)
-
-
-def template_supports_tools(template: Any) -> bool:
-    return isinstance(template, str) and "tools" in template
 
 
 def plain_prompt(messages: list[dict[str, Any]]) -> str:
     """A chat rendered without a template (base models, ``--no-chat-template``)."""
     if len(messages) == 1 or (len(messages) == 2 and messages[0].get("role") == "system"):
-        return "\n\n".join(_content_text(m.get("content")) for m in messages)
-    lines = [f"{str(m.get('role', 'user')).capitalize()}: {_content_text(m.get('content'))}"
+        return "\n\n".join(message_text(m.get("content")) for m in messages)
+    lines = [f"{str(m.get('role', 'user')).capitalize()}: {message_text(m.get('content'))}"
              for m in messages]
     return "\n".join([*lines, "Assistant:"])
 
@@ -58,9 +48,11 @@ def encode_text(lm: Any, text: str, templated: bool) -> list[int]:
     return list(tok.encode(text, add_special_tokens=add))
 
 
+def ends_in_open_think(prompt_text: str) -> bool:
+    """The rendered prompt ends inside an opened ``<think>`` block (the one textual rule)."""
+    return prompt_text.rstrip().endswith(THINK_OPEN)
+
+
 def opens_reasoning(lm: Any, prompt_text: str) -> bool:
     """The template pre-opened a ``<think>`` block (DeepSeek-R1, Qwen3 …)."""
-    if getattr(lm, "reasoning_format", None) != "think":
-        return False
-    tail = prompt_text.rstrip()
-    return tail.endswith("<think>")
+    return getattr(lm, "reasoning_format", None) == "think" and ends_in_open_think(prompt_text)

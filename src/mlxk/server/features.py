@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlxk.cache.detect import template_supports_tools
 from mlxk.engine.types import GenerationRequest, SamplingParams
 from mlxk.errors import ValidationError
 from mlxk.server.schemas import MAX_STOP_STRINGS, ChatCompletionRequest, CompletionRequest
@@ -58,8 +59,7 @@ def supports_tools(lm: Any) -> bool:
     explicit = getattr(lm, "supports_tools", None)
     if explicit is not None:
         return bool(explicit)
-    template = getattr(getattr(lm, "tokenizer", None), "chat_template", None) or ""
-    return isinstance(template, str) and "tools" in template
+    return template_supports_tools(getattr(getattr(lm, "tokenizer", None), "chat_template", None))
 
 
 def check_tools(req: ChatCompletionRequest, lm: Any) -> None:
@@ -102,16 +102,9 @@ def chat_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
 
 
 def sampling(req: ChatCompletionRequest | CompletionRequest) -> SamplingParams:
-    d = SamplingParams()
-    return SamplingParams(
-        temperature=d.temperature if req.temperature is None else req.temperature,
-        top_p=d.top_p if req.top_p is None else req.top_p,
-        top_k=d.top_k if req.top_k is None else req.top_k,
-        min_p=d.min_p if req.min_p is None else req.min_p,
-        repetition_penalty=d.repetition_penalty if req.repetition_penalty is None
-        else req.repetition_penalty,
-        seed=req.seed,
-    )
+    return SamplingParams.given(temperature=req.temperature, top_p=req.top_p, top_k=req.top_k,
+                                min_p=req.min_p, repetition_penalty=req.repetition_penalty,
+                                seed=req.seed)
 
 
 def _stops(req: ChatCompletionRequest | CompletionRequest) -> tuple[str, ...]:

@@ -156,9 +156,10 @@ def make_processor(lm: Any, p: StructuredPlan, prompt_text: str = "") -> Any | N
         grammar = p.grammar
     else:
         return None
-    start_after = None
-    if prompt_text.rstrip().endswith("<think>"):
-        start_after = C.think_end_token(lm)
+    from mlxk.engine.prompt import ends_in_open_think
+
+    # think_end_token is None unless the model is a <think> reasoning model.
+    start_after = C.think_end_token(lm) if ends_in_open_think(prompt_text) else None
     try:
         return C.processor_for_model(lm, grammar, start_after)
     except ValidationError as exc:

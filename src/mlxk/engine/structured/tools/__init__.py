@@ -30,6 +30,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlxk.cache.detect import template_supports_tools as template_supports_tools
+from mlxk.engine.text.reasoning import held_suffix
+from mlxk.engine.types import message_text
 from mlxk.errors import ValidationError
 
 HERMES, LLAMA3, MISTRAL = "hermes", "llama3", "mistral"
@@ -101,11 +104,6 @@ def resolve_tool_choice(tool_choice: Any, tools: list[dict[str, Any]]) -> ToolCh
     raise ValidationError("tool_choice must be a string or an object", param="tool_choice")
 
 
-def template_supports_tools(chat_template: str | None) -> bool:
-    """True when the Jinja chat template renders the ``tools`` variable."""
-    return bool(chat_template) and "tools" in chat_template
-
-
 def detect_format(chat_template: str | None) -> str:
     t = chat_template or ""
     if "[TOOL_CALLS]" in t:
@@ -163,16 +161,6 @@ def _render_call_text(call: dict[str, Any]) -> str:
     return "<tool_call>\n" + json.dumps(body, ensure_ascii=False) + "\n</tool_call>"
 
 
-def _content_text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return str(content)
-
-
 def messages_for_template(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Messages for a template that handles tools: ``arguments`` become objects (HF style)."""
     out = []
@@ -194,7 +182,7 @@ def messages_for_fallback(messages: list[dict[str, Any]], tools: list[dict[str, 
     out: list[dict[str, Any]] = []
     for msg in messages:
         role = msg.get("role")
-        text = _content_text(msg.get("content"))
+        text = message_text(msg.get("content"))
         if role == "assistant" and msg.get("tool_calls"):
             calls = "\n".join(_render_call_text(c) for c in msg["tool_calls"])
             out.append({"role": "assistant", "content": (text + "\n" if text else "") + calls})
@@ -305,14 +293,6 @@ def _as_call(obj: Any) -> dict[str, Any] | None:
     else:
         args_text = json.dumps(args, ensure_ascii=False)
     return {"name": obj["name"], "arguments": args_text}
-
-
-def _held_prefix(text: str, marker: str) -> int:
-    """Length of the longest suffix of ``text`` that is a proper prefix of ``marker``."""
-    for n in range(min(len(marker) - 1, len(text)), 0, -1):
-        if marker.startswith(text[-n:]):
-            return n
-    return 0
 
 
 @dataclass
@@ -436,7 +416,7 @@ class ToolCallParser:
                 self._buf = buf[pos + len(marker):]
                 self._mode = "call" if self.fmt == HERMES else "json"
                 return True
-            keep = 0 if final else _held_prefix(buf, marker)
+            keep = 0 if final else held_suffix(buf, (marker,))
             self._emit_text(buf[: len(buf) - keep], res)
             self._buf = buf[len(buf) - keep:]
             return False
