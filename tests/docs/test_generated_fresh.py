@@ -2,9 +2,9 @@
 schema/error tables of docs/json-api.md equal what the shipped schemas and mlxk.errors say.
 
 argparse lays out --help differently from one Python version to the next, so the verbatim
-comparison runs on the Python the file was generated with; on every other Python the
-version-independent part is checked instead: every command, every flag and every flag's help
-text is in the file (a flag added without regenerating fails everywhere).
+comparison runs on the Python the file was generated with. What does not depend on argparse's
+layout is checked on every Python: every command and flag name (test_docs_sync.py) and every
+flag's help text (here), so a flag added or reworded without regenerating fails everywhere.
 
 When one fails: run `python scripts/gen_docs.py` and commit the result.
 """
@@ -37,7 +37,7 @@ def _words(text: str) -> str:
     return " ".join(text.split())
 
 
-def test_commands_md_lists_every_command_and_flag() -> None:
+def test_commands_md_has_every_flags_help_text() -> None:
     """Runs on every Python (no argparse layout involved)."""
     from mlxk.cli.cli_spec import cli_spec
 
@@ -49,8 +49,6 @@ def test_commands_md_lists_every_command_and_flag() -> None:
         start = sections[cmd.name]
         body = _words(reference[start:next(e for e in ends if e > start)])
         for flag in cmd.flags:
-            for name in flag.names:
-                assert name in body, f"`mlxk {cmd.name} {name}` is not documented: {FIX}"
             if flag.help and "%" not in flag.help:
                 assert _words(flag.help) in body, f"help of `mlxk {cmd.name} {flag.long}` differs: {FIX}"
 
