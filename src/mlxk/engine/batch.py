@@ -37,7 +37,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlxk.engine.types import Chunk, SamplingParams
+from mlxk.engine.types import Chunk, LoadedModel, SamplingParams
 from mlxk.errors import ExecutionError, MlxkError, ServerBusy
 
 log = logging.getLogger("mlxk.engine.batch")
@@ -116,7 +116,7 @@ class BatchScheduler:
         self.max_queue = max(0, max_queue)
         self.prefill_step_size = prefill_step_size
         self.on_finish = on_finish
-        self.lm: Any = None
+        self.lm: LoadedModel | None = None
         self.prompt_cache_size = prompt_cache_size
         self.prompt_cache_bytes = prompt_cache_bytes
         self._pcache: Any = None

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlxk.engine.text.reasoning import HARMONY_MARKERS
+from mlxk.engine.types import LoadedModel as LoadedModel
 from mlxk.errors import ExecutionError, MlxkError, NotRuntimeCompatible
 
 # Tokens that end an assistant turn in common chat formats (besides the eos ids).
@@ -24,22 +24,6 @@ DEFAULT_CONTEXT = 4096
 # Special tokens that carry meaning in the output (tool-call markers the tool parser reads).
 VISIBLE_SPECIALS = ("<tool_call>", "</tool_call>", "[TOOL_CALLS]", "<|python_tag|>", "[ARGS]",
                     "[CALL_ID]")
-
-
-@dataclass
-class LoadedModel:
-    model: Any
-    tokenizer: Any                      # mlx_lm TokenizerWrapper
-    config: dict[str, Any]
-    name: str
-    path: Path
-    eos_token_ids: set[int]             # every id that ends the assistant's turn
-    context_length: int
-    load_seconds: float = 0.0
-    reasoning_format: str | None = None  # None | "think" | "harmony"
-    has_chat_template: bool = False
-    hidden_token_ids: set[int] = field(default_factory=set)   # special tokens never shown
-    marker_token_ids: set[int] = field(default_factory=set)   # markup for the reasoning parser
 
 
 def _context_length(config: dict[str, Any], tokenizer: Any) -> int:

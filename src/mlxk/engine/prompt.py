@@ -6,7 +6,7 @@ from typing import Any
 
 from mlxk.cache.detect import template_supports_tools
 from mlxk.engine.text.reasoning import THINK_OPEN
-from mlxk.engine.types import GenerationRequest, message_text
+from mlxk.engine.types import GenerationRequest, LoadedModel, message_text
 from mlxk.errors import ValidationError
 
 
@@ -19,7 +19,7 @@ def plain_prompt(messages: list[dict[str, Any]]) -> str:
     return "\n".join([*lines, "Assistant:"])
 
 
-def render(lm: Any, request: GenerationRequest) -> tuple[str, bool]:
+def render(lm: LoadedModel, request: GenerationRequest) -> tuple[str, bool]:
     """``(prompt_text, templated)``: the text the model sees."""
     tok = lm.tokenizer
     if request.messages is None:
@@ -28,7 +28,7 @@ def render(lm: Any, request: GenerationRequest) -> tuple[str, bool]:
         return request.prompt, False
     if not request.messages:
         raise ValidationError("messages must not be empty", param="messages")
-    if request.use_chat_template and getattr(lm, "has_chat_template", False):
+    if request.use_chat_template and lm.has_chat_template:
         kwargs: dict[str, Any] = {}
         if request.tools and template_supports_tools(getattr(tok, "chat_template", None)):
             kwargs["tools"] = request.tools
@@ -38,7 +38,7 @@ def render(lm: Any, request: GenerationRequest) -> tuple[str, bool]:
     return plain_prompt(request.messages), False
 
 
-def encode_text(lm: Any, text: str, templated: bool) -> list[int]:
+def encode_text(lm: LoadedModel, text: str, templated: bool) -> list[int]:
     tok = lm.tokenizer
     if templated:
         # Templates write their own BOS; do not add another.
@@ -53,6 +53,6 @@ def ends_in_open_think(prompt_text: str) -> bool:
     return prompt_text.rstrip().endswith(THINK_OPEN)
 
 
-def opens_reasoning(lm: Any, prompt_text: str) -> bool:
+def opens_reasoning(lm: LoadedModel, prompt_text: str) -> bool:
     """The template pre-opened a ``<think>`` block (DeepSeek-R1, Qwen3 …)."""
-    return getattr(lm, "reasoning_format", None) == "think" and ends_in_open_think(prompt_text)
+    return lm.reasoning_format == "think" and ends_in_open_think(prompt_text)

@@ -7,7 +7,29 @@ The engine's one streaming primitive yields ``Chunk``s; `run`, interactive chat,
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
+
+
+@dataclass
+class LoadedModel:
+    """A text model ready to generate: what every part of the engine, the server and the CLI
+    read. ``engine.loader.load_model`` builds it; test fakes build it too (with a stand-in
+    tokenizer), so code reads these fields directly instead of probing with ``getattr``."""
+
+    model: Any                          # the mlx-lm nn.Module (mlx types stay out of this module)
+    tokenizer: Any                      # mlx_lm TokenizerWrapper (or a stand-in with decode())
+    config: dict[str, Any]
+    name: str
+    path: Path
+    eos_token_ids: set[int]             # every id that ends the assistant's turn
+    context_length: int
+    load_seconds: float = 0.0
+    reasoning_format: str | None = None  # None | "think" | "harmony"
+    has_chat_template: bool = False
+    hidden_token_ids: set[int] = field(default_factory=set)   # special tokens never shown
+    marker_token_ids: set[int] = field(default_factory=set)   # markup for the reasoning parser
+
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 

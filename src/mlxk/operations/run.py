@@ -8,7 +8,7 @@ from typing import Any
 
 from mlxk.cache import runnable
 from mlxk.cache.resolve import ResolvedModel
-from mlxk.engine.types import Chunk, GenerationRequest, SamplingParams
+from mlxk.engine.types import Chunk, GenerationRequest, LoadedModel, SamplingParams
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class Turn:
 class ChatSession:
     """Interactive chat state: the full message history, the system prompt, options."""
 
-    def __init__(self, lm: Any, options: RunOptions) -> None:
+    def __init__(self, lm: LoadedModel, options: RunOptions) -> None:
         self.lm = lm
         self.options = options
         self.system = options.system

@@ -71,7 +71,7 @@ def model_list(pool: ModelPool, cards: list[dict[str, Any]]) -> list[dict[str, A
     for key in pool.loaded_names("text"):
         entry = pool.entry(key)
         lm = entry.lm if entry else None
-        ctx = getattr(lm, "context_length", None)
+        ctx = lm.context_length if lm is not None else None
         if key in by_id:
             by_id[key]["loaded"] = True
             by_id[key]["context_length"] = ctx

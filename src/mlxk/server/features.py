@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlxk.cache.detect import template_supports_tools
-from mlxk.engine.types import GenerationRequest, SamplingParams
+from mlxk.engine.types import GenerationRequest, LoadedModel, SamplingParams
 from mlxk.errors import ValidationError
 from mlxk.server.schemas import MAX_STOP_STRINGS, ChatCompletionRequest, CompletionRequest
 
@@ -41,7 +41,7 @@ def check_common(req: ChatCompletionRequest | CompletionRequest) -> None:
                 raise _refuse("logit_bias", "logit_bias values must be between -100 and 100")
 
 
-def check_response_format(req: ChatCompletionRequest, lm: Any) -> None:
+def check_response_format(req: ChatCompletionRequest, lm: LoadedModel) -> None:
     fmt = req.response_format
     if fmt is None:
         return
@@ -55,18 +55,18 @@ def check_response_format(req: ChatCompletionRequest, lm: Any) -> None:
                                   "'schema' (a JSON schema object)", param="response_format")
 
 
-def supports_tools(lm: Any) -> bool:
+def supports_tools(lm: LoadedModel) -> bool:
     explicit = getattr(lm, "supports_tools", None)
     if explicit is not None:
         return bool(explicit)
-    return template_supports_tools(getattr(getattr(lm, "tokenizer", None), "chat_template", None))
+    return template_supports_tools(getattr(lm.tokenizer, "chat_template", None))
 
 
-def check_tools(req: ChatCompletionRequest, lm: Any) -> None:
+def check_tools(req: ChatCompletionRequest, lm: LoadedModel) -> None:
     if req.tools:
         # A template without tool support gets the documented fallback system prompt
         # (engine/structured/tools/); only a model with no chat template at all cannot take tools.
-        if not supports_tools(lm) and not getattr(lm, "has_chat_template", True):
+        if not supports_tools(lm) and not lm.has_chat_template:
             raise _refuse("tools", "this model has no chat template, so it cannot take tools")
         from mlxk.engine.structured import tools as tool_spec  # pure module, no mlx
 
@@ -115,7 +115,7 @@ def _stops(req: ChatCompletionRequest | CompletionRequest) -> tuple[str, ...]:
     return tuple(s for s in items if s)
 
 
-def chat_request(req: ChatCompletionRequest, lm: Any) -> GenerationRequest:
+def chat_request(req: ChatCompletionRequest, lm: LoadedModel) -> GenerationRequest:
     check_common(req)
     check_response_format(req, lm)
     check_tools(req, lm)
@@ -131,7 +131,7 @@ def chat_request(req: ChatCompletionRequest, lm: Any) -> GenerationRequest:
     )
 
 
-def completion_request(req: CompletionRequest, lm: Any) -> GenerationRequest:
+def completion_request(req: CompletionRequest, lm: LoadedModel) -> GenerationRequest:
     check_common(req)
     if req.echo:
         raise _refuse("echo", "echo is not supported")

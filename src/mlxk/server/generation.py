@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from mlxk.engine.types import LoadedModel
 from mlxk.errors import MlxkError, ValidationError
 from mlxk.server import features, responses, sse
 from mlxk.server.errors import mlxk_error_body
@@ -51,7 +52,7 @@ class Collected:
     final: Any = None
 
 
-def _prepare(prepare: Any, lm: Any, greq: Any) -> Any:
+def _prepare(prepare: Any, lm: LoadedModel, greq: Any) -> Any:
     try:
         return prepare(lm, greq)
     except MlxkError:
@@ -60,8 +61,8 @@ def _prepare(prepare: Any, lm: Any, greq: Any) -> Any:
         raise ValidationError(f"could not build the prompt: {exc}", param="messages") from exc
 
 
-def _check_context(lm: Any, prepared: Any, requested_max: int | None, param: str) -> None:
-    ctx = getattr(lm, "context_length", None)
+def _check_context(lm: LoadedModel, prepared: Any, requested_max: int | None, param: str) -> None:
+    ctx = lm.context_length
     n = len(prepared.prompt_tokens)
     if n == 0:
         raise ValidationError("the prompt is empty", param=param)
@@ -74,8 +75,8 @@ def _check_context(lm: Any, prepared: Any, requested_max: int | None, param: str
                               code="context_length_exceeded")
 
 
-def _check_bias(lm: Any, req: Any) -> None:
-    vocab = (getattr(lm, "config", None) or {}).get("vocab_size")
+def _check_bias(lm: LoadedModel, req: Any) -> None:
+    vocab = (lm.config or {}).get("vocab_size")
     if req.logit_bias and vocab:
         bad = [k for k in req.logit_bias if int(k) >= int(vocab)]
         if bad:
@@ -105,7 +106,7 @@ async def start(pool: ModelPool, req: ChatCompletionRequest | CompletionRequest,
         raise
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     return Session(pool, entry, handle, Reply(kind, entry.key), include_usage,
-                   getattr(lm, "tokenizer", None))
+                   lm.tokenizer)
 
 
 def _drain(queue: asyncio.Queue, first: Any) -> list[Any]:

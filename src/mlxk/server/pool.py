@@ -26,6 +26,7 @@ from mlxk.cache import runnable
 from mlxk.cache.resolve import ResolvedModel
 from mlxk.cache.runnable import Job
 from mlxk.cache.runnable import is_path_like as is_path_like
+from mlxk.engine.types import LoadedModel
 from mlxk.errors import (
     MlxkError,
     ModelNotFound,
@@ -53,7 +54,7 @@ class ModelEntry:
     pinned: bool = False
     job: Job = "text"               # text: a BatchScheduler; embedding: an encoder, no scheduler
     scheduler: Any = None           # BatchScheduler
-    lm: Any = None                  # LoadedModel once ready
+    lm: LoadedModel | EmbeddingModel | None = None   # once ready (text: LoadedModel)
     in_use: int = 0
     loads: int = 0
     last_used: float = field(default_factory=time.monotonic)
@@ -113,7 +114,7 @@ def default_embedding_loader(path: Path, name: str) -> EmbeddingModel:
     return load_embedding_model(path, name)
 
 
-def default_prepare(lm: Any, request: Any) -> Any:
+def default_prepare(lm: LoadedModel, request: Any) -> Any:
     from mlxk.engine.generate import prepare
 
     return prepare(lm, request)

@@ -29,6 +29,7 @@ import llguidance
 import mlx.core as mx
 import numpy as np
 
+from mlxk.engine.types import LoadedModel
 from mlxk.errors import ValidationError
 
 # Compact, deterministic JSON: no free whitespace (small models otherwise emit endless
@@ -292,9 +293,9 @@ def make_processor(lltok: llguidance.LLTokenizer, grammar: str,
     return GrammarLogitsProcessor(lltok, grammar, eos_token_ids, start_after)
 
 
-def think_end_token(lm: Any) -> int | None:
+def think_end_token(lm: LoadedModel) -> int | None:
     """The single token id of ``</think>`` for a ``think`` reasoning model, else None."""
-    if getattr(lm, "reasoning_format", None) != "think":
+    if lm.reasoning_format != "think":
         return None
     try:
         ids = lm.tokenizer.encode("</think>", add_special_tokens=False)
@@ -303,14 +304,14 @@ def think_end_token(lm: Any) -> int | None:
     return int(ids[0]) if len(ids) == 1 else None
 
 
-def processor_for_model(lm: Any, grammar: str,
+def processor_for_model(lm: LoadedModel, grammar: str,
                         start_after: int | None = None) -> GrammarLogitsProcessor:
     """A fresh processor for a loaded model (``LoadedModel``-like: tokenizer, eos ids, config).
 
     ``start_after``: leave the output unconstrained until this token (``</think>``) appears.
     """
-    eos = set(getattr(lm, "eos_token_ids", None) or [])
-    config = getattr(lm, "config", None) or {}
+    eos = set(lm.eos_token_ids or [])
+    config = lm.config or {}
     n_vocab = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
     lltok = ll_tokenizer(lm.tokenizer, eos or None, n_vocab)
     return make_processor(lltok, grammar, eos or set(lltok.eos_tokens), start_after)

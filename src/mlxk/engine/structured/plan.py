@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlxk.engine.structured import tools as T
-from mlxk.engine.types import Chunk, GenerationRequest
+from mlxk.engine.types import Chunk, GenerationRequest, LoadedModel
 from mlxk.errors import ValidationError
 
 
@@ -65,17 +65,17 @@ def response_format_from_file(path: str) -> dict[str, Any]:
                                                    "schema": data}}
 
 
-def chat_template_text(lm: Any) -> str | None:
-    tok = getattr(lm, "tokenizer", None)
+def chat_template_text(lm: LoadedModel) -> str | None:
+    tok = lm.tokenizer
     template = getattr(tok, "chat_template", None)
     return template if isinstance(template, str) else None
 
 
-def model_tool_format(lm: Any) -> tuple[bool, str]:
+def model_tool_format(lm: LoadedModel) -> tuple[bool, str]:
     """(template renders tools, tool-call format the model emits)."""
     template = chat_template_text(lm)
     supports = T.template_supports_tools(template)
-    start = getattr(getattr(lm, "tokenizer", None), "tool_call_start", None)
+    start = getattr(lm.tokenizer, "tool_call_start", None)
     fmt = {"<tool_call>": T.HERMES, "[TOOL_CALLS]": T.MISTRAL,
            "<|python_tag|>": T.LLAMA3}.get(start or "")
     if not supports:
@@ -83,7 +83,7 @@ def model_tool_format(lm: Any) -> tuple[bool, str]:
     return True, fmt or T.detect_format(template)
 
 
-def plan(lm: Any, request: GenerationRequest) -> StructuredPlan:
+def plan(lm: LoadedModel, request: GenerationRequest) -> StructuredPlan:
     """Validate the structured parts of ``request`` and decide how to honour them."""
     from mlxk.engine.structured import grammar as C
 
@@ -134,13 +134,13 @@ def _response_format_lark(response_format: dict[str, Any], C: Any) -> str:
     return C.json_schema_lark(schema)
 
 
-def check(lm: Any, p: StructuredPlan) -> None:
+def check(lm: LoadedModel, p: StructuredPlan) -> None:
     """Compile the plan's grammar for the model's tokenizer now (400 before streaming)."""
     if p.grammar or p.grammar_lark:
         make_processor(lm, p)
 
 
-def make_processor(lm: Any, p: StructuredPlan, prompt_text: str = "") -> Any | None:
+def make_processor(lm: LoadedModel, p: StructuredPlan, prompt_text: str = "") -> Any | None:
     """A fresh per-sequence grammar processor for ``p`` (None when unconstrained).
 
     When the prompt pre-opens a ``<think>`` block (Qwen3, DeepSeek-R1 templates), the model
@@ -166,7 +166,7 @@ def make_processor(lm: Any, p: StructuredPlan, prompt_text: str = "") -> Any | N
         raise ValidationError(exc.message, param=param) from exc
 
 
-def attach(lm: Any, p: StructuredPlan, prepared: Any) -> Any:
+def attach(lm: LoadedModel, p: StructuredPlan, prepared: Any) -> Any:
     """Add the grammar processor and the tool-call decoder to an engine ``Prepared``."""
     proc = make_processor(lm, p, getattr(prepared, "prompt_text", "") or "")
     if proc is not None:

@@ -32,6 +32,7 @@ from mlxk.engine.distributed.rank.group import (
     LostPeer,
     Watchdog,
 )
+from mlxk.engine.types import LoadedModel
 from mlxk.errors import ExecutionError, MlxkError
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class Rank:
         self.events = Events(self.lead)
         self.watchdog = Watchdog(self.rank, on_fire=lambda m: self.events.error("execution_error", m))
         self.ops: queue.Queue = queue.Queue()
-        self.lm: Any = None
+        self.lm: LoadedModel | None = None
         self.channel: Channel | None = None
 
     # -- start-up ---------------------------------------------------------------------------
