@@ -136,39 +136,30 @@ def _scheduler_class(rank: Any, heartbeat: Heartbeat) -> Any:
             kwargs["prompt_cache_size"] = 0
             super().__init__(*args, **kwargs)
 
-        def _new_generator(self, cls: Any, stream: Any) -> Any:
-            eos = sorted(getattr(self.lm, "eos_token_ids", ()) or ())
-            kwargs = {"stop_tokens": [[t] for t in eos] or None, "completion_batch_size": self.max_batch,
-                      "prefill_batch_size": min(self.max_batch, 8),
-                      "prefill_step_size": self.prefill_step_size}
+        # Idle, rank 0 still feeds the followers' deadline.
+        idle_wait = HEARTBEAT_S
+
+        def new_generator(self, cls: Any, stream: Any) -> Any:
+            assert self.lm is not None
+            kwargs = self.generator_kwargs()
             channel.stream = stream
             return LockstepGen(cls(self.lm.model, stream=stream, **kwargs), channel, kwargs)
 
-        def _loop(self, gen: Any, gen_cls: Any, stream: Any) -> None:
-            heartbeat.stop()
-            try:
-                while True:
-                    with self._cv:
-                        if not (self._closing or self._waiting or self._cancels or self._active):
-                            self._cv.wait(timeout=HEARTBEAT_S)
-                        if self._closing:
-                            break
-                        cancels, self._cancels = self._cancels, []
-                        admit = []
-                        while self._waiting and len(self._active) + len(admit) < self.max_batch:
-                            admit.append(self._waiting.popleft())
-                    if not (cancels or admit or self._active):
-                        gen.heartbeat()
-                        continue
-                    self._remove(gen, cancels)
-                    self._insert(gen, admit)
-                    if self._active:
-                        self._step(gen)
-                channel.broadcast(MSG_SHUTDOWN)
-            except Exception as exc:  # lockstep is broken: the server cannot go on
-                msg = str(exc) if isinstance(exc, LostPeer) else f"batch step failed: {exc}"
-                self._fail_active(ExecutionError(f"distributed server failed: {msg}"))
-                _fatal(rank, msg)
+        def on_loop_start(self, gen: Any) -> None:
+            heartbeat.stop()   # the loop's on_idle heartbeats from now on
+
+        def on_idle(self, gen: Any) -> None:
+            gen.heartbeat()
+
+        def on_loop_end(self, gen: Any) -> None:
+            channel.broadcast(MSG_SHUTDOWN)
+
+        def on_step_error(self, exc: Exception) -> bool:
+            # Lockstep is broken (a step or a heartbeat failed): the server cannot go on.
+            msg = str(exc) if isinstance(exc, LostPeer) else f"batch step failed: {exc}"
+            self.fail_active(ExecutionError(f"distributed server failed: {msg}"))
+            _fatal(rank, msg)
+            return False
 
     return LeaderScheduler
 
