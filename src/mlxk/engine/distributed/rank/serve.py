@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlxk.engine.distributed import protocol as rankproto
 from mlxk.engine.distributed.rank.group import (
@@ -33,6 +33,10 @@ from mlxk.engine.distributed.rank.group import (
     LostPeer,
 )
 from mlxk.errors import ExecutionError
+
+if TYPE_CHECKING:
+    from mlxk.engine.batch import BatchScheduler
+    from mlxk.engine.distributed.rank.worker import Rank
 
 
 def _lead_sampler(sampler: Any, group: Any) -> Any:
@@ -119,12 +123,12 @@ class Heartbeat:
         self._thread.join()
 
 
-def _fatal(rank: Any, message: str) -> None:
+def _fatal(rank: Rank, message: str) -> None:
     rank.events.error("execution_error", message)
     threading.Timer(1.0, lambda: os._exit(rankproto.EXIT_LOST_PEER)).start()
 
 
-def _scheduler_class(rank: Any, heartbeat: Heartbeat) -> Any:
+def _scheduler_class(rank: Rank, heartbeat: Heartbeat) -> type[BatchScheduler]:
     from mlxk.engine.batch import BatchScheduler
 
     channel: Channel = rank.channel
@@ -164,7 +168,7 @@ def _scheduler_class(rank: Any, heartbeat: Heartbeat) -> Any:
     return LeaderScheduler
 
 
-def _follow(rank: Any) -> None:
+def _follow(rank: Rank) -> None:
     import mlx.core as mx
     from mlx_lm.generate import BatchGenerator
 
@@ -201,9 +205,9 @@ def _follow(rank: Any) -> None:
 class Leader:
     """What rank 0's HTTP server (``server.distributed``) needs from the lockstep machinery."""
 
-    rank: Any
+    rank: Rank
     heartbeat: Heartbeat
-    scheduler_factory: Callable[..., Any]
+    scheduler_factory: type[BatchScheduler]
 
     def release_followers(self) -> None:
         """Stop the heartbeat and tell the other ranks to exit (rank 0 will not step a batch)."""
@@ -214,7 +218,7 @@ class Leader:
 ServeHttp = Callable[[Leader], None]
 
 
-def run(rank: Any, serve_http: ServeHttp) -> None:
+def run(rank: Rank, serve_http: ServeHttp) -> None:
     """Rank 0 serves HTTP (``serve_http``, given by the entry point); the others follow its steps."""
     if rank.lead:
         heartbeat = Heartbeat(rank.channel)

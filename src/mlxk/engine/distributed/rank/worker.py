@@ -18,6 +18,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from mlxk import config
@@ -32,7 +33,7 @@ from mlxk.engine.distributed.rank.group import (
     LostPeer,
     Watchdog,
 )
-from mlxk.engine.types import LoadedModel
+from mlxk.engine.types import Chunk, GenerationRequest, LoadedModel
 from mlxk.errors import ExecutionError, MlxkError
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ class Rank:
                 except MlxkError:
                     pass  # rank 0 reports request errors
 
-    def _generate(self, req: Any) -> Any:
+    def _generate(self, req: GenerationRequest) -> Iterator[Chunk]:
         # The single-process engine on the sharded model: every rank runs the same request
         # with the same seed; the collectives inside the sharded forward pass keep them in step.
         from mlxk.engine.generate import stream
@@ -175,7 +176,7 @@ class Rank:
             self.watchdog.disarm()
 
 
-def _with_seed(req: Any, seed: Any) -> Any:
+def _with_seed(req: GenerationRequest, seed: int | None) -> GenerationRequest:
     """All ranks must draw the same random numbers: pin a seed when the client gave none."""
     import dataclasses
 
