@@ -8,10 +8,13 @@ only turns flags into its calls and renders what comes back, exactly as the loca
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlxk.output.console import Output
 from mlxk.output.human import size_str
+
+if TYPE_CHECKING:
+    from mlxk.server.settings import ServerSettings
 
 
 def render_plan(data: dict[str, Any]) -> str:
@@ -43,7 +46,7 @@ def _memory(ready: dict[str, Any]) -> str:
     return ", ".join(f"rank {i}: {size_str(kib * 1024)}" for i, kib in enumerate(ready.get("memory_kib", [])))
 
 
-def serve(args: argparse.Namespace, out: Output, settings: Any) -> int:
+def serve(args: argparse.Namespace, out: Output, settings: ServerSettings) -> int:
     """`serve --hosts`: rank 0 runs the HTTP server; this process supervises the ranks."""
     from mlxk.cli.options import host_options
     from mlxk.operations import distributed as dist
@@ -56,8 +59,11 @@ def serve(args: argparse.Namespace, out: Output, settings: Any) -> int:
         if ev.get("ev") == "ready":
             out.info(f"All ranks loaded in {ev.get('load_seconds', 0):.1f}s (memory: {_memory(ev)})")
         elif ev.get("ev") == "listening":
+            from mlxk.server.ui import page_url
+
+            ui = page_url(ev["host"], ev["port"]) if settings.ui else None
             data = {"host": ev["host"], "port": ev["port"], "model": ev.get("model"), "pid": ev.get("pid"),
-                    "ranks": len(p.hosts.hosts), "parallel": p.plan.mode}
+                    "ui": ui, "ranks": len(p.hosts.hosts), "parallel": p.plan.mode}
             out.result(data, _listening_text)
 
     def on_start(p: dist.Prepared) -> None:
@@ -67,7 +73,8 @@ def serve(args: argparse.Namespace, out: Output, settings: Any) -> int:
 
 
 def _listening_text(d: dict[str, Any]) -> str:
-    return (f"mlxk serve: listening on http://{d['host']}:{d['port']}, model {d['model']} "
+    page = f"; chat page {d['ui']}" if d.get("ui") else ""
+    return (f"mlxk serve: listening on http://{d['host']}:{d['port']}, model {d['model']}{page} "
             f"({d['parallel']} parallel over {d['ranks']} ranks; Ctrl-C to stop)")
 
 

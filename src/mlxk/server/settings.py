@@ -33,6 +33,7 @@ class ServerSettings:
     stop_timeout: float = DEFAULT_STOP_TIMEOUT  # graceful drain before the child is killed
     log_json: bool = False
     restart: bool = False
+    ui: bool = True                          # the browser chat page at / and /chat
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
