@@ -71,9 +71,6 @@ def check_response_format(req: ChatCompletionRequest, lm: LoadedModel) -> None:
 
 
 def supports_tools(lm: LoadedModel) -> bool:
-    explicit = getattr(lm, "supports_tools", None)
-    if explicit is not None:
-        return bool(explicit)
     return template_supports_tools(getattr(lm.tokenizer, "chat_template", None))
 
 
@@ -181,8 +178,8 @@ def completion_requests(req: CompletionRequest, lm: LoadedModel) -> list[Generat
             for p in completion_prompts(req.prompt, lm)]
 
 
-def check_bias(req: ChatCompletionRequest | CompletionRequest, lm: Any) -> None:
-    vocab = (getattr(lm, "config", None) or {}).get("vocab_size")
+def check_bias(req: ChatCompletionRequest | CompletionRequest, lm: LoadedModel) -> None:
+    vocab = (lm.config or {}).get("vocab_size")
     if req.logit_bias and vocab:
         bad = [k for k in req.logit_bias if int(k) >= int(vocab)]
         if bad:

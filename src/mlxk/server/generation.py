@@ -125,7 +125,7 @@ def _seeded(greq: GenerationRequest, index: int) -> GenerationRequest:
     return dataclasses.replace(greq, sampling=dataclasses.replace(greq.sampling, seed=seed + index))
 
 
-def _submissions(pool: ModelPool, lm: Any, plan: Plan) -> list[Submission]:
+def _submissions(pool: ModelPool, lm: LoadedModel, plan: Plan) -> list[Submission]:
     """Prepare every sequence (each its own decoder, grammar and sampler state)."""
     subs = []
     for p, greq in enumerate(plan.requests):
@@ -139,7 +139,7 @@ def _submissions(pool: ModelPool, lm: Any, plan: Plan) -> list[Submission]:
 
 
 async def start(pool: ModelPool, model: str | None,
-                build: Callable[[Any], Plan]) -> Session:
+                build: Callable[[LoadedModel], Plan]) -> Session:
     """Acquire ``model``, build its ``Plan`` (``build(lm)`` validates the request against
     the loaded model) and admit every sequence; raises before any output when it cannot run."""
     entry = await pool.acquire(model)
