@@ -10,7 +10,7 @@ processor and tool-call decoder inside it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,13 +50,13 @@ def default_max_tokens(lm: LoadedModel, n_prompt: int) -> int:
     return max(1, min(mlxk_config.DEFAULT_MAX_TOKENS_CAP, room))
 
 
-def vocab_size(lm: Any) -> int:
+def vocab_size(lm: LoadedModel) -> int:
     """How many token ids the model knows (its embedding rows, else the tokenizer's)."""
-    size = (getattr(lm, "config", None) or {}).get("vocab_size")
+    size = (lm.config or {}).get("vocab_size")
     return int(size) if size else len(lm.tokenizer)
 
 
-def checked_ids(lm: Any, ids: Any) -> list[int]:
+def checked_ids(lm: LoadedModel, ids: Iterable[int]) -> list[int]:
     """A token-id prompt as a list, or a 400 naming the first id outside the vocabulary."""
     tokens = [int(t) for t in ids]
     size = vocab_size(lm)

@@ -90,7 +90,7 @@ def plan(lm: LoadedModel, request: GenerationRequest) -> StructuredPlan:
     grammar = C.grammar_for_response_format(request.response_format)
     tools = T.normalize_tools(request.tools)
     choice = T.resolve_tool_choice(request.tool_choice, tools)
-    parallel = bool(getattr(request, "parallel_tool_calls", True))
+    parallel = request.parallel_tool_calls
     has_tool_history = any(m.get("role") == "tool" or m.get("tool_calls")
                            for m in request.messages or [])
     if not tools and not has_tool_history:
