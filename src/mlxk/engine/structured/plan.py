@@ -76,8 +76,7 @@ def model_tool_format(lm: LoadedModel) -> tuple[bool, str]:
     template = chat_template_text(lm)
     supports = T.template_supports_tools(template)
     start = getattr(lm.tokenizer, "tool_call_start", None)
-    fmt = {"<tool_call>": T.HERMES, "[TOOL_CALLS]": T.MISTRAL,
-           "<|python_tag|>": T.LLAMA3}.get(start or "")
+    fmt = T.format_for_tokenizer(start)
     if not supports:
         return False, T.HERMES        # our fallback prompt asks for the hermes format
     return True, fmt or T.detect_format(template)
