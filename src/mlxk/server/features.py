@@ -80,7 +80,7 @@ def check_tools(req: ChatCompletionRequest, lm: LoadedModel) -> None:
         # (engine/structured/tools/); only a model with no chat template at all cannot take tools.
         if not supports_tools(lm) and not lm.has_chat_template:
             raise _refuse("tools", "this model has no chat template, so it cannot take tools")
-        from mlxk.engine.structured import tools as tool_spec  # pure module, no mlx
+        from mlxk.engine.structured import tools as tool_spec
 
         tool_spec.resolve_tool_choice(req.tool_choice, tool_spec.normalize_tools(req.tools))
     elif req.tool_choice not in (None, "none"):
