@@ -19,14 +19,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlxk import platform as plat
 from mlxk.cache import runnable
 from mlxk.cache.resolve import ResolvedModel
 from mlxk.cache.runnable import Job
 from mlxk.cache.runnable import is_path_like as is_path_like
-from mlxk.engine.types import LoadedModel
+from mlxk.engine.types import GenerationRequest, LoadedModel
 from mlxk.errors import (
     MlxkError,
     ModelNotFound,
@@ -38,7 +38,9 @@ from mlxk.server.metrics import Metrics
 from mlxk.server.settings import ServerSettings
 
 if TYPE_CHECKING:
+    from mlxk.engine.batch import BatchScheduler, RequestStats
     from mlxk.engine.embeddings.encoder import EmbeddingModel
+    from mlxk.engine.generate import Prepared
 
 log = logging.getLogger("mlxk.server")
 NO_DEFAULT = {"text": "'model' is required (the server has no default model)",
@@ -53,7 +55,7 @@ class ModelEntry:
     size_bytes: int
     pinned: bool = False
     job: Job = "text"               # text: a BatchScheduler; embedding: an encoder, no scheduler
-    scheduler: Any = None           # BatchScheduler
+    scheduler: BatchScheduler | None = None   # text models only
     lm: LoadedModel | EmbeddingModel | None = None   # once ready (text: LoadedModel)
     in_use: int = 0
     loads: int = 0
@@ -102,7 +104,7 @@ def embedding_resolver(name: str) -> Target:
                    "embedding")
 
 
-def default_loader(path: Path, name: str) -> Any:
+def default_loader(path: Path, name: str) -> LoadedModel:
     from mlxk.engine.loader import load_model
 
     return load_model(path, name=name)
@@ -114,7 +116,7 @@ def default_embedding_loader(path: Path, name: str) -> EmbeddingModel:
     return load_embedding_model(path, name)
 
 
-def default_prepare(lm: LoadedModel, request: Any) -> Any:
+def default_prepare(lm: LoadedModel, request: GenerationRequest) -> Prepared:
     from mlxk.engine.generate import prepare
 
     return prepare(lm, request)
@@ -123,11 +125,11 @@ def default_prepare(lm: LoadedModel, request: Any) -> Any:
 class ModelPool:
     def __init__(self, settings: ServerSettings, metrics: Metrics | None = None,
                  resolver: Callable[[str], Target] = default_resolver,
-                 loader: Callable[[Path, str], Any] = default_loader,
-                 scheduler_factory: Callable[..., Any] | None = None,
-                 prepare: Callable[[Any, Any], Any] = default_prepare,
+                 loader: Callable[[Path, str], LoadedModel] = default_loader,
+                 scheduler_factory: Callable[..., BatchScheduler] | None = None,
+                 prepare: Callable[[LoadedModel, GenerationRequest], Prepared] = default_prepare,
                  embedding_resolver: Callable[[str], Target] = embedding_resolver,
-                 embedding_loader: Callable[[Path, str], Any] = default_embedding_loader) -> None:
+                 embedding_loader: Callable[[Path, str], EmbeddingModel] = default_embedding_loader) -> None:
         self.settings = settings
         self.prepare = prepare
         self.metrics = metrics or Metrics()
@@ -242,11 +244,11 @@ class ModelPool:
                                  f"(--max-loaded {self.settings.max_loaded}); retry later")
             await self._unload(min(idle, key=lambda e: e.last_used))
 
-    def _make_scheduler(self, entry: ModelEntry) -> Any:
+    def _make_scheduler(self, entry: ModelEntry) -> BatchScheduler:
         s, m, key = self.settings, self.metrics, entry.key
         path = entry.path
 
-        def on_finish(stats: Any) -> None:
+        def on_finish(stats: RequestStats) -> None:
             m.tokens_in.labels(key).inc(stats.prompt_tokens)
             m.tokens_out.labels(key).inc(stats.completion_tokens)
             if stats.ttft_s is not None:
