@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 
@@ -22,12 +23,16 @@ from mlxk.errors import ValidationError
 from mlxk.server.pool import ModelPool
 from mlxk.server.schemas import ERROR_RESPONSES, EmbeddingRequest, EmbeddingResponse
 
+if TYPE_CHECKING:
+    from mlxk.engine.embeddings.encoder import EmbeddingModel
+
 router = APIRouter()
 MAX_INPUTS = 2048
 
 
 # --- request handling --------------------------------------------------------------
-def _split_input(value: Any) -> tuple[list[str] | None, list[list[int]] | None]:
+def _split_input(value: str | list[str] | list[int] | list[list[int]]
+                 ) -> tuple[list[str] | None, list[list[int]] | None]:
     """(texts, None) or (None, token arrays); 400 for empty input."""
     if isinstance(value, str):
         return [value], None
@@ -48,7 +53,7 @@ def _split_input(value: Any) -> tuple[list[str] | None, list[list[int]] | None]:
                           param="input")
 
 
-def _encode(vector: Any, fmt: str) -> list[float] | str:
+def _encode(vector: Sequence[float], fmt: str) -> list[float] | str:
     import numpy as np
 
     if fmt == "base64":
@@ -56,7 +61,7 @@ def _encode(vector: Any, fmt: str) -> list[float] | str:
     return [float(x) for x in vector]
 
 
-def compute(em: Any, body: EmbeddingRequest) -> dict[str, Any]:
+def compute(em: EmbeddingModel, body: EmbeddingRequest) -> dict[str, Any]:
     """Embed the request's inputs with a loaded model; the OpenAI response body."""
     import numpy as np
 
