@@ -43,3 +43,16 @@ def build_tiny_lm(seed: int = 7) -> LoadedModel:
     eos = hf.convert_tokens_to_ids("<|end|>")
     return LoadedModel(model=model, tokenizer=wrapper, eos_token_ids={eos}, config={"vocab_size": vocab},
                        name="tiny", path=Path("tiny"), context_length=512, has_chat_template=True)
+
+
+def assert_one_call(chunks: list, name: str, parameters: dict) -> None:
+    """The streamed answer is exactly one call of ``name`` whose arguments validate, no text."""
+    import json
+
+    import jsonschema
+
+    calls = [c for ch in chunks for c in ch.tool_calls or []]
+    assert chunks[-1].finish_reason == "tool_calls"
+    assert len(calls) == 1 and calls[0]["function"]["name"] == name
+    jsonschema.validate(json.loads(calls[0]["function"]["arguments"]), parameters)
+    assert "".join(ch.text for ch in chunks).strip() == ""
