@@ -104,3 +104,16 @@ def test_the_rules_can_fail(graph) -> None:
     assert "mlxk.engine.types (engine) imports mlxk.server.pool (server)" in layer_violations(bad)
     assert any({"mlxk.engine.types", "mlxk.server.pool"} <= set(c) for c in code_stats.cycles(bad))
     assert "mlx" in heavy_reached(bad, external, "mlxk.engine.types")
+
+
+def test_test_modules_import_helpers_from_tests_support_only() -> None:
+    """Shared helpers live in tests/support; a test module importing another one runs (and
+    couples) that module's fixtures and servers."""
+    root = code_stats.SRC.parent / "tests"
+    offenders = []
+    for path in sorted(root.rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tests."):
+                if node.module.split(".")[-1].startswith("test_"):
+                    offenders.append(f"{path.relative_to(root)} imports {node.module}")
+    assert offenders == []
