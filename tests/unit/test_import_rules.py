@@ -113,7 +113,7 @@ def test_test_modules_import_helpers_from_tests_support_only() -> None:
     offenders = []
     for path in sorted(root.rglob("test_*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tests."):
-                if node.module.split(".")[-1].startswith("test_"):
-                    offenders.append(f"{path.relative_to(root)} imports {node.module}")
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            if module and module.startswith("tests.") and module.split(".")[-1].startswith("test_"):
+                offenders.append(f"{path.relative_to(root)} imports {module}")
     assert offenders == []
