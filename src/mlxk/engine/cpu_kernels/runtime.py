@@ -64,12 +64,13 @@ def _self_test(qmm: _QuantizedMatmul) -> None:
         want = mx.quantized_matmul(x, wq, scales, biases, transpose=True, group_size=64, bits=bits)
         got = qmm(x, wq, scales, biases, 64, bits)
         err = (mx.abs(got - want).max() / mx.maximum(mx.abs(want).max(), 1e-6)).item()
-        if not err < 1e-4:
+        if not err < 1e-3:
             raise build.BuildError(f"self-test failed ({bits}-bit: relative error {err:.2e})")
 
 
-def _fits(module: nn.Module) -> bool:
-    if type(module) not in (nn.QuantizedLinear, nn.QuantizedEmbedding):
+def covered(module: nn.Module) -> bool:
+    """A quantized layer (MLX's or already swapped) whose parameters the kernel handles."""
+    if not isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
         return False
     return (getattr(module, "mode", "affine") == "affine" and module.bits in BITS
             and module.group_size in GROUP_SIZES and "biases" in module
@@ -109,7 +110,7 @@ def patch_model(model: nn.Module) -> Verdict:
     """Swap every quantized layer the kernel covers; ``BuildError`` if it cannot be built."""
     if mx.default_device() != mx.cpu:
         return Verdict("not_applicable", "MLX's default device is not the CPU")
-    layers = [m for _, m in model.named_modules() if _fits(m)]
+    layers = [m for _, m in model.named_modules() if type(m) in _SWAP and covered(m)]
     if not layers:
         return Verdict("not_applicable", "the model has no 4/8-bit affine quantized layers")
     ext = extension()
