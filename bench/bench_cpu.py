@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 PROMPT = ("You are a careful storyteller. Write a long, detailed story about an old lighthouse "
           "keeper on a rocky island who finds a message in a bottle, the storm that follows, the "
@@ -90,44 +91,11 @@ def per_call(model, qmm) -> None:
                   f"{c:7.2f} | {a / c:6.1f}x", flush=True)
 
 
-def run_engine(lm, max_tokens: int) -> tuple[float, float, int]:
-    from mlxk.engine.generate import prepare, stream
-    from mlxk.engine.types import GenerationRequest, SamplingParams
-
-    req = GenerationRequest(messages=[{"role": "user", "content": PROMPT}],
-                            sampling=SamplingParams(temperature=0.0), max_tokens=max_tokens)
-    times: list[float] = []
-    t0 = time.perf_counter()
-    p = prepare(lm, req)
-    feed = p.decoder.feed
-
-    def timed_feed(token: int):
-        times.append(time.perf_counter())
-        return feed(token)
-
-    p.decoder.feed = timed_feed
-    for _ in stream(lm, req, prepared=p):
-        pass
-    return t0, times[0], times
-
-
-def run_raw(lm, max_tokens: int) -> tuple[float, float, list[float]]:
-    from mlx_lm import stream_generate
-    from mlx_lm.sample_utils import make_sampler
-
-    tok = lm.tokenizer
-    times: list[float] = []
-    t0 = time.perf_counter()
-    prompt = tok.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True)
-    for r in stream_generate(lm.model, tok, prompt, max_tokens=max_tokens, sampler=make_sampler(0.0)):
-        if len(times) < r.generation_tokens:
-            times.append(time.perf_counter())
-    return t0, times[0], times
-
-
 def end_to_end(lm, tokens: int, rounds: int) -> None:
+    import bench_run  # the same timed arms as bench_run.py, with this script's longer prompt
     from mlxk.engine.cpu_kernels import runtime
 
+    bench_run.PROMPT = PROMPT
     n_prompt = len(lm.tokenizer.apply_chat_template([{"role": "user", "content": PROMPT}],
                                                     add_generation_prompt=True))
 
@@ -137,8 +105,8 @@ def end_to_end(lm, tokens: int, rounds: int) -> None:
         else:
             runtime.unpatch_model(lm.model)
 
-    arms = [("mlxk+kernel", True, run_engine), ("mlxk pure", False, run_engine),
-            ("raw mlx-lm", False, run_raw)]
+    arms = [("mlxk+kernel", True, bench_run.run_engine), ("mlxk pure", False, bench_run.run_engine),
+            ("raw mlx-lm", False, bench_run.run_raw)]
     results: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in arms}
     print(f"\nend to end: prompt {n_prompt} tokens, {tokens} new tokens, greedy, {rounds} rounds "
           f"(+ warm-up), arms rotate each round; load average {os.getloadavg()[0]:.1f}")
@@ -149,13 +117,11 @@ def end_to_end(lm, tokens: int, rounds: int) -> None:
         order = arms[i % 3:] + arms[:i % 3]
         for name, on, fn in order:
             kernel_on(on)
-            t0, first, times = fn(lm, tokens)
-            prefill = n_prompt / (first - t0)
-            decode = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+            ttft, decode, n = fn(lm, tokens)
+            prefill = n_prompt / ttft
             results[name].append((prefill, decode))
             print(f"  round {i + 1} {name:12s}: prefill {prefill:7.1f} tok/s  decode "
-                  f"{decode:6.2f} tok/s  ({len(times)} tokens)  load {os.getloadavg()[0]:.1f}",
-                  flush=True)
+                  f"{decode:6.2f} tok/s  ({n} tokens)  load {os.getloadavg()[0]:.1f}", flush=True)
     raw_pre = statistics.median(r[0] for r in results["raw mlx-lm"])
     raw_dec = statistics.median(r[1] for r in results["raw mlx-lm"])
     print(f"\nmedians of {rounds} rounds | prefill tok/s | decode tok/s | prefill ratio to raw | "

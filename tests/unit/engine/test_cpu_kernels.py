@@ -186,3 +186,38 @@ def test_off_switch_leaves_mlx_layers(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_unquantized_model_is_left_alone() -> None:
     model = nn.Sequential(nn.Linear(8, 8))
     assert runtime.patch_model(model).state == "not_applicable"
+
+
+@pytest.fixture
+def fresh_extension(monkeypatch: pytest.MonkeyPatch):
+    """``runtime.extension()`` forgets its cached module for the test (and after it)."""
+    monkeypatch.setattr(cpu_kernels, "_current", None)
+    runtime.extension.cache_clear()
+    yield
+    runtime.extension.cache_clear()
+
+
+def test_other_installed_mlx_is_refused(fresh_extension, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(detect, "mlx_version", lambda: "0.0.1")
+    model = _tied_model()
+    verdict = cpu_kernels.accelerate(model)
+    assert verdict.state == "unavailable" and "differs" in verdict.reason
+    assert type(model.proj) is nn.QuantizedLinear
+
+
+def test_module_built_for_other_mlx_is_refused(fresh_extension,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlxk.engine.cpu_kernels import build
+
+    real = build.ensure_built(detect.mlx_version())     # a module built for today's mlx ...
+    monkeypatch.setattr(detect, "mlx_version", lambda: "9.9.9")
+    monkeypatch.setattr(mx, "__version__", "9.9.9")     # ... in a process running another
+    monkeypatch.setattr(build, "ensure_built", lambda version: real)
+    with pytest.raises(build.BuildError, match="refused: built for mlx"):
+        runtime.extension()
+
+
+def test_cache_key_follows_mlx_version_and_source() -> None:
+    a, b = detect.build_dir("0.32.4"), detect.build_dir("0.33.0")
+    assert a != b and a.parent == b.parent
+    assert detect.source_hash() in a.name and "avx2fma" in a.name
