@@ -15,7 +15,8 @@ group-32 layers, 8-bit tied embedding head), built under ``.cache/test-models/``
    - ``mlxk pure``:   the same path on MLX's own layers (``MLXK_CPU_KERNELS=off``);
    - ``raw mlx-lm``:  ``mlx_lm.stream_generate`` on MLX's own layers.
    Prefill tok/s = prompt tokens / time to first token; decode tok/s = tokens after the first
-   over the time after the first. Medians, and the ratios to raw mlx-lm (targets >= 3).
+   over the time after the first; CPU s = process CPU time of the whole request (robust when
+   other jobs share the machine). Medians, and the ratios to raw mlx-lm (targets >= 3).
 
 llama.cpp is not compared here: ``llama-cpp-python`` builds from source for minutes on this
 machine (docs/cpu-kernels.md quotes the issue's measurement of it instead).
@@ -107,7 +108,7 @@ def end_to_end(lm, tokens: int, rounds: int) -> None:
 
     arms = [("mlxk+kernel", True, bench_run.run_engine), ("mlxk pure", False, bench_run.run_engine),
             ("raw mlx-lm", False, bench_run.run_raw)]
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in arms}
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _, _ in arms}
     print(f"\nend to end: prompt {n_prompt} tokens, {tokens} new tokens, greedy, {rounds} rounds "
           f"(+ warm-up), arms rotate each round; load average {os.getloadavg()[0]:.1f}")
     for _name, on, fn in arms:   # warm-up
@@ -117,19 +118,25 @@ def end_to_end(lm, tokens: int, rounds: int) -> None:
         order = arms[i % 3:] + arms[:i % 3]
         for name, on, fn in order:
             kernel_on(on)
+            cpu = time.process_time()
             ttft, decode, n = fn(lm, tokens)
+            cpu = time.process_time() - cpu
             prefill = n_prompt / ttft
-            results[name].append((prefill, decode))
+            results[name].append((prefill, decode, cpu))
             print(f"  round {i + 1} {name:12s}: prefill {prefill:7.1f} tok/s  decode "
-                  f"{decode:6.2f} tok/s  ({n} tokens)  load {os.getloadavg()[0]:.1f}", flush=True)
+                  f"{decode:6.2f} tok/s  ({n} tokens)  CPU {cpu:6.2f} s  load "
+                  f"{os.getloadavg()[0]:.1f}", flush=True)
     raw_pre = statistics.median(r[0] for r in results["raw mlx-lm"])
     raw_dec = statistics.median(r[1] for r in results["raw mlx-lm"])
-    print(f"\nmedians of {rounds} rounds | prefill tok/s | decode tok/s | prefill ratio to raw | "
-          "decode ratio to raw")
+    raw_cpu = statistics.median(r[2] for r in results["raw mlx-lm"])
+    print(f"\nmedians of {rounds} rounds | prefill tok/s | decode tok/s | CPU s per request | "
+          "prefill / decode / CPU-time ratio to raw")
     for name, _, _ in arms:
         pre = statistics.median(r[0] for r in results[name])
         dec = statistics.median(r[1] for r in results[name])
-        print(f"  {name:12s} | {pre:8.1f} | {dec:7.2f} | {pre / raw_pre:5.2f}x | {dec / raw_dec:5.2f}x")
+        cpu = statistics.median(r[2] for r in results[name])
+        print(f"  {name:12s} | {pre:8.1f} | {dec:7.2f} | {cpu:6.2f} | {pre / raw_pre:5.2f}x / "
+              f"{dec / raw_dec:5.2f}x / {raw_cpu / cpu:5.2f}x")
     print("targets: mlxk+kernel >= 3x raw mlx-lm in both prefill and decode")
 
 

@@ -221,3 +221,12 @@ def test_cache_key_follows_mlx_version_and_source() -> None:
     a, b = detect.build_dir("0.32.4"), detect.build_dir("0.33.0")
     assert a != b and a.parent == b.parent
     assert detect.source_hash() in a.name and "avx2fma" in a.name
+
+
+def test_nan_and_inf_activations_propagate(qmm) -> None:
+    wq, s, b = _quantized(16, 128, mx.float32, 4, 64)
+    x = mx.random.normal((3, 128), key=mx.random.key(9))
+    x = x.at[0, 5].add(float("nan")).at[1, 70].add(float("inf"))
+    got = qmm(x, wq, s, b, 64, 4)
+    assert mx.isnan(got[0]).all().item() and not mx.isfinite(got[1]).any().item()
+    assert mx.isfinite(got[2]).all().item()

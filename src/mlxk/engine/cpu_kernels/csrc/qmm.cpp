@@ -81,14 +81,17 @@ void prepare_x(const mx::array& x, int bits, int group_size, int16_t* xq, float*
     int16_t* dst = xq + m * K;
     for (int g = 0; g < G; ++g) {
       float sum = 0.f, peak = 0.f;
+      bool finite = true;
       for (int k = g * group_size; k < (g + 1) * group_size; ++k) {
         sum += row[k];
         peak = std::max(peak, std::fabs(row[k]));
+        finite = finite && std::isfinite(row[k]);
       }
       xsum[m * G + g] = sum;
-      const float scale = peak > 0.f ? peak / 32767.f : 0.f;
+      // inf/nan in a group make its contribution nan, as in MLX's float product
+      const float scale = !finite ? NAN : (peak > 0.f ? peak / 32767.f : 0.f);
       xscale[m * G + g] = scale;
-      const float inv = peak > 0.f ? 32767.f / peak : 0.f;
+      const float inv = finite && peak > 0.f ? 32767.f / peak : 0.f;
       for (int k = g * group_size; k < (g + 1) * group_size; ++k) {
         const int16_t q = static_cast<int16_t>(std::lrintf(row[k] * inv));
         int pos = k;
