@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from mlxk.engine.cpu_kernels import build, detect
+from mlxk.engine.cpu_kernels import detect
 from mlxk.engine.cpu_kernels.detect import Verdict
 
 _current: Verdict | None = None   # what accelerate() did in this process
@@ -40,6 +40,8 @@ def status() -> Verdict:
     if failed.is_file():
         reason = failed.read_text(encoding="utf-8", errors="replace").strip()
         return Verdict("unavailable", f"pure MLX path: {reason}", str(failed))
+    from mlxk.engine.cpu_kernels import build
+
     try:
         build.toolchain()
     except build.BuildError as exc:
@@ -54,6 +56,8 @@ def accelerate(model: _Module) -> Verdict:
     global _current
     verdict = detect.not_applicable()
     if verdict is None:
+        from mlxk.engine.cpu_kernels import build
+
         try:
             from mlxk.engine.cpu_kernels import runtime
 

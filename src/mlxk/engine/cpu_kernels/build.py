@@ -19,8 +19,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from mlxk import config
 from mlxk.engine.cpu_kernels import detect
 
@@ -50,14 +48,13 @@ class Toolchain:
 def _nanobind_dir() -> Path:
     spec = importlib.util.find_spec("nanobind")
     if spec is None or not spec.origin:
-        raise BuildError("nanobind is not installed (pip install 'mlx-knife[kernels]')")
+        raise BuildError("nanobind is not installed (pip install 'nanobind>=3.1,<4')")
     root = Path(spec.origin).parent
+    version = detect.dist_version("nanobind") or "?"
     try:
-        from importlib import metadata
-
-        parts = tuple(int(p) for p in metadata.version("nanobind").split(".")[:2])
-    except (ValueError, ImportError, metadata.PackageNotFoundError) as exc:
-        raise BuildError(f"cannot tell nanobind's version: {exc}") from exc
+        parts = tuple(int(p) for p in version.split(".")[:2])
+    except ValueError as exc:
+        raise BuildError(f"cannot tell nanobind's version ({version})") from exc
     low, high = NANOBIND_RANGE
     if not low <= parts < high:
         raise BuildError(f"nanobind {'.'.join(map(str, parts))} installed; mlx needs >=3.1,<4")
@@ -146,6 +143,8 @@ def ensure_built(version: str) -> Path:
     if failed.is_file():
         raise BuildError(failed.read_text(encoding="utf-8", errors="replace").strip())
     tools = toolchain()
+    from filelock import FileLock, Timeout  # here, not at import: `mlxk --version` stays fast
+
     directory.mkdir(parents=True, exist_ok=True)
     try:
         with FileLock(str(directory) + ".lock", timeout=LOCK_TIMEOUT_S):

@@ -9,10 +9,10 @@ fresh build and an old build is never loaded against a different mlx.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import sysconfig
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 
 from mlxk import config, platform
@@ -49,11 +49,27 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def mlx_version() -> str | None:
+def dist_version(name: str) -> str | None:
+    """The installed version of distribution ``name`` (whose import package has the same name),
+    read from its ``.dist-info`` folder name: ``importlib.metadata`` costs ~50 ms of imports,
+    too much for ``mlxk --version``."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    site = Path(next(iter(spec.submodule_search_locations))).parent
+    found = sorted(site.glob(f"{name}-[0-9]*.dist-info"))
+    if len(found) == 1:
+        return found[0].name[len(name) + 1:-len(".dist-info")]
+    from importlib import metadata  # editable installs, unusual layouts
+
     try:
-        return metadata.version("mlx")
+        return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def mlx_version() -> str | None:
+    return dist_version("mlx")
 
 
 def source_hash() -> str:
