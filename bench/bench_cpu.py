@@ -15,8 +15,9 @@ group-32 layers, 8-bit tied embedding head), built under ``.cache/test-models/``
    - ``mlxk pure``:   the same path on MLX's own layers (``MLXK_CPU_KERNELS=off``);
    - ``raw mlx-lm``:  ``mlx_lm.stream_generate`` on MLX's own layers.
    Prefill tok/s = prompt tokens / time to first token; decode tok/s = tokens after the first
-   over the time after the first; CPU s = process CPU time of the whole request (robust when
-   other jobs share the machine). Medians, and the ratios to raw mlx-lm (targets >= 3).
+   over the time after the first. CPU: process CPU time of the prompt alone (a request for one
+   token) and per decoded token (the rest of a full request), robust when other jobs share the
+   machine. Medians, and the ratios to raw mlx-lm (targets >= 3).
 
 llama.cpp is not compared here: ``llama-cpp-python`` builds from source for minutes on this
 machine (docs/cpu-kernels.md quotes the issue's measurement of it instead).
@@ -108,7 +109,7 @@ def end_to_end(lm, tokens: int, rounds: int) -> None:
 
     arms = [("mlxk+kernel", True, bench_run.run_engine), ("mlxk pure", False, bench_run.run_engine),
             ("raw mlx-lm", False, bench_run.run_raw)]
-    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _, _ in arms}
+    results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name, _, _ in arms}
     print(f"\nend to end: prompt {n_prompt} tokens, {tokens} new tokens, greedy, {rounds} rounds "
           f"(+ warm-up), arms rotate each round; load average {os.getloadavg()[0]:.1f}")
     for _name, on, fn in arms:   # warm-up
@@ -119,24 +120,29 @@ def end_to_end(lm, tokens: int, rounds: int) -> None:
         for name, on, fn in order:
             kernel_on(on)
             cpu = time.process_time()
+            fn(lm, 1)                              # the prompt alone: its CPU time
+            cpu_prefill = time.process_time() - cpu
+            cpu = time.process_time()
             ttft, decode, n = fn(lm, tokens)
-            cpu = time.process_time() - cpu
+            cpu_token = (time.process_time() - cpu - cpu_prefill) / max(1, n - 1)
             prefill = n_prompt / ttft
-            results[name].append((prefill, decode, cpu))
+            results[name].append((prefill, decode, cpu_prefill, cpu_token))
             print(f"  round {i + 1} {name:12s}: prefill {prefill:7.1f} tok/s  decode "
-                  f"{decode:6.2f} tok/s  ({n} tokens)  CPU {cpu:6.2f} s  load "
-                  f"{os.getloadavg()[0]:.1f}", flush=True)
-    raw_pre = statistics.median(r[0] for r in results["raw mlx-lm"])
-    raw_dec = statistics.median(r[1] for r in results["raw mlx-lm"])
-    raw_cpu = statistics.median(r[2] for r in results["raw mlx-lm"])
-    print(f"\nmedians of {rounds} rounds | prefill tok/s | decode tok/s | CPU s per request | "
-          "prefill / decode / CPU-time ratio to raw")
+                  f"{decode:6.2f} tok/s  ({n} tokens) | CPU: prompt {cpu_prefill:5.2f} s, "
+                  f"{cpu_token * 1000:6.1f} ms/token | load {os.getloadavg()[0]:.1f}", flush=True)
+
+    def med(name: str, i: int) -> float:
+        return statistics.median(r[i] for r in results[name])
+
+    raw = [med("raw mlx-lm", i) for i in range(4)]
+    print(f"\nmedians of {rounds} rounds | wall: prefill tok/s, decode tok/s | CPU: prompt s, "
+          "decode ms/token | ratios to raw mlx-lm (wall prefill, wall decode, CPU prompt, "
+          "CPU decode)")
     for name, _, _ in arms:
-        pre = statistics.median(r[0] for r in results[name])
-        dec = statistics.median(r[1] for r in results[name])
-        cpu = statistics.median(r[2] for r in results[name])
-        print(f"  {name:12s} | {pre:8.1f} | {dec:7.2f} | {cpu:6.2f} | {pre / raw_pre:5.2f}x / "
-              f"{dec / raw_dec:5.2f}x / {raw_cpu / cpu:5.2f}x")
+        v = [med(name, i) for i in range(4)]
+        print(f"  {name:12s} | {v[0]:6.1f} {v[1]:6.2f} | {v[2]:6.2f} {v[3] * 1000:6.1f} | "
+              f"{v[0] / raw[0]:5.2f}x {v[1] / raw[1]:5.2f}x {raw[2] / v[2]:5.2f}x "
+              f"{raw[3] / v[3]:5.2f}x")
     print("targets: mlxk+kernel >= 3x raw mlx-lm in both prefill and decode")
 
 
