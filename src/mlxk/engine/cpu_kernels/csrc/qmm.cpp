@@ -112,8 +112,10 @@ struct Problem {
   const int16_t* xq;     // M x K, prepared
   const float* xscale;   // M x G
   const float* xsum;     // M x G
-  float* out;            // M x ldo
-  int M, N, K, G, group_size, ldo;
+  float* out;            // tile results: out[row * ldo + column - col0]
+  int M, N, K, G, group_size, ldo, col0;
+  void* final;           // float16/bfloat16 output (M x N), filled block by block; else null
+  int final_kind;        // 0: out is the float32 output itself, 1: float16, 2: bfloat16
 };
 
 // One tile: NB output columns x MB activation rows, starting at column n and row m. Weights
@@ -181,7 +183,7 @@ inline void tile(const Problem& p, int n, int m) {
   }
   for (int j = 0; j < NB; ++j)
     for (int r = 0; r < MB; ++r)
-      p.out[static_cast<size_t>(m + r) * p.ldo + n + j] = hsum(acc[j][r]) + bacc[j][r];
+      p.out[static_cast<size_t>(m + r) * p.ldo + n + j - p.col0] = hsum(acc[j][r]) + bacc[j][r];
 }
 
 template <int BITS, int MB, typename ST>
@@ -192,21 +194,36 @@ void columns(const Problem& p, int m, int n0, int n1) {
   for (; n < n1; ++n) tile<BITS, 1, MB, ST>(p, n, m);
 }
 
+constexpr int NBLK = 16;
+
+// Copy a finished block of columns [nb, ne) from the float scratch into the low-precision output.
+template <typename T>
+void flush(const Problem& p, int nb, int ne) {
+  T* dst = static_cast<T*>(p.final);
+  for (int m = 0; m < p.M; ++m)
+    for (int n = nb; n < ne; ++n)
+      dst[static_cast<size_t>(m) * p.N + n] = static_cast<T>(p.out[m * NBLK + n - nb]);
+}
+
 // Columns [n0, n1) for every row: column blocks outside, row blocks inside, so a block of
-// packed weights stays in L1 while all rows use it.
+// packed weights stays in L1 while all rows use it. A float16/bfloat16 result goes through an
+// M x 16 float scratch (bounded memory whatever N is).
 template <int BITS, typename ST>
 void run_range(const Problem& p, int n0, int n1) {
-  constexpr int NBLK = 16;
   for (int nb = n0; nb < n1; nb += NBLK) {
     const int ne = nb + NBLK < n1 ? nb + NBLK : n1;
+    Problem q = p;
+    if (p.final_kind != 0) q.col0 = nb;
     int m = 0;
-    for (; m + 4 <= p.M; m += 4) columns<BITS, 4, ST>(p, m, nb, ne);
-    switch (p.M - m) {
-      case 3: columns<BITS, 3, ST>(p, m, nb, ne); break;
-      case 2: columns<BITS, 2, ST>(p, m, nb, ne); break;
-      case 1: columns<BITS, 1, ST>(p, m, nb, ne); break;
+    for (; m + 4 <= q.M; m += 4) columns<BITS, 4, ST>(q, m, nb, ne);
+    switch (q.M - m) {
+      case 3: columns<BITS, 3, ST>(q, m, nb, ne); break;
+      case 2: columns<BITS, 2, ST>(q, m, nb, ne); break;
+      case 1: columns<BITS, 1, ST>(q, m, nb, ne); break;
       default: break;
     }
+    if (p.final_kind == 1) flush<mx::float16_t>(q, nb, ne);
+    else if (p.final_kind == 2) flush<mx::bfloat16_t>(q, nb, ne);
   }
 }
 
@@ -217,11 +234,6 @@ void run_bits(const Problem& p, mx::Dtype st) {
   else run_range<BITS, mx::bfloat16_t>(p, 0, p.N);
 }
 
-template <typename T>
-void store(const float* src, T* dst, size_t n) {
-  for (size_t i = 0; i < n; ++i) dst[i] = static_cast<T>(src[i]);
-}
-
 void compute(const mx::array& x, const mx::array& w, const mx::array& scales,
              const mx::array& biases, mx::array& out, int group_size, int bits) {
   const int K = x.shape(-1);
@@ -230,7 +242,7 @@ void compute(const mx::array& x, const mx::array& w, const mx::array& scales,
   const int G = K / group_size;
   if (M == 0 || N == 0) return;
   thread_local std::vector<int16_t> xq;
-  thread_local std::vector<float> xscale, xsum, fout;
+  thread_local std::vector<float> xscale, xsum, scratch;
   xq.resize(static_cast<size_t>(M) * K);
   xscale.resize(static_cast<size_t>(M) * G);
   xsum.resize(static_cast<size_t>(M) * G);
@@ -241,20 +253,19 @@ void compute(const mx::array& x, const mx::array& w, const mx::array& scales,
     case mx::float16: prepare_x<mx::float16_t>(x, bits, group_size, q, xs, sums); break;
     default: prepare_x<mx::bfloat16_t>(x, bits, group_size, q, xs, sums); break;
   }
-  float* dst;
-  if (out.dtype() == mx::float32) {
-    dst = out.data<float>();
-  } else {
-    fout.resize(static_cast<size_t>(M) * N);
-    dst = fout.data();
-  }
   Problem p{w.data<uint8_t>(), scales.data<void>(), biases.data<void>(), q, xs, sums,
-            dst, M, N, K, G, group_size, N};
+            nullptr, M, N, K, G, group_size, N, 0, nullptr, 0};
+  if (out.dtype() == mx::float32) {
+    p.out = out.data<float>();
+  } else {
+    scratch.resize(static_cast<size_t>(M) * NBLK);
+    p.out = scratch.data();
+    p.ldo = NBLK;
+    p.final = out.data<void>();
+    p.final_kind = out.dtype() == mx::float16 ? 1 : 2;
+  }
   if (bits == 4) run_bits<4>(p, scales.dtype());
   else run_bits<8>(p, scales.dtype());
-  const size_t total = static_cast<size_t>(M) * N;
-  if (out.dtype() == mx::float16) store(dst, out.data<mx::float16_t>(), total);
-  else if (out.dtype() == mx::bfloat16) store(dst, out.data<mx::bfloat16_t>(), total);
 }
 
 class QuantizedMatmul : public mx::UnaryPrimitive {
