@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +10,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from mlxk import __version__
-from mlxk.server import errors, routes, ui
+from mlxk.server import errors, routes, routes_embeddings, ui
 from mlxk.server.access import AccessMiddleware
 from mlxk.server.disconnect import DisconnectMiddleware
 from mlxk.server.pool import ModelPool
@@ -19,18 +18,8 @@ from mlxk.server.security import ApiKeyMiddleware, BodyLimitMiddleware, cors_kwa
 from mlxk.server.settings import ServerSettings
 
 log = logging.getLogger("mlxk.server")
-OPTIONAL_ROUTERS = ("mlxk.server.routes_embeddings",)
 
 
-def _include_optional(app: FastAPI) -> None:
-    for name in OPTIONAL_ROUTERS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        app.include_router(module.router)
 
 
 def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
@@ -56,7 +45,7 @@ def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     app.state.ready = False
     errors.install(app)
     app.include_router(routes.router)
-    _include_optional(app)
+    app.include_router(routes_embeddings.router)
     app.add_middleware(DisconnectMiddleware)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
