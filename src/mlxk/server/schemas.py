@@ -228,9 +228,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 # --- /v1/embeddings ------------------------------------------------------------------
 class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The schema asks for "model" (as OpenAI's does); the server also takes a request without
+    # it when it was started with an embedding --model.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"required": ["input", "model"]})
 
-    model: str | None = Field(default=None, max_length=512, description="an embedding model in the cache")
+    model: str | None = Field(default=None, min_length=1, max_length=512,
+                              description="an embedding model in the cache",
+                              json_schema_extra={"anyOf": [{"type": "string", "minLength": 1,
+                                                            "maxLength": 512}]})
     input: str | list[str] | list[int] | list[list[int]] = Field(
         description="text, list of texts, token array, or list of token arrays")
     encoding_format: Literal["float", "base64"] = "float"
