@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -237,12 +239,34 @@ class ModelPool:
                 m.ttft.labels(key).observe(stats.ttft_s)
             if stats.generation_tps is not None:
                 m.tps.labels(key).observe(stats.generation_tps)
+            if getattr(stats, "queue_s", None) is not None:
+                m.queue_time.labels(key).observe(stats.queue_s)
+            for gap in getattr(stats, "itl_s", ()):
+                m.itl.labels(key).observe(gap)
+
+        def on_tokens(prefilled: int, decoded: int) -> None:
+            if prefilled:
+                m.prefill_tokens.labels(key).inc(prefilled)
+            if decoded:
+                m.decode_tokens.labels(key).inc(decoded)
 
         factory = self._scheduler_factory
         if factory is None:
             from mlxk.engine.batch import BatchScheduler as factory
         return factory(lambda: self._loader(path, key), name=key, max_batch=s.max_batch,
-                       max_queue=s.max_queue, on_finish=on_finish)
+                       max_queue=s.max_queue, on_finish=on_finish, **self._prefill_options(entry),
+                       on_tokens=on_tokens)
+
+    def _prefill_options(self, entry: ModelEntry) -> dict[str, Any]:
+        """Chunked prefill and the on-disk prefix cache (``serve --prefill-chunk``, ``--prompt-cache-dir``)."""
+        s = self.settings
+        opts: dict[str, Any] = {"prefill_step_size": s.prefill_chunk}
+        if s.prompt_cache_dir:
+            # the snapshot directory names the revision; a local model dir names itself
+            opts.update(prompt_cache_dir=os.path.join(s.prompt_cache_dir, _safe_name(entry.key)),
+                        prompt_cache_disk_bytes=s.prompt_cache_disk_bytes,
+                        model_id=f"{entry.key}@{os.path.realpath(entry.path)}")
+        return opts
 
     async def _load(self, entry: ModelEntry) -> None:
         assert entry.ready is not None
@@ -263,6 +287,8 @@ class ModelPool:
         self.metrics.queue_depth.labels(entry.key).set_function(lambda: sched.queue_depth)
         self.metrics.cached_tokens.labels(entry.key).set_function(
             lambda: getattr(sched, "cached_prompt_tokens", 0))
+        self.metrics.disk_tokens.labels(entry.key).set_function(
+            lambda: getattr(sched, "disk_prompt_tokens", 0))
         self.metrics.loads.labels(entry.key).inc()
         self.metrics.load_seconds.labels(entry.key).observe(time.perf_counter() - t0)
         self.metrics.loaded.set(len(self.loaded_names()))
@@ -283,7 +309,8 @@ class ModelPool:
         entry.lm = None
         entry.scheduler = None
         if was_loaded:
-            for gauge in (self.metrics.active, self.metrics.queue_depth, self.metrics.cached_tokens):
+            for gauge in (self.metrics.active, self.metrics.queue_depth, self.metrics.cached_tokens,
+                      self.metrics.disk_tokens):
                 with contextlib.suppress(KeyError):
                     gauge.remove(entry.key)
             self.metrics.unloads.labels(entry.key).inc()
@@ -314,6 +341,11 @@ def _is_encoder(path: Path) -> bool:
     from mlxk.engine.embeddings.config import is_embedding_model
 
     return is_embedding_model(path)
+
+
+def _safe_name(key: str) -> str:
+    """A model key as one directory name (``org/name`` -> ``org--name``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", key).strip(".") or "model"
 
 
 def _load_error(key: str, exc: BaseException) -> MlxkError:
