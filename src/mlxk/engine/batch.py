@@ -352,7 +352,7 @@ class BatchScheduler:
         admit = [h for h in admit if not h.done]
         if not admit:
             return
-        self._prefill_shared(admit)
+        self._prefill_shared(admit, between=lambda: self._decode_between(gen))
         prompts, caches, known = [], [], []
         for h in admit:
             tokens = list(h.prepared.prompt_tokens)
@@ -372,7 +372,13 @@ class BatchScheduler:
             self._active[uid] = h
         self._set_active_count()
 
-    def _prefill_shared(self, admit: list[Handle]) -> None:
+    def _decode_between(self, gen: Any) -> None:
+        """One step of the running batch between two chunks of a prefill done here, so a
+        shared (``n`` > 1) or logprob prefill does not stall the streams either."""
+        if self._active:
+            self._step(gen)
+
+    def _prefill_shared(self, admit: list[Handle], between: Callable[[], None] | None = None) -> None:
         """Prefill once per prompt shared by several admitted sequences, or wanted with its
         logprobs; the state of all but the last token goes to the prefix cache."""
         groups: dict[tuple[int, ...], list[Handle]] = {}
@@ -391,7 +397,7 @@ class BatchScheduler:
                 self._pcache.fetch_nearest_cache(self.name, head)
             if not rest:
                 continue
-            cache, entries = self._prefill(cache, rest, k, tokens[-1])
+            cache, entries = self._prefill(cache, rest, k, tokens[-1], between)
             if self._pcache is not None:
                 self._pcache.insert_cache(self.name, head, cache)
                 self.cached_prompt_tokens -= len(rest)  # computed here, not served from the cache
@@ -400,8 +406,8 @@ class BatchScheduler:
                     None, *({**e, "top": e["top"][:h.prompt_logprobs]} for e in entries)])])
                     for h in members if h.prompt_logprobs is not None])
 
-    def _prefill(self, cache: Any, tokens: list[int], k: int | None,
-                 next_token: int) -> tuple[Any, list[dict] | None]:
+    def _prefill(self, cache: Any, tokens: list[int], k: int | None, next_token: int,
+                 between: Callable[[], None] | None = None) -> tuple[Any, list[dict] | None]:
         """Run ``tokens`` through the model into ``cache`` (a fresh one when None); with ``k``,
         also the logprob (and top-``k``) of each following token (``tokens[1:]``, ``next_token``)."""
         import mlx.core as mx
@@ -413,6 +419,8 @@ class BatchScheduler:
         step = max(1, self.prefill_step_size)
         targets = [*tokens[1:], next_token]
         for start in range(0, len(tokens), step):
+            if start and between is not None:
+                between()
             chunk = mx.array(tokens[start:start + step])[None]
             logits = self.lm.model(chunk, cache=cache)
             mx.eval([c.state for c in cache])
