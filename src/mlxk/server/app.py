@@ -12,7 +12,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlxk import __version__
-from mlxk.server import errors, routes
+from mlxk.server import errors, routes, routes_anthropic
+from mlxk.server.dialects import dialect_of
 from mlxk.server.metrics import Metrics
 from mlxk.server.pool import ModelPool
 from mlxk.server.security import ApiKeyMiddleware, BodyLimitMiddleware, cors_kwargs
@@ -20,6 +21,7 @@ from mlxk.server.settings import ServerSettings
 
 log = logging.getLogger("mlxk.server")
 OPTIONAL_ROUTERS = ("mlxk.server.routes_embeddings",)
+DIALECT_ROUTERS = (routes_anthropic,)
 
 
 class MetricsMiddleware:
@@ -47,6 +49,9 @@ class MetricsMiddleware:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "other"
             self.metrics.requests.labels(endpoint, str(status)).inc()
+            dialect = dialect_of(scope.get("path", ""))
+            if dialect is not None:
+                self.metrics.dialect_requests.labels(dialect, str(status)).inc()
 
 
 def _include_optional(app: FastAPI) -> None:
@@ -83,6 +88,8 @@ def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     app.state.ready = False
     errors.install(app)
     app.include_router(routes.router)
+    for dialect in DIALECT_ROUTERS:
+        app.include_router(dialect.router)
     _include_optional(app)
     app.add_middleware(MetricsMiddleware, metrics=pool.metrics)
     if settings.api_key:

@@ -186,6 +186,29 @@ class ModelPool:
         if entry.in_use == 0 and self.settings.keep_alive == 0 and not entry.pinned:
             asyncio.get_running_loop().create_task(self._unload_if_idle(entry))
 
+    async def unload_when_idle(self, key: str) -> bool:
+        """Unload ``key`` now if nothing uses it (a client's keep-alive 0); pinned models stay."""
+        entry = self._entries.get(self._aliases.get(key, key))
+        if entry is None or entry.pinned:
+            return False
+        await self._unload_if_idle(entry)
+        return entry.key not in self._entries
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The loaded models: key, size, pinned, in use, idle seconds and when keep-alive unloads it."""
+        now, wall = time.monotonic(), time.time()
+        keep = self.settings.keep_alive
+        out = []
+        for e in sorted(self._entries.values(), key=lambda e: e.key):
+            if not e.loaded:
+                continue
+            expires = None if (e.pinned or keep < 0 or e.in_use) else wall + keep - (now - e.last_used)
+            out.append({"model": e.key, "size_bytes": e.size_bytes, "pinned": e.pinned,
+                        "in_use": e.in_use, "idle_seconds": 0.0 if e.in_use else now - e.last_used,
+                        "expires_at": expires,
+                        "context_length": getattr(e.lm, "context_length", None)})
+        return out
+
     def loaded_names(self) -> list[str]:
         return sorted(k for k, e in self._entries.items() if e.loaded)
 

@@ -1,0 +1,146 @@
+"""Every dialect through its official client, unchanged, against one real ``mlxk serve``
+with the real SmolLM2 (one server for the module; generations stay short).
+
+- ``anthropic``: create, stream (the full event sequence), count_tokens, forced tool use
+  and a tool_result round trip, errors in Anthropic's shape.
+- greedy output through each dialect equals Chat Completions token for token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+from tests.support.fixtures_models import SMOLLM2_REPO_ID, build_smollm2
+from tests.support.fixtures_server import ServeProcess, metric_value, module_hf_home, start_serve
+
+pytestmark = pytest.mark.slow
+KEY = "dialect-test-key"
+MODEL = SMOLLM2_REPO_ID
+ASK = [{"role": "user", "content": "What is the capital of France?"}]
+GREEDY = {"temperature": 0}
+WEATHER = {"name": "get_weather", "description": "weather of a city",
+           "input_schema": {"type": "object", "properties": {
+               "city": {"type": "string", "maxLength": 12}},
+               "required": ["city"], "additionalProperties": False}}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    home = module_hf_home(tmp_path_factory, {MODEL: build_smollm2()})
+    sp = start_serve(home, "--keep-alive", "-1", env={"MLXK_API_KEY": KEY}, log_dir=Path(home))
+    yield sp
+    assert sp.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def claude(server: ServeProcess) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=server.base_url, api_key=KEY, max_retries=0, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def oai(server: ServeProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key=KEY, max_retries=0, timeout=600)
+
+
+def chat_text(oai: openai.OpenAI, max_tokens: int, **kw: object) -> tuple[str, int, int]:
+    r = oai.chat.completions.create(model=MODEL, messages=ASK, max_tokens=max_tokens,
+                                    temperature=0, **kw)  # type: ignore[call-overload]
+    return r.choices[0].message.content or "", r.usage.prompt_tokens, r.usage.completion_tokens
+
+
+# --- Anthropic Messages --------------------------------------------------------------------------
+
+def test_anthropic_create_matches_chat_completions(claude: anthropic.Anthropic,
+                                                   oai: openai.OpenAI) -> None:
+    msg = claude.messages.create(model=MODEL, max_tokens=8, messages=ASK, extra_body=GREEDY)
+    text, prompt, completion = chat_text(oai, 8)
+    assert msg.type == "message" and msg.role == "assistant" and msg.id.startswith("msg_")
+    assert [b.type for b in msg.content] == ["text"]
+    assert msg.content[0].text == text and "Paris" in text
+    assert msg.stop_reason in ("end_turn", "max_tokens")
+    assert msg.usage.output_tokens == completion
+    assert msg.usage.input_tokens + (msg.usage.cache_read_input_tokens or 0) == prompt
+    count = claude.messages.count_tokens(model=MODEL, messages=ASK)
+    assert count.input_tokens == prompt
+
+
+def test_anthropic_stream_event_sequence(claude: anthropic.Anthropic, oai: openai.OpenAI) -> None:
+    with claude.messages.stream(model=MODEL, max_tokens=8, messages=ASK,
+                                extra_body=GREEDY) as stream:
+        kinds = [e.type for e in stream]
+        final = stream.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert kinds.count("content_block_start") == kinds.count("content_block_stop") == 1
+    assert "content_block_delta" in kinds and "message_delta" in kinds
+    assert final.content[0].text == chat_text(oai, 8)[0]
+    assert final.stop_reason in ("end_turn", "max_tokens") and final.usage.output_tokens >= 1
+
+
+def test_anthropic_stop_sequence(claude: anthropic.Anthropic, oai: openai.OpenAI) -> None:
+    text = chat_text(oai, 8)[0]
+    word = text.split()[1]
+    msg = claude.messages.create(model=MODEL, max_tokens=8, messages=ASK, stop_sequences=[word],
+                                 extra_body=GREEDY)
+    assert msg.stop_reason == "stop_sequence" and msg.stop_sequence == word
+    assert word not in msg.content[0].text
+
+
+def test_anthropic_forced_tool_use_and_result_round_trip(claude: anthropic.Anthropic) -> None:
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    msg = claude.messages.create(model=MODEL, max_tokens=30, messages=ask, tools=[WEATHER],
+                                 tool_choice={"type": "tool", "name": "get_weather"},
+                                 extra_body=GREEDY)
+    assert msg.stop_reason == "tool_use"
+    uses = [b for b in msg.content if b.type == "tool_use"]
+    assert len(uses) == 1 and uses[0].name == "get_weather" and uses[0].id.startswith("toolu_")
+    assert isinstance(uses[0].input, dict) and isinstance(uses[0].input["city"], str)
+    with claude.messages.stream(model=MODEL, max_tokens=30, messages=ask, tools=[WEATHER],
+                                tool_choice={"type": "any"}, extra_body=GREEDY) as stream:
+        streamed = stream.get_final_message()
+    assert streamed.stop_reason == "tool_use"
+    assert [b.input for b in streamed.content if b.type == "tool_use"] == [uses[0].input]
+    follow = [*ask, {"role": "assistant", "content": [b.model_dump() for b in msg.content]},
+              {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id,
+                                            "content": "21 degrees and sunny"}]}]
+    answer = claude.messages.create(model=MODEL, max_tokens=8, messages=follow, tools=[WEATHER],
+                                    tool_choice={"type": "none"}, extra_body=GREEDY)
+    assert answer.stop_reason in ("end_turn", "max_tokens")
+    assert answer.content[0].type == "text" and answer.content[0].text
+
+
+def test_anthropic_json_output_is_enforced(claude: anthropic.Anthropic) -> None:
+    schema = {"type": "object", "properties": {"capital": {"type": "string", "maxLength": 10}},
+              "required": ["capital"], "additionalProperties": False}
+    msg = claude.messages.create(model=MODEL, max_tokens=30, messages=ASK, extra_body=GREEDY,
+                                 output_config={"format": {"type": "json_schema", "schema": schema}})
+    assert set(json.loads(msg.content[0].text)) == {"capital"}
+
+
+def test_anthropic_errors(server: ServeProcess, claude: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError) as nf:
+        claude.messages.create(model="nobody/nothing", max_tokens=4, messages=ASK)
+    assert nf.value.body["type"] == "error"
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        claude.messages.create(model=MODEL, max_tokens=4, messages=ASK,
+                               tools=[{"type": "web_search_20250305", "name": "web_search"}])
+    assert bad.value.body["error"]["type"] == "invalid_request_error"
+    assert "web_search_20250305" in bad.value.body["error"]["message"]
+    wrong = anthropic.Anthropic(base_url=server.base_url, api_key="wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as auth:
+        wrong.messages.create(model=MODEL, max_tokens=4, messages=ASK)
+    assert auth.value.body["error"]["type"] == "authentication_error"
+    r = httpx.post(server.base_url + "/v1/messages", headers={"x-api-key": KEY},
+                   json={"model": MODEL, "messages": ASK})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    assert "max_tokens" in r.json()["error"]["message"]
+
+
+def test_metrics_count_per_dialect(server: ServeProcess) -> None:
+    text = httpx.get(server.base_url + "/metrics", headers={"x-api-key": KEY}).text
+    assert metric_value(text, "mlxk_dialect_requests_total", dialect="anthropic", status="200") >= 1
