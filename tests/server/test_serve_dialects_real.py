@@ -5,6 +5,9 @@ with the real SmolLM2 (one server for the module; generations stay short).
   and a tool_result round trip, errors in Anthropic's shape.
 - ``ollama``: list, show, ps, chat (+ stream), generate, format, tools, embed, keep_alive 0
   unload, unknown model 404, refused pull/delete.
+- ``openai`` Responses: create, stream (events with sequence_number, a final event),
+  previous_response_id, required function call + function_call_output round trip,
+  json_schema, GET/DELETE, hosted tools and unknown ids refused.
 - greedy output through each dialect equals Chat Completions token for token.
 """
 
@@ -237,3 +240,86 @@ def test_ollama_errors(server: ServeProcess, olla: ollama.Client) -> None:
     assert rm.value.status_code == 403 and "mlxk rm" in rm.value.error
     r = httpx.post(server.base_url + "/api/chat", json={"model": MODEL, "messages": ASK})
     assert r.status_code == 401 and set(r.json()) == {"error"}
+
+
+# --- OpenAI Responses ----------------------------------------------------------------------------
+
+FN_TOOL = {"type": "function", "name": "get_weather", "description": "weather of a city",
+           "parameters": WEATHER["input_schema"], "strict": True}
+
+
+def test_responses_create_matches_chat_and_chains(oai: openai.OpenAI) -> None:
+    text, prompt, completion = chat_text(oai, 8)
+    r = oai.responses.create(model=MODEL, input=ASK[0]["content"], max_output_tokens=8, temperature=0)
+    assert r.id.startswith("resp_") and r.output_text == text
+    assert r.output[0].type == "message" and r.output[0].content[0].type == "output_text"
+    assert (r.usage.input_tokens, r.usage.output_tokens) == (prompt, completion)
+    assert r.status in ("completed", "incomplete")
+    if r.status == "incomplete":
+        assert r.incomplete_details.reason == "max_output_tokens"
+    assert oai.responses.retrieve(r.id).output_text == text
+    follow = oai.responses.create(model=MODEL, input="And of Germany?", previous_response_id=r.id,
+                                  max_output_tokens=6, temperature=0)
+    assert follow.usage.input_tokens > prompt + completion  # the earlier turn was replayed
+    assert follow.usage.input_tokens_details.cached_tokens > 0  # ... from the prefix cache
+    oai.responses.delete(r.id)
+    with pytest.raises(openai.NotFoundError) as nf:
+        oai.responses.create(model=MODEL, input="x", previous_response_id=r.id)
+    assert nf.value.body["param"] == "previous_response_id"
+
+
+def test_responses_stream_events(oai: openai.OpenAI) -> None:
+    events = list(oai.responses.create(model=MODEL, input=ASK[0]["content"], max_output_tokens=8,
+                                       temperature=0, stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] in ("response.completed", "response.incomplete")
+    for k in ("response.output_item.added", "response.content_part.added",
+              "response.output_text.delta", "response.output_text.done",
+              "response.output_item.done"):
+        assert k in kinds
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == chat_text(oai, 8)[0] == events[-1].response.output_text
+    with oai.responses.stream(model=MODEL, input=ASK[0]["content"], max_output_tokens=8,
+                              temperature=0) as stream:
+        assert stream.get_final_response().output_text == text
+
+
+def test_responses_required_function_call_round_trip(oai: openai.OpenAI) -> None:
+    ask = "What is the weather in Paris?"
+    r = oai.responses.create(model=MODEL, input=ask, tools=[FN_TOOL], tool_choice="required",
+                             max_output_tokens=30, temperature=0)
+    calls = [o for o in r.output if o.type == "function_call"]
+    assert len(calls) == 1 and calls[0].name == "get_weather"
+    assert isinstance(json.loads(calls[0].arguments)["city"], str)
+    events = list(oai.responses.create(model=MODEL, input=ask, tools=[FN_TOOL], stream=True,
+                                       tool_choice={"type": "function", "name": "get_weather"},
+                                       max_output_tokens=30, temperature=0))
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert [json.loads(e.arguments) for e in done] == [json.loads(calls[0].arguments)]
+    answer = oai.responses.create(
+        model=MODEL, tools=[FN_TOOL], max_output_tokens=6, temperature=0, tool_choice="none",
+        input=[{"role": "user", "content": ask}, calls[0].model_dump(exclude_none=True),
+               {"type": "function_call_output", "call_id": calls[0].call_id,
+                "output": "21 degrees"}])
+    assert answer.output_text and not [o for o in answer.output if o.type == "function_call"]
+
+
+def test_responses_json_schema(oai: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"capital": {"type": "string", "maxLength": 10}},
+              "required": ["capital"], "additionalProperties": False}
+    r = oai.responses.create(model=MODEL, input=ASK[0]["content"], max_output_tokens=30, temperature=0,
+                             text={"format": {"type": "json_schema", "name": "capital",
+                                              "schema": schema, "strict": True}})
+    assert set(json.loads(r.output_text)) == {"capital"}
+
+
+def test_responses_errors(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as hosted:
+        oai.responses.create(model=MODEL, input="x", tools=[{"type": "web_search"}])
+    assert "web_search" in hosted.value.body["message"]
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.retrieve("resp_nope")
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.create(model=MODEL, input="x", previous_response_id="resp_nope")

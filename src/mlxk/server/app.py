@@ -12,7 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlxk import __version__
-from mlxk.server import errors, routes, routes_anthropic, routes_ollama
+from mlxk.server import errors, routes, routes_anthropic, routes_ollama, routes_responses
 from mlxk.server.dialects import dialect_of
 from mlxk.server.metrics import Metrics
 from mlxk.server.pool import ModelPool
@@ -21,7 +21,7 @@ from mlxk.server.settings import ServerSettings
 
 log = logging.getLogger("mlxk.server")
 OPTIONAL_ROUTERS = ("mlxk.server.routes_embeddings",)
-DIALECT_ROUTERS = (routes_anthropic, routes_ollama)
+DIALECT_ROUTERS = (routes_anthropic, routes_responses, routes_ollama)
 
 
 class MetricsMiddleware:

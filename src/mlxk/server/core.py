@@ -16,6 +16,7 @@ with its own status code and error shape.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from mlxk.server.generation import _check_context, _prepare
 from mlxk.server.pool import ModelEntry, ModelPool
 
 DISCONNECT_POLL_S = 1.0
+log = logging.getLogger("mlxk.server")
 
 
 @dataclass
@@ -298,7 +300,8 @@ def stream(run: Run, first: bytes, feed: Callable[[list[Event]], bytes], media_t
            heartbeat_s: float | None = None) -> StreamingResponse:
     """A streaming answer: ``first``, then ``feed(events)`` per engine step (``[]`` on heartbeat).
 
-    The run is released when the stream ends or the client goes away.
+    An unexpected error while streaming reaches the client as ``feed([Failed(exc)])`` (each
+    dialect's own error event). The run is released when the stream ends or the client goes away.
     """
     async def body() -> AsyncIterator[bytes]:
         try:
@@ -308,6 +311,9 @@ def stream(run: Run, first: bytes, feed: Callable[[list[Event]], bytes], media_t
                 data = feed(events)
                 if data:
                     yield data
+        except Exception as exc:
+            log.exception("stream failed")
+            yield feed([Failed(exc)])
         finally:
             run.close()
 
