@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlxk.engine import tools as tool_spec
+from mlxk.engine.structured import tools as tool_spec
 from mlxk.engine.types import SamplingParams
 from mlxk.errors import ValidationError
 from mlxk.server.schemas import MAX_STOP_STRINGS
