@@ -373,3 +373,45 @@ def test_paths_map_to_dialects_and_error_shapes() -> None:
     assert shape_error("/v1/messages", 503, body)["error"]["type"] == "overloaded_error"
     assert shape_error("/api/tags", 400, body) == {"error": "nope"}
     assert shape_error("/v1/responses", 400, body) is body
+
+
+def test_reasoning_switch_per_dialect() -> None:
+    base = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    think = [ant.to_core(ant.MessagesRequest.model_validate({**base, **extra})).gen.reasoning
+             for extra in ({}, {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+                           {"thinking": {"type": "adaptive"}}, {"thinking": {"type": "disabled"}})]
+    assert think == [None, True, True, False]
+    effort = [rsp.to_core(rsp.ResponsesRequest.model_validate(
+        {"model": "m", "input": "x", **({"reasoning": {"effort": e}} if e else {})}),
+        rsp.ResponseStore()).core.gen.reasoning for e in (None, "minimal", "none", "low", "high")]
+    assert effort == [None, False, False, True, True]
+    olla = [oll.chat_to_core(oll.ChatRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "think": t})).gen.reasoning
+        for t in (None, False, True, "high")]
+    assert olla == [None, False, True, True]
+    with pytest.raises(ValidationError):
+        oll.reasoning("very")
+
+
+def test_the_switch_reaches_a_template_that_has_one() -> None:
+    from types import SimpleNamespace
+
+    from mlxk.engine import prompt
+    from mlxk.engine.types import GenerationRequest
+
+    seen: list[dict] = []
+
+    def apply(messages: list, add_generation_prompt: bool, tokenize: bool, **kw: Any) -> str:
+        seen.append(kw)
+        return "x"
+
+    def lm(template: str) -> SimpleNamespace:
+        tok = SimpleNamespace(chat_template=template, apply_chat_template=apply)
+        return SimpleNamespace(tokenizer=tok, has_chat_template=True)
+
+    msgs = [{"role": "user", "content": "hi"}]
+    prompt.render(lm("{% if enable_thinking %}<think>{% endif %}"),
+                  GenerationRequest(messages=msgs, reasoning=False))
+    prompt.render(lm("{% if enable_thinking %}<think>{% endif %}"), GenerationRequest(messages=msgs))
+    prompt.render(lm("{{ messages }}"), GenerationRequest(messages=msgs, reasoning=True))
+    assert seen == [{"enable_thinking": False}, {}, {}]

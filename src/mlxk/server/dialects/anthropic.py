@@ -8,8 +8,9 @@ does not need its old reasoning); ``image``/``document`` blocks are a 400. ``too
 ``tool_choice`` ``auto``/``any``/``tool``/``none`` (``any`` and ``tool`` are enforced by
 the grammar), ``output_config.format`` (a JSON schema, enforced), ``stop_sequences``,
 ``temperature``/``top_p``/``top_k``. Fields Anthropic's clients add that do not change
-generation (``metadata``, ``service_tier``, ``thinking``, ``context_management`` ...) are
-accepted and ignored.
+generation (``metadata``, ``service_tier``, ``context_management`` ...) are accepted and
+ignored. ``thinking`` turns the chat template's reasoning switch (``enable_thinking``) on
+(``enabled``/``adaptive``) or off (``disabled``) where the template has one.
 
 Usage follows Anthropic's split: ``input_tokens`` are the prompt tokens computed for
 this request, ``cache_read_input_tokens`` the ones served from the prefix cache; their
@@ -192,6 +193,16 @@ def _response_format(output_config: dict[str, Any] | None) -> dict[str, Any] | N
     return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
 
 
+def reasoning(thinking: dict[str, Any] | None) -> bool | None:
+    """``thinking`` -> the template's switch: enabled/adaptive on, disabled off, absent: default."""
+    if thinking is None:
+        return None
+    kind = thinking.get("type")
+    if kind not in ("enabled", "adaptive", "disabled"):
+        raise ValidationError("thinking.type must be enabled, adaptive or disabled", param="thinking")
+    return kind != "disabled"
+
+
 def to_core(req: MessagesRequest | CountTokensRequest) -> core.CoreRequest:
     tools = _tools(req.tools)
     choice, parallel = tool_choice(req.tool_choice)
@@ -207,7 +218,8 @@ def to_core(req: MessagesRequest | CountTokensRequest) -> core.CoreRequest:
         max_tokens=req.max_tokens if full else None,
         stop=stops(req.stop_sequences, "stop_sequences") if full else (),
         tools=use_tools, tool_choice=choice if use_tools else None,
-        response_format=_response_format(req.output_config), parallel_tool_calls=parallel)
+        response_format=_response_format(req.output_config), parallel_tool_calls=parallel,
+        reasoning=reasoning(req.thinking))
     return core.CoreRequest(model=req.model, gen=gen, dialect=ANTHROPIC)
 
 

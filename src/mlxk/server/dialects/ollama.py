@@ -5,7 +5,8 @@ Names: the cached repo id is the model name; ``name:latest`` is accepted as ``na
 (``temperature``, ``top_p``, ``top_k``, ``min_p``, ``seed``, ``repeat_penalty``,
 ``presence_penalty``, ``frequency_penalty``), ``num_predict`` (max tokens; negative:
 as much as fits), ``stop`` and ``num_ctx`` (a cap on prompt + output); other options
-are ignored, as Ollama does. ``format`` is ``"json"`` or a JSON schema, enforced by
+are ignored, as Ollama does. ``think`` turns the chat template's reasoning switch on or off
+where it has one. ``format`` is ``"json"`` or a JSON schema, enforced by
 constrained decoding. Streaming (the default) is NDJSON; the final object carries
 ``done_reason`` and measured durations in nanoseconds.
 """
@@ -199,9 +200,18 @@ def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def reasoning(think: bool | str | None) -> bool | None:
+    """``think``: true/false, or a level (``"low"``/``"medium"``/``"high"``: on)."""
+    if think is None or isinstance(think, bool):
+        return think
+    if think not in ("low", "medium", "high"):
+        raise ValidationError("think must be true, false, 'low', 'medium' or 'high'", param="think")
+    return True
+
+
 def _core(model: str, messages: list[dict[str, Any]] | None, prompt: str | None,
           options: dict[str, Any] | None, fmt: Any, keep_alive: Any,
-          tools: list[dict[str, Any]] | None = None) -> core.CoreRequest:
+          tools: list[dict[str, Any]] | None = None, think: bool | str | None = None) -> core.CoreRequest:
     opts = options or {}
     if not isinstance(opts, dict):
         raise ValidationError("options must be an object", param="options")
@@ -210,7 +220,8 @@ def _core(model: str, messages: list[dict[str, Any]] | None, prompt: str | None,
         sampling=sampling(_num(opts, "temperature"), _num(opts, "top_p"), _num(opts, "top_k", int),
                           _num(opts, "min_p"), _num(opts, "repeat_penalty"), _num(opts, "seed", int)),
         max_tokens=_max_tokens(opts), stop=stops(opts.get("stop"), "options.stop"),
-        tools=tools, tool_choice="auto" if tools else None, response_format=_response_format(fmt))
+        tools=tools, tool_choice="auto" if tools else None, response_format=_response_format(fmt),
+        reasoning=reasoning(think))
     ctx = _num(opts, "num_ctx", int)
     return core.CoreRequest(model=model_name(model), gen=gen, dialect=OLLAMA,
                             prompt_param="messages" if messages is not None else "prompt",
@@ -223,7 +234,7 @@ def _core(model: str, messages: list[dict[str, Any]] | None, prompt: str | None,
 
 def chat_to_core(req: ChatRequest) -> core.CoreRequest:
     return _core(req.model, chat_messages(req.messages), None, req.options, req.format,
-                 req.keep_alive, _tools(req.tools))
+                 req.keep_alive, _tools(req.tools), req.think)
 
 
 def generate_to_core(req: GenerateRequest) -> core.CoreRequest:
@@ -242,7 +253,8 @@ def generate_to_core(req: GenerateRequest) -> core.CoreRequest:
                      req.keep_alive)
     messages = [{"role": "system", "content": req.system}] if req.system else []
     messages.append({"role": "user", "content": prompt})
-    return _core(req.model, messages, None, req.options, req.format, req.keep_alive)
+    return _core(req.model, messages, None, req.options, req.format, req.keep_alive, None,
+                 req.think)
 
 
 # --- response ----------------------------------------------------------------------------------

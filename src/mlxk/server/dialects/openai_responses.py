@@ -7,7 +7,8 @@ parts, ``function_call``, ``function_call_output``, ``custom_tool_call``,
 OpenAI), ``tools`` of type ``function`` and ``custom`` (free text, passed to the model as
 one ``input`` string; a custom tool's ``format`` grammar is accepted but not enforced),
 ``tool_choice``, ``parallel_tool_calls``, ``text.format`` (``text``, ``json_object``,
-``json_schema``: enforced), ``max_output_tokens``, ``temperature``, ``top_p``,
+``json_schema``: enforced), ``max_output_tokens``, ``temperature``, ``top_p``, ``reasoning.effort`` (``none``/``minimal``
+turn the chat template's thinking switch off, other levels on, where it has one),
 ``store`` and ``previous_response_id`` (``ResponseStore``). Hosted tools the server
 cannot run (``web_search``, ``file_search``, ``computer_use``, ``code_interpreter``,
 ``mcp`` ...) are a 400 naming the type. Other fields are accepted and ignored.
@@ -197,6 +198,16 @@ def response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
                           param="text.format")
 
 
+def reasoning(options: dict[str, Any] | None) -> bool | None:
+    """``reasoning.effort`` -> the template's switch: none/minimal off, low/medium/high on."""
+    effort = (options or {}).get("effort")
+    if effort is None:
+        return None
+    if effort not in ("none", "minimal", "low", "medium", "high", "xhigh"):
+        raise ValidationError(f"reasoning.effort {effort!r} is not supported", param="reasoning.effort")
+    return effort not in ("none", "minimal")
+
+
 @dataclass
 class Translated:
     core: core.CoreRequest
@@ -225,7 +236,7 @@ def to_core(req: ResponsesRequest, store: ResponseStore) -> Translated:
         messages=messages + history, sampling=sampling(req.temperature, req.top_p),
         max_tokens=req.max_output_tokens, tools=use, tool_choice=choice if use else None,
         response_format=response_format(req.text),
-        parallel_tool_calls=req.parallel_tool_calls is not False)
+        parallel_tool_calls=req.parallel_tool_calls is not False, reasoning=reasoning(req.reasoning))
     creq = core.CoreRequest(model=req.model, gen=gen, dialect=RESPONSES, prompt_param="input",
                             max_param="max_output_tokens")
     return Translated(creq, history, custom)
