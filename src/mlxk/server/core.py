@@ -209,7 +209,8 @@ class Run:
         quiet = 0.0
         while True:
             try:
-                first = await asyncio.wait_for(queue.get(), wait)
+                first = await (asyncio.wait_for(queue.get(), wait) if request or heartbeat_s
+                               else queue.get())
             except asyncio.TimeoutError:
                 if request is not None and await request.is_disconnected():
                     raise asyncio.CancelledError from None
