@@ -25,13 +25,12 @@ def _card(mid: str, created: float, owned_by: str, model_type: str | None,
             "context_length": context_length}
 
 
-def evaluated_models(include_embeddings: bool) -> list[Any]:
-    """``Evaluated`` revisions of the servable models: healthy, runtime-compatible, listed types."""
+def _evaluate_cache(include_embeddings: bool) -> list[dict[str, Any]]:
     from mlxk.cache.scan import scan_cache
     from mlxk.operations.models import evaluate_revision
 
     types = LISTED_TYPES | ({"embedding"} if include_embeddings else set())
-    out = []
+    cards = []
     for repo in scan_cache():
         try:
             rev = repo.default_revision
@@ -41,17 +40,10 @@ def evaluated_models(include_embeddings: bool) -> list[Any]:
         except Exception:  # one broken repo never hides the others
             continue
         desc = ev.description
-        if ev.healthy and desc.runtime_compatible and desc.model_type in types:
-            out.append(ev)
-    return out
-
-
-def _evaluate_cache(include_embeddings: bool) -> list[dict[str, Any]]:
-    cards = []
-    for ev in evaluated_models(include_embeddings):
-        repo_id, desc = ev.name, ev.description
-        org = repo_id.split("/", 1)[0] if "/" in repo_id else "local"
-        cards.append(_card(repo_id, ev.last_modified, org, desc.model_type,
+        if not ev.healthy or not desc.runtime_compatible or desc.model_type not in types:
+            continue
+        org = repo.repo_id.split("/", 1)[0] if "/" in repo.repo_id else "local"
+        cards.append(_card(repo.repo_id, ev.last_modified, org, desc.model_type,
                            list(desc.capabilities), False))
     return cards
 

@@ -116,10 +116,19 @@ async def version() -> dict[str, str]:
     return {"version": __version__}
 
 
+def _tags() -> list[dict[str, Any]]:
+    out = []
+    for card in catalog.cached_models(include_embeddings=True):
+        try:
+            out.append(_tag(_evaluate(card["id"])))
+        except Exception:  # one broken repo never hides the others
+            continue
+    return out
+
+
 @router.get("/api/tags")
 async def tags() -> dict[str, Any]:
-    evs = await asyncio.to_thread(catalog.evaluated_models, True)
-    return {"models": await asyncio.to_thread(lambda: [_tag(ev) for ev in evs])}
+    return {"models": await asyncio.to_thread(_tags)}
 
 
 @router.post("/api/show")
