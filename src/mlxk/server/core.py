@@ -4,7 +4,9 @@ Every wire dialect (Anthropic Messages, OpenAI Responses, Ollama) translates its
 request into a ``CoreRequest`` and renders the ``Event``s of a ``Run`` in its own
 framing; only this module admits work into a model's batch. So the same request
 through any dialect runs the same prompt with the same sampler and produces the
-same tokens, usage and timings.
+same tokens, usage and timings. Admission is ``generation.start`` (a ``Plan`` of one
+sequence), the same path OpenAI chat/text completions take (``openai_completions.py``,
+which reads the raw deltas because it needs per-token logprobs and ``n`` choices).
 
 Events, in order: any number of ``TextDelta`` / ``ReasoningDelta`` / ``ToolCall``,
 then exactly one ``Finished`` (or ``Failed`` when the engine failed mid-way).
@@ -23,16 +25,12 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from mlxk.engine.types import GenerationRequest
-from mlxk.errors import MlxkError, ValidationError
-from mlxk.server import features, sse
-from mlxk.server.generation import _check_context, _prepare
+from mlxk.server import features, generation
 from mlxk.server.pool import ModelEntry, ModelPool
 
-DISCONNECT_POLL_S = 1.0
 log = logging.getLogger("mlxk.server")
 
 
@@ -119,17 +117,6 @@ def _processors(req: CoreRequest) -> list[Any]:
     return features.extra_processors(ns)  # type: ignore[arg-type]
 
 
-def _apply_context_cap(prepared: Any, req: CoreRequest) -> None:
-    cap = req.context_cap
-    if not cap:
-        return
-    n = len(prepared.prompt_tokens)
-    if n >= cap:
-        raise ValidationError(f"the prompt is {n} tokens; num_ctx is {cap}", param=req.prompt_param,
-                              code="context_length_exceeded")
-    prepared.max_tokens = max(1, min(int(prepared.max_tokens), cap - n))
-
-
 def _tool_call(call: dict[str, Any], index: int) -> ToolCall:
     fn = call.get("function") or {}
     return ToolCall(int(call.get("index", index)), str(call.get("id") or ""),
@@ -138,16 +125,25 @@ def _tool_call(call: dict[str, Any], index: int) -> ToolCall:
 
 @dataclass
 class Run:
-    """One admitted request. Iterate ``batches()`` (or ``collect()``), then ``close()``."""
+    """One admitted request (a ``generation.Session`` of one sequence) seen as core events.
 
-    pool: ModelPool
-    entry: ModelEntry
-    handle: Any
+    Iterate ``batches()`` (or ``collect()``), then ``close()``.
+    """
+
+    session: generation.Session
     request: CoreRequest
     started_ns: int
     load_ns: int
-    released: bool = False
+    closed: bool = False
     _n_calls: int = 0
+
+    @property
+    def entry(self) -> ModelEntry:
+        return self.session.entry
+
+    @property
+    def handle(self) -> Any:
+        return self.session.handles[0]
 
     @property
     def model(self) -> str:
@@ -158,13 +154,13 @@ class Run:
         return len(self.handle.prepared.prompt_tokens)
 
     def close(self) -> None:
-        if self.released:
+        if self.closed:
             return
-        self.released = True
-        self.entry.scheduler.cancel(self.handle)
-        self.pool.release(self.entry)
+        self.closed = True
+        self.session.close()
         if self.request.keep_alive == 0:
-            asyncio.get_running_loop().create_task(self.pool.unload_when_idle(self.entry.key))
+            pool = self.session.pool
+            asyncio.get_running_loop().create_task(pool.unload_when_idle(self.entry.key))
 
     def _finished(self, chunk: Any) -> Finished:
         now = time.perf_counter_ns()
@@ -197,42 +193,30 @@ class Run:
             out.append(self._finished(c))
         return out
 
-    async def batches(self, request: Request | None = None,
-                      heartbeat_s: float | None = None) -> AsyncIterator[list[Event]]:
-        """Events as they arrive, grouped per engine step; ``[]`` every ``heartbeat_s`` of silence.
+    async def batches(self, heartbeat_s: float | None = None) -> AsyncIterator[list[Event]]:
+        """Events as they arrive, grouped per engine step; ``[]`` after ``heartbeat_s`` of silence.
 
-        With ``request`` (non-streaming answers) a client that went away cancels the run.
-        Ends after ``Finished`` or ``Failed``.
+        Ends after ``Finished`` or ``Failed``. A client that goes away cancels the handler
+        (``disconnect.py``); its ``finally`` closes the run.
         """
-        queue = self.handle.queue
-        wait = min(x for x in (heartbeat_s, DISCONNECT_POLL_S if request else None, 3600.0) if x)
-        quiet = 0.0
+        queue = self.session.queue
         while True:
             try:
-                first = await (asyncio.wait_for(queue.get(), wait) if request or heartbeat_s
+                first = await (asyncio.wait_for(queue.get(), heartbeat_s) if heartbeat_s
                                else queue.get())
             except asyncio.TimeoutError:
-                if request is not None and await request.is_disconnected():
-                    raise asyncio.CancelledError from None
-                quiet += wait
-                if heartbeat_s and quiet >= heartbeat_s:
-                    quiet = 0.0
-                    yield []
+                yield []
                 continue
-            quiet = 0.0
-            items = [first]
-            while not queue.empty():
-                items.append(queue.get_nowait())
-            events = [e for item in items for e in self._convert(item)]
+            events = [e for item in generation.drain(queue, first) for e in self._convert(item)]
             yield events
             if any(isinstance(e, (Finished, Failed)) for e in events):
                 return
 
-    async def collect(self, request: Request | None = None) -> Result:
+    async def collect(self) -> Result:
         got = Result()
         text: list[str] = []
         reasoning: list[str] = []
-        async for events in self.batches(request):
+        async for events in self.batches():
             for e in events:
                 if isinstance(e, TextDelta):
                     text.append(e.text)
@@ -248,39 +232,35 @@ class Run:
         return got
 
 
-async def _prepared(pool: ModelPool, entry: ModelEntry, req: CoreRequest) -> Any:
-    lm = entry.lm
+def _check_tools(req: CoreRequest, lm: Any) -> None:
     if req.gen.tools:
         features.check_tools(SimpleNamespace(tools=req.gen.tools, tool_choice=req.gen.tool_choice,
                                              parallel_tool_calls=None), lm)  # type: ignore[arg-type]
-    prepared = await asyncio.to_thread(_prepare, pool.prepare, lm, req.gen)
-    _check_context(lm, prepared, req.gen.max_tokens, req.prompt_param)
-    _apply_context_cap(prepared, req)
-    return prepared
 
 
 async def start(pool: ModelPool, req: CoreRequest) -> Run:
     """Admit ``req`` into its model's batch; raises (before any output) when it cannot run."""
     t0 = time.perf_counter_ns()
-    entry = await pool.acquire(req.model)
-    load_ns = time.perf_counter_ns() - t0
-    try:
-        prepared = await _prepared(pool, entry, req)
-        handle = entry.scheduler.submit(prepared, sampling=req.gen.sampling,
-                                        extra_processors=_processors(req))
-    except BaseException as exc:
-        if isinstance(exc, MlxkError) and exc.code == "server_busy":
-            pool.metrics.rejected.labels(entry.key).inc()
-        pool.release(entry)
-        raise
-    return Run(pool, entry, handle, req, t0, load_ns)
+    load_ns = 0
+
+    def build(lm: Any) -> generation.Plan:
+        nonlocal load_ns
+        load_ns = time.perf_counter_ns() - t0   # called as soon as the model is ready
+        _check_tools(req, lm)
+        return generation.Plan([req.gen], extra_processors=lambda: _processors(req),
+                               param=req.prompt_param, requested_max=req.gen.max_tokens,
+                               context_cap=req.context_cap)
+
+    session = await generation.start(pool, req.model, build)
+    return Run(session, req, t0, load_ns)
 
 
 async def count_tokens(pool: ModelPool, req: CoreRequest) -> tuple[str, int]:
     """``(model id, prompt tokens)`` of ``req`` as ``start`` would build it; generates nothing."""
     entry = await pool.acquire(req.model)
     try:
-        prepared = await _prepared(pool, entry, req)
+        _check_tools(req, entry.lm)
+        prepared = await asyncio.to_thread(generation._prepare, pool.prepare, entry.lm, req.gen)
         return entry.key, len(prepared.prompt_tokens)
     finally:
         pool.release(entry)
@@ -302,20 +282,18 @@ def stream(run: Run, first: bytes, feed: Callable[[list[Event]], bytes], media_t
     """A streaming answer: ``first``, then ``feed(events)`` per engine step (``[]`` on heartbeat).
 
     An unexpected error while streaming reaches the client as ``feed([Failed(exc)])`` (each
-    dialect's own error event). The run is released when the stream ends or the client goes away.
+    dialect's own error event). The run is closed however the stream ends.
     """
     async def body() -> AsyncIterator[bytes]:
         try:
             if first:
                 yield first
-            async for events in run.batches(heartbeat_s=heartbeat_s):
+            async for events in run.batches(heartbeat_s):
                 data = feed(events)
                 if data:
                     yield data
         except Exception as exc:
             log.exception("stream failed")
             yield feed([Failed(exc)])
-        finally:
-            run.close()
 
-    return StreamingResponse(body(), media_type=media_type, headers=sse.HEADERS)
+    return generation.SessionStream(body(), run, media_type)

@@ -26,7 +26,7 @@ async def messages(body: wire.MessagesRequest, request: Request) -> Response:
         writer = wire.StreamWriter(msg_id, run.model, run.prompt_tokens)
         return core.stream(run, writer.start(), writer.feed, sse.MEDIA_TYPE, PING_EVERY_S)
     try:
-        result = await run.collect(request)
+        result = await run.collect()
     finally:
         run.close()
     return JSONResponse(wire.message(msg_id, run.model, result))

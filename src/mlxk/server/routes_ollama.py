@@ -160,7 +160,7 @@ async def _generate(request: Request, creq: core.CoreRequest, stream: bool, chat
         writer = wire.StreamWriter(run.model, chat)
         return core.stream(run, b"", writer.feed, wire.MEDIA_TYPE)
     try:
-        result = await run.collect(request)
+        result = await run.collect()
     finally:
         run.close()
     body = wire.chat_response(run.model, result) if chat else wire.generate_response(run.model, result)

@@ -51,7 +51,7 @@ async def create(body: wire.ResponsesRequest, request: Request) -> Response:
         writer = wire.StreamWriter(builder, keep)
         return core.stream(run, writer.start(), writer.feed, sse.MEDIA_TYPE)
     try:
-        result = await run.collect(request)
+        result = await run.collect()
     finally:
         run.close()
     assert result.finished is not None
