@@ -31,15 +31,7 @@ from mlxk.engine.types import GenerationRequest
 from mlxk.errors import ModelNotFound, ValidationError
 from mlxk.server import core
 from mlxk.server.dialects import RESPONSES
-from mlxk.server.dialects.common import (
-    arguments_obj,
-    checked_tools,
-    function_tool,
-    named_event,
-    refuse,
-    sampling,
-    text_of,
-)
+from mlxk.server.dialects import common as wire
 
 STORE_MAX_ITEMS = 256
 STORE_TTL_S = 3600.0
@@ -115,7 +107,7 @@ class ResponseStore:
 # --- request -----------------------------------------------------------------------------------
 
 def _output_text(output: Any, where: str) -> str:
-    return output if isinstance(output, str) else text_of(output, where, TEXT_PARTS)
+    return output if isinstance(output, str) else wire.text_of(output, where, TEXT_PARTS)
 
 
 def _add_call(out: list[dict[str, Any]], call: dict[str, Any]) -> None:
@@ -139,7 +131,7 @@ def input_messages(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
                 raise ValidationError(f"{where}.role must be user, assistant, system or developer",
                                       param="input")
             out.append({"role": "system" if role == "developer" else role,
-                        "content": text_of(item.get("content"), "input", TEXT_PARTS)})
+                        "content": wire.text_of(item.get("content"), "input", TEXT_PARTS)})
         elif kind in ("function_call", "custom_tool_call"):
             if not isinstance(item.get("call_id"), str) or not isinstance(item.get("name"), str):
                 raise ValidationError(f"{where}: {kind} needs call_id and name", param="input")
@@ -153,7 +145,7 @@ def input_messages(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({"role": "tool", "tool_call_id": item["call_id"],
                         "content": _output_text(item.get("output"), "input")})
         elif kind != "reasoning":
-            raise refuse("input", f"{where}: input item type {kind!r} is not supported")
+            raise wire.refuse("input", f"{where}: input item type {kind!r} is not supported")
     return out
 
 
@@ -164,13 +156,13 @@ def _tools(tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]] | N
     for i, t in enumerate(tools):
         kind = t.get("type")
         if kind == "function":
-            out.append(function_tool(t.get("name"), t.get("description"), t.get("parameters"),
+            out.append(wire.function_tool(t.get("name"), t.get("description"), t.get("parameters"),
                                      "tools"))
         elif kind == "custom":
-            out.append(function_tool(t.get("name"), t.get("description"), CUSTOM_INPUT, "tools"))
+            out.append(wire.function_tool(t.get("name"), t.get("description"), CUSTOM_INPUT, "tools"))
             custom.add(str(t.get("name")))
         else:
-            raise refuse("tools", f"tools[{i}]: tool type {kind!r} is a hosted tool this server "
+            raise wire.refuse("tools", f"tools[{i}]: tool type {kind!r} is a hosted tool this server "
                                   "cannot run (only 'function' and 'custom' tools)")
     return out, frozenset(custom)
 
@@ -180,7 +172,7 @@ def tool_choice(choice: str | dict[str, Any] | None) -> Any:
         return choice
     if choice.get("type") in ("function", "custom") and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
-    raise refuse("tool_choice", f"tool_choice type {choice.get('type')!r} is not supported "
+    raise wire.refuse("tool_choice", f"tool_choice type {choice.get('type')!r} is not supported "
                                 "(auto, required, none, or a function/custom tool by name)")
 
 
@@ -217,9 +209,9 @@ class Translated:
 
 def to_core(req: ResponsesRequest, store: ResponseStore) -> Translated:
     if req.background:
-        raise refuse("background", "background responses are not supported")
+        raise wire.refuse("background", "background responses are not supported")
     if getattr(req, "conversation", None):
-        raise refuse("conversation", "conversations are not supported; use previous_response_id")
+        raise wire.refuse("conversation", "conversations are not supported; use previous_response_id")
     history = store.get(req.previous_response_id).history if req.previous_response_id else []
     history = [*history, *input_messages(req.input)]
     if not history:
@@ -230,10 +222,10 @@ def to_core(req: ResponsesRequest, store: ResponseStore) -> Translated:
     if choice not in (None, "none") and not tools:
         raise ValidationError("tool_choice requires tools", param="tool_choice")
     if tools:
-        checked_tools(tools, choice, "tool_choice")
+        wire.checked_tools(tools, choice, "tool_choice")
     use = tools if choice != "none" else None
     gen = GenerationRequest(
-        messages=messages + history, sampling=sampling(req.temperature, req.top_p),
+        messages=messages + history, sampling=wire.sampling(req.temperature, req.top_p),
         max_tokens=req.max_output_tokens, tools=use, tool_choice=choice if use else None,
         response_format=response_format(req.text),
         parallel_tool_calls=req.parallel_tool_calls is not False, reasoning=reasoning(req.reasoning))
@@ -306,7 +298,7 @@ class Builder:
 
     def call_item(self, item_id: str, call: core.ToolCall, done: bool = True) -> dict[str, Any]:
         if call.name in self.custom_tools:
-            args = arguments_obj(call.arguments)
+            args = wire.arguments_obj(call.arguments)
             text = args.get("input", "") if isinstance(args, dict) else str(args)
             return {"type": "custom_tool_call", "id": item_id, "call_id": call.id,
                     "name": call.name, "input": text if done else "",
@@ -360,7 +352,7 @@ class StreamWriter:
     def _ev(self, kind: str, **body: Any) -> bytes:
         data = {"type": kind, "sequence_number": self.seq, **body}
         self.seq += 1
-        return named_event(kind, data)
+        return wire.named_event(kind, data)
 
     def start(self) -> bytes:
         r = self.b.response("in_progress", [])
