@@ -169,6 +169,7 @@ def test_ollama_list_show_version(server: ServeProcess, olla: ollama.Client) -> 
     info = olla.show(MODEL + ":latest")
     assert "completion" in info.capabilities and info.details.parameter_size.endswith("M")
     assert info.modelinfo["llama.context_length"] > 0
+    assert "<|im_start|>" in info.template  # the model's own chat template
     assert olla.show(MINILM_REPO_ID).capabilities == ["embedding"]
 
 

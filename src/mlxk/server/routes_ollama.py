@@ -8,7 +8,10 @@ Translation lives in ``dialects/ollama.py``; generation in ``core``. Errors are
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -77,6 +80,18 @@ def _evaluate(name: str) -> Any:
     return evaluate(resolved)
 
 
+def _template(ev: Any) -> str:
+    """The model's chat template text (Jinja, not Ollama's Go template: shown, not used)."""
+    files = ev.files
+    with contextlib.suppress(OSError, ValueError):
+        if files.get("chat_template.jinja"):
+            return Path(files["chat_template.jinja"]).read_text(errors="replace")
+        if files.get("tokenizer_config.json"):
+            template = json.loads(Path(files["tokenizer_config.json"]).read_text()).get("chat_template")
+            return template if isinstance(template, str) else ""
+    return ""
+
+
 def _show(name: str) -> dict[str, Any]:
     from mlxk.operations.models import metadata
 
@@ -90,7 +105,7 @@ def _show(name: str) -> dict[str, Any]:
             f"{arch}.block_count": meta.get("num_hidden_layers"),
             f"{arch}.attention.head_count": meta.get("num_attention_heads"),
             f"{arch}.vocab_size": meta.get("vocab_size")}
-    return {"modelfile": "", "parameters": "", "template": "", "license": "",
+    return {"modelfile": "", "parameters": "", "template": _template(ev), "license": "",
             "details": _details(ev), "model_info": {k: v for k, v in info.items() if v is not None},
             "capabilities": _capabilities(ev), "modified_at": wire.iso(ev.last_modified)}
 
