@@ -9,6 +9,10 @@ load drift hits every dialect alike. Per dialect: median single-stream decode to
 ((tokens - 1) / (last text piece - first text piece)) and median time to first text piece,
 with the ratio and the difference to Chat Completions (target: within 2% and +5 ms). The
 model defaults to the SmolLM2-135M-Instruct the tests build from the PyPI GGUF.
+
+A second table measures, in-process and without a model, what each dialect adds per token:
+the CPU time to render one text delta as its wire bytes (Chat Completions: one chunk), which
+is what differs between the dialects once the tokens are decoded.
 """
 
 from __future__ import annotations
@@ -97,6 +101,38 @@ def one(client: httpx.Client, base: str, name: str, model: str, n: int) -> tuple
     return (ttft, tps, n_tok), "".join(text)
 
 
+def render_cost(n: int = 20000) -> dict[str, float]:
+    """Microseconds of CPU per streamed text delta, per dialect (no model, no network)."""
+    from mlxk.server import core, sse
+    from mlxk.server.dialects import anthropic as ant
+    from mlxk.server.dialects import ollama as oll
+    from mlxk.server.dialects import openai_responses as rsp
+    from mlxk.server.responses import Reply
+
+    reply = Reply("chat", "org/model")
+    writer_a = ant.StreamWriter("msg_1", "org/model", 20)
+    writer_a.feed([core.TextDelta("x")])
+    req = rsp.ResponsesRequest.model_validate({"model": "m", "input": "x"})
+    writer_r = rsp.StreamWriter(rsp.Builder(req, "org/model", frozenset(), len), lambda _: None)
+    writer_r.feed([core.TextDelta("x")])
+    writer_o = oll.StreamWriter("org/model", chat=True)
+    delta = [core.TextDelta(" word")]
+    renders: dict[str, Callable[[], bytes]] = {
+        "chat": lambda: sse.event(reply.envelope([{"index": 0, "delta": {"content": " word"},
+                                                    "logprobs": None, "finish_reason": None}])),
+        "anthropic": lambda: writer_a.feed(delta),
+        "responses": lambda: writer_r.feed(delta),
+        "ollama": lambda: writer_o.feed(delta),
+    }
+    out = {}
+    for name, fn in renders.items():
+        t0 = time.process_time()
+        for _ in range(n):
+            fn()
+        out[name] = (time.process_time() - t0) / n * 1e6
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-dir", type=Path, default=None)
@@ -139,6 +175,10 @@ def main() -> int:
         same = texts[name] == texts["chat"]
         print(f"{name:10s} | {tps:>7.2f} {tps / ref_tps:>6.3f} | {ttft * 1000:>8.1f} "
               f"{(ttft - ref_ttft) * 1000:>+8.1f} | {tokens:>6.0f} | {'yes' if same else 'NO'}")
+    cost = render_cost()
+    print(f"\n{'dialect':10s} | {'render us/token':>15} | {'vs chat us':>10}")
+    for name in names:
+        print(f"{name:10s} | {cost[name]:>15.1f} | {cost[name] - cost['chat']:>+10.1f}")
     return 0 if all(texts[n] == texts["chat"] for n in names) else 1
 
 
