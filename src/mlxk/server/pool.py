@@ -53,6 +53,22 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class LoadedModelInfo:
+    """One loaded (or loading) model; times are wall-clock epoch seconds."""
+
+    name: str
+    kind: str                       # chat | embedding | vision
+    state: str                      # loading | idle | busy
+    memory_bytes: int               # bytes of its weights
+    active_requests: int
+    queued_requests: int
+    loaded_at: float | None         # None while loading (or not tracked)
+    expires_at: float | None        # None: never (pinned, keep-alive -1, or still loading)
+    keep_alive: float               # seconds; -1 never
+    pinned: bool
+
+
+@dataclass(frozen=True)
 class Target:
     """A resolved, loadable model."""
 
@@ -194,19 +210,23 @@ class ModelPool:
         await self._unload_if_idle(entry)
         return entry.key not in self._entries
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        """The loaded models: key, size, pinned, in use, idle seconds and when keep-alive unloads it."""
-        now, wall = time.monotonic(), time.time()
-        keep = self.settings.keep_alive
+    def snapshot(self) -> list[LoadedModelInfo]:
+        """What is loaded now, for Ollama's ``/api/ps`` (sorted by name)."""
+        now_wall, now = time.time(), time.monotonic()
+        ka = self.settings.keep_alive
         out = []
         for e in sorted(self._entries.values(), key=lambda e: e.key):
+            sched = e.scheduler if e.loaded else None
+            active = int(getattr(sched, "active_count", 0) or 0)
+            queued = int(getattr(sched, "queue_depth", 0) or 0)
             if not e.loaded:
-                continue
-            expires = None if (e.pinned or keep < 0 or e.in_use) else wall + keep - (now - e.last_used)
-            out.append({"model": e.key, "size_bytes": e.size_bytes, "pinned": e.pinned,
-                        "in_use": e.in_use, "idle_seconds": 0.0 if e.in_use else now - e.last_used,
-                        "expires_at": expires,
-                        "context_length": getattr(e.lm, "context_length", None)})
+                state, expires = "loading", None
+            else:
+                state = "busy" if e.in_use or active or queued else "idle"
+                expires = None if e.pinned or ka < 0 else (
+                    now_wall + ka if state == "busy" else now_wall + max(0.0, e.last_used + ka - now))
+            out.append(LoadedModelInfo(e.key, "chat", state, e.size_bytes, active, queued, None,
+                                       expires, -1.0 if e.pinned else ka, e.pinned))
         return out
 
     def loaded_names(self) -> list[str]:

@@ -113,16 +113,18 @@ def _show(name: str) -> dict[str, Any]:
 def _ps(pool: ModelPool) -> list[dict[str, Any]]:
     out = []
     for m in pool.snapshot():
+        entry = pool.entry(m.name)
+        if entry is None or not entry.loaded:
+            continue
         try:
-            ev = _evaluate(m["model"])
+            ev = _evaluate(m.name)
             details, digest = _details(ev), ev.commit or ""
         except Exception:  # a preloaded local directory: no cache entry to describe
             details, digest = {}, ""
-        expires = m["expires_at"]
-        out.append({"name": m["model"], "model": m["model"], "size": m["size_bytes"],
-                    "size_vram": m["size_bytes"], "digest": digest, "details": details,
-                    "expires_at": wire.iso(expires) if expires else FOREVER,
-                    "context_length": m["context_length"]})
+        out.append({"name": m.name, "model": m.name, "size": m.memory_bytes,
+                    "size_vram": m.memory_bytes, "digest": digest, "details": details,
+                    "expires_at": wire.iso(m.expires_at) if m.expires_at else FOREVER,
+                    "context_length": getattr(entry.lm, "context_length", None)})
     return out
 
 
