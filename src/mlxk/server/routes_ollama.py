@@ -37,14 +37,31 @@ def _parameter_size(n: int | None) -> str:
     return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
 
 
-def _details(ev: Any, with_params: bool = True) -> dict[str, Any]:
-    from mlxk.operations.models import parameter_count
+def _parameters(ev: Any) -> int | None:
+    """Parameter count from the safetensors headers (the cache layer's reader)."""
+    from mlxk.cache.safetensors import HeaderError, count_parameters, read_header
 
+    try:
+        headers = [read_header(p) for n, p in sorted(ev.files.items()) if n.endswith(".safetensors")]
+    except HeaderError:
+        return None
+    return count_parameters(headers, ev.description.config) if headers else None
+
+
+def _config(ev: Any, *keys: str) -> Any:
+    """The first of ``keys`` set in config.json (or its ``text_config``)."""
+    cfg = ev.description.config or {}
+    sources = (cfg, cfg.get("text_config") or {})
+    return next((src[k] for src in sources for k in keys
+                 if isinstance(src, dict) and src.get(k) is not None), None)
+
+
+def _details(ev: Any) -> dict[str, Any]:
     d = ev.description
     family = d.architecture or ""
     return {"parent_model": "", "format": d.framework.lower(), "family": family,
             "families": [family] if family else [],
-            "parameter_size": _parameter_size(parameter_count(ev)) if with_params else "",
+            "parameter_size": _parameter_size(_parameters(ev)),
             "quantization_level": d.quantization or ""}
 
 
@@ -93,18 +110,16 @@ def _template(ev: Any) -> str:
 
 
 def _show(name: str) -> dict[str, Any]:
-    from mlxk.operations.models import metadata
-
     ev = _evaluate(name)
-    meta = metadata(ev)
-    arch = meta.get("model_type") or "unknown"
+    arch = ev.description.architecture or "unknown"
     info = {"general.architecture": arch, "general.basename": ev.name.rsplit("/", 1)[-1],
-            "general.parameter_count": meta.get("parameter_count"),
-            f"{arch}.context_length": meta.get("context_length"),
-            f"{arch}.embedding_length": meta.get("hidden_size"),
-            f"{arch}.block_count": meta.get("num_hidden_layers"),
-            f"{arch}.attention.head_count": meta.get("num_attention_heads"),
-            f"{arch}.vocab_size": meta.get("vocab_size")}
+            "general.parameter_count": _parameters(ev),
+            f"{arch}.context_length": _config(ev, "max_position_embeddings", "max_seq_len",
+                                              "n_positions", "seq_length", "n_ctx"),
+            f"{arch}.embedding_length": _config(ev, "hidden_size", "d_model", "n_embd"),
+            f"{arch}.block_count": _config(ev, "num_hidden_layers", "n_layer", "num_layers"),
+            f"{arch}.attention.head_count": _config(ev, "num_attention_heads", "n_head"),
+            f"{arch}.vocab_size": _config(ev, "vocab_size")}
     return {"modelfile": "", "parameters": "", "template": _template(ev), "license": "",
             "details": _details(ev), "model_info": {k: v for k, v in info.items() if v is not None},
             "capabilities": _capabilities(ev), "modified_at": wire.iso(ev.last_modified)}
