@@ -18,10 +18,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from mlxk import __version__
-from mlxk.errors import FeatureDisabled, ModelNotFound, ValidationError
+from mlxk.errors import ModelNotFound, ValidationError
 from mlxk.server import catalog, core
 from mlxk.server.dialects import ollama as wire
 from mlxk.server.pool import ModelPool
+from mlxk.server.schemas import EmbeddingRequest
 
 router = APIRouter(tags=["ollama"])
 FOREVER = "2318-11-26T00:00:00Z"  # what Ollama reports for a model that never unloads
@@ -85,8 +86,8 @@ def _tag(ev: Any) -> dict[str, Any]:
 
 
 def _evaluate(name: str) -> Any:
+    from mlxk.cache.evaluate import evaluate
     from mlxk.cache.resolve import resolve
-    from mlxk.operations.models import evaluate
     from mlxk.server.pool import is_path_like
 
     if is_path_like(name):
@@ -215,21 +216,19 @@ async def generate(body: wire.GenerateRequest, request: Request) -> Response:
 
 async def _embed(request: Request, model: str, texts: list[str], truncate: bool,
                  dimensions: int | None) -> tuple[dict[str, Any], int, int]:
-    try:
-        from mlxk.server import routes_embeddings as emb
-    except ModuleNotFoundError as exc:
-        raise FeatureDisabled("embeddings need the 'embed' extra: pip install 'mlx-knife[embed]'") \
-            from exc
+    from mlxk.server.routes_embeddings import compute
+
     t0 = time.perf_counter_ns()
-    models = emb.embedding_models(_pool(request))
-    slot = await models.acquire(wire.model_name(model))
+    pool = _pool(request)
+    entry = await pool.acquire(wire.model_name(model), job="embedding")
     load_ns = time.perf_counter_ns() - t0
     try:
-        req = emb.EmbeddingRequest(model=slot.key, input=texts, truncate=truncate,
-                                   dimensions=dimensions)
-        out = await asyncio.to_thread(emb.compute, slot.model, req)
+        req = EmbeddingRequest(model=entry.key, input=texts, truncate=truncate,
+                               dimensions=dimensions)
+        out = await asyncio.to_thread(compute, entry.lm, req)
     finally:
-        models.release(slot)
+        pool.release(entry)
+    pool.metrics.tokens_in.labels(entry.key).inc(out["usage"]["prompt_tokens"])
     return out, load_ns, time.perf_counter_ns() - t0
 
 
