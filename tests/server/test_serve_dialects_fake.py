@@ -116,6 +116,13 @@ def test_ollama_ndjson_and_keep_alive_zero(client: httpx.Client) -> None:
     assert [x["done"] for x in lines].count(True) == 1 and lines[-1]["done"]
     assert lines[-1]["eval_count"] == 3 and lines[-1]["done_reason"] == "length"
     assert lines[-1]["total_duration"] >= lines[-1]["eval_duration"] > 0
+    r = client.post("/api/generate", json={"model": MODEL, "prompt": "hello", "stream": False,
+                                           "options": {"num_predict": 3, "presence_penalty": 0.5,
+                                                       "frequency_penalty": 0.5, "num_ctx": 64}})
+    assert r.status_code == 200 and r.json()["eval_count"] == 3  # penalties run as processors
+    r = client.post("/api/generate", json={"model": MODEL, "prompt": "hello", "stream": False,
+                                           "options": {"num_ctx": 1}})
+    assert r.status_code == 400 and "num_ctx" in r.json()["error"]
     assert MODEL in [m["model"] for m in client.get("/api/ps").json()["models"]]
     r = client.post("/api/chat", json={"model": MODEL, "messages": [], "keep_alive": 0})
     assert r.json()["done_reason"] == "unload"
