@@ -61,6 +61,22 @@ class _TooLarge(Exception):
     pass
 
 
+# A body declared too large is read and dropped up to this many bytes before the 413 goes out:
+# a client still sending when the server closes the connection sees a reset, not the 413.
+DRAIN_CAP_BYTES = 64 * 1024 * 1024
+
+
+async def _drain(receive: Receive, limit: int) -> None:
+    read = 0
+    while read <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        read += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return
+
+
 class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -80,6 +96,8 @@ class BodyLimitMiddleware:
                 except ValueError:
                     too_big = False
                 if too_big:
+                    if int(value) <= DRAIN_CAP_BYTES:
+                        await _drain(receive, DRAIN_CAP_BYTES)
                     await send_error(send, self._error(), [(b"connection", b"close")])
                     return
         seen = 0
