@@ -18,6 +18,7 @@ from typing import Any
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mlxk.server.dialects import dialect_of
 from mlxk.server.disconnect import CLIENT_GONE
 from mlxk.server.metrics import Metrics
 
@@ -114,6 +115,9 @@ class AccessMiddleware:
             if scope.get(CLIENT_GONE):
                 seen.status = 499   # the client went away before the answer was complete
             self.metrics.requests.labels(route_template(scope), str(seen.status)).inc()
+            dialect = dialect_of(scope.get("path", ""))
+            if dialect is not None:
+                self.metrics.dialect_requests.labels(dialect, str(seen.status)).inc()
             access_log.info("%s %s %d model=%s tokens=%s %.3fs", scope.get("method", "-"),
                             scope.get("path", ""), seen.status, seen.model or "-", seen.tokens(),
                             time.perf_counter() - t0)

@@ -10,7 +10,15 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from mlxk import __version__
-from mlxk.server import errors, routes, routes_embeddings, ui
+from mlxk.server import (
+    errors,
+    routes,
+    routes_anthropic,
+    routes_embeddings,
+    routes_ollama,
+    routes_responses,
+    ui,
+)
 from mlxk.server.access import AccessMiddleware
 from mlxk.server.disconnect import DisconnectMiddleware
 from mlxk.server.pool import ModelPool
@@ -18,6 +26,7 @@ from mlxk.server.security import ApiKeyMiddleware, BodyLimitMiddleware, cors_kwa
 from mlxk.server.settings import ServerSettings
 
 log = logging.getLogger("mlxk.server")
+DIALECT_ROUTERS = (routes_anthropic, routes_responses, routes_ollama)
 
 
 
@@ -46,6 +55,8 @@ def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(routes_embeddings.router)
+    for dialect in DIALECT_ROUTERS:
+        app.include_router(dialect.router)
     app.add_middleware(DisconnectMiddleware)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
