@@ -12,7 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlxk import __version__
-from mlxk.server import errors, routes
+from mlxk.server import errors, routes, routes_tokenize
 from mlxk.server.disconnect import CLIENT_GONE, DisconnectMiddleware
 from mlxk.server.metrics import Metrics
 from mlxk.server.pool import ModelPool
@@ -86,6 +86,7 @@ def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     app.state.ready = False
     errors.install(app)
     app.include_router(routes.router)
+    app.include_router(routes_tokenize.router)
     _include_optional(app)
     app.add_middleware(DisconnectMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=pool.metrics)
