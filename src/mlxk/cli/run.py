@@ -23,12 +23,18 @@ EXAMPLE = ("Examples:\n"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from mlxk.cli.options import add_distributed_flags, add_model_arg, add_sampling_flags
+    from mlxk.cli.options import (
+        add_cache_flags,
+        add_distributed_flags,
+        add_model_arg,
+        add_sampling_flags,
+    )
 
     add_model_arg(p)
     p.add_argument("prompt", nargs="*", default=[],
                    help="the prompt; '-' reads stdin (further words: the instruction); none: chat")
     add_sampling_flags(p)
+    add_cache_flags(p)
     g = p.add_argument_group("prompt and output")
     g.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop when the output contains TEXT (repeatable; TEXT is not printed)")
@@ -92,10 +98,14 @@ def _prompt_text(args: argparse.Namespace, out: Output) -> str | None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from mlxk.cli.options import distributed_requested
+    from mlxk.cli.options import cache_options, distributed_requested
+    from mlxk.errors import UsageError
 
+    kv = cache_options(args)
     prompt = _prompt_text(args, out) if not distributed_requested(args) else None
     if distributed_requested(args):
+        if kv.active:
+            raise UsageError("--max-kv-size and --kv-bits do not work with --hosts/--hostfile yet")
         from mlxk.cli import distributed
 
         words = list(args.prompt)
@@ -106,7 +116,6 @@ def run(args: argparse.Namespace, out: Output) -> int:
             text = combine_stdin(words, out.stdin.read() if "-" in words else None)
         return distributed.run_cli(args, out, text)
 
-    from mlxk.errors import UsageError
     from mlxk.operations import run as ops
 
     options = _options(args)
@@ -114,7 +123,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise UsageError("the prompt is empty")
     if prompt is None and out.json_mode:
         raise UsageError("--json needs a prompt (interactive chat has no JSON mode)")
-    lm = ops.load(args.model)
+    lm = ops.load(args.model, kv)
     if args.verbose:
         out.info(f"Loaded {lm.name} in {lm.load_seconds:.2f}s")
     if prompt is None:

@@ -41,6 +41,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"requests waiting for a slot before 503 (default {st.DEFAULT_MAX_QUEUE})")
     q.add_argument("--max-body-bytes", type=int, default=st.DEFAULT_MAX_BODY_BYTES,
                    help="largest request body accepted (413 beyond)")
+    m.add_argument("--model-options", default=None, metavar="FILE",
+                   help="per-model options (JSON or TOML: model -> {max_kv_size, kv_bits, ...}); "
+                        "they override the flags for that model")
+    from mlxk.cli.options import add_cache_flags
+
+    add_cache_flags(p)
     s = p.add_argument_group("security")
     s.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or MLXK_API_KEY)")
     s.add_argument("--cors-origins", type=_origins, default=None, metavar="LIST",
@@ -56,15 +62,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_settings(args: argparse.Namespace) -> Any:
+    from mlxk.server.model_options import read_file
     from mlxk.server.settings import ServerSettings
 
     budget = int(args.memory_budget * 1024**3) if args.memory_budget else None
+    generation = {k: getattr(args, k) for k in ("max_kv_size", "kv_bits", "kv_group_size",
+                                                "quantized_kv_start")}
     return ServerSettings(
         host=args.host, port=args.port, model=args.model, max_loaded=args.max_loaded,
         keep_alive=args.keep_alive, memory_budget_bytes=budget,
         api_key=args.api_key or config.api_key(), cors_origins=args.cors_origins or [],
         max_queue=args.max_queue, max_batch=args.max_batch, max_body_bytes=args.max_body_bytes,
         stop_timeout=args.stop_timeout, log_json=args.log_json, restart=args.restart,
+        generation=generation,
+        model_options=read_file(args.model_options) if args.model_options else {},
     )
 
 
@@ -81,6 +92,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
     if distributed_requested(args):
         from dataclasses import asdict
+
+        if args.max_kv_size or args.kv_bits or args.model_options:
+            from mlxk.errors import UsageError
+
+            raise UsageError("--max-kv-size, --kv-bits and --model-options do not work with "
+                             "--hosts/--hostfile yet")
 
         from mlxk.cli import distributed
 

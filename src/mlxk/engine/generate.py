@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlxk import config as mlxk_config
+from mlxk.engine import kvcache, sampling
 from mlxk.engine import prompt as prompt_mod
-from mlxk.engine import sampling
 from mlxk.engine.text.decoder import SequenceDecoder
 from mlxk.engine.types import Chunk, GenerationRequest
 from mlxk.errors import ValidationError
@@ -131,7 +131,8 @@ def stream(lm: Any, request: GenerationRequest, prepared: Prepared | None = None
     first = last = None
     reason = "length"
     steps = generate_step(mx.array(p.prompt_tokens), lm.model, max_tokens=p.max_tokens,
-                          sampler=p.sampler, logits_processors=p.logits_processors or None)
+                          sampler=p.sampler, logits_processors=p.logits_processors or None,
+                          **kvcache.generate_kwargs(lm.model, getattr(lm, "cache_options", None)))
     try:
         with wired_limit(lm.model, [generation_stream]):
             for token, _logprobs in steps:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlxk.engine.types import CacheOptions
 from mlxk.errors import ExecutionError, MlxkError, NotRuntimeCompatible
 
 # Tokens that end an assistant turn in common chat formats (besides the eos ids).
@@ -40,6 +41,14 @@ class LoadedModel:
     has_chat_template: bool = False
     hidden_token_ids: set[int] = field(default_factory=set)   # special tokens never shown
     marker_token_ids: set[int] = field(default_factory=set)   # markup for the reasoning parser
+    cache_options: CacheOptions | None = None                 # --max-kv-size, --kv-bits ...
+
+    @property
+    def effective_context(self) -> int:
+        """Tokens attended to at once (the rotating window under ``--max-kv-size``)."""
+        from mlxk.engine.kvcache import effective_context
+
+        return effective_context(self.context_length, self.cache_options)
 
 
 def _context_length(config: dict[str, Any], tokenizer: Any) -> int:

@@ -25,6 +25,20 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class CacheOptions:
+    """How a model keeps its KV cache (``--max-kv-size``, ``--kv-bits`` ...); see ``engine.kvcache``."""
+
+    max_kv_size: int | None = None         # a rotating cache of this many tokens (bounded context)
+    kv_bits: int | None = None             # quantize the cache to 4 or 8 bits
+    kv_group_size: int = 64
+    quantized_kv_start: int = 0            # quantize once the cache holds this many tokens
+
+    @property
+    def active(self) -> bool:
+        return self.max_kv_size is not None or self.kv_bits is not None
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """One generation. Exactly one of ``messages`` (chat) or ``prompt`` (raw text) is set."""
 

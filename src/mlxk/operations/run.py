@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mlxk.engine.types import Chunk, GenerationRequest, SamplingParams
+from mlxk.engine.types import CacheOptions, Chunk, GenerationRequest, SamplingParams
 from mlxk.errors import NotRuntimeCompatible
 
 
@@ -36,12 +36,14 @@ def resolve_runnable(ref: str) -> Any:
     return resolved
 
 
-def load(ref: str) -> Any:
-    """``LoadedModel`` for ``ref`` (resolved and checked first)."""
+def load(ref: str, cache_options: CacheOptions | None = None) -> Any:
+    """``LoadedModel`` for ``ref`` (resolved and checked first), with its KV-cache options."""
     from mlxk.engine.loader import load_model
 
     resolved = resolve_runnable(ref)
-    return load_model(resolved.path, name=resolved.display)
+    lm = load_model(resolved.path, name=resolved.display)
+    lm.cache_options = cache_options
+    return lm
 
 
 def single_request(text: str, options: RunOptions) -> GenerationRequest:

@@ -242,7 +242,19 @@ class ModelPool:
         if factory is None:
             from mlxk.engine.batch import BatchScheduler as factory
         return factory(lambda: self._loader(path, key), name=key, max_batch=s.max_batch,
-                       max_queue=s.max_queue, on_finish=on_finish)
+                       max_queue=s.max_queue, on_finish=on_finish,
+                       cache_options=self.cache_options(key))
+
+    def options(self, key: str) -> dict[str, Any]:
+        """The generation options of model ``key`` (flags, then ``--model-options``)."""
+        from mlxk.server.model_options import options_for
+
+        return options_for(self.settings.generation, self.settings.model_options, key)
+
+    def cache_options(self, key: str) -> Any:
+        from mlxk.server.model_options import cache_options
+
+        return cache_options(self.options(key))
 
     async def _load(self, entry: ModelEntry) -> None:
         assert entry.ready is not None

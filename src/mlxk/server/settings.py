@@ -34,6 +34,8 @@ class ServerSettings:
     stop_timeout: float = DEFAULT_STOP_TIMEOUT  # graceful drain before the child is killed
     log_json: bool = False
     restart: bool = False
+    generation: dict[str, Any] = field(default_factory=dict)  # --max-kv-size ... (model_options keys)
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # --model-options FILE
     extra: dict[str, Any] = field(default_factory=dict)  # room for other tracks (distributed ranks)
 
     def to_json(self) -> str:
