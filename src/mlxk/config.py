@@ -90,3 +90,26 @@ def blas_choice() -> str | None:
     """``MLXK_BLAS``: a BLAS library path for MLX's CPU matmuls on Linux, or ``reference`` to keep
     the BLAS the mlx wheel bundles (see ``mlxk.engine.blas``)."""
     return _env("MLXK_BLAS")
+
+
+def cpu_kernels_enabled() -> bool:
+    """``MLXK_CPU_KERNELS=off`` (or 0/false/no) keeps MLX's own CPU kernels for quantized
+    matmuls instead of mlxk's (see ``mlxk.engine.cpu_kernels``)."""
+    value = _env("MLXK_CPU_KERNELS")
+    return value is None or value.strip().lower() not in {"0", "off", "false", "no", "n", "f"}
+
+
+def cpu_kernels_dir() -> Path:
+    """Where mlxk's CPU kernels are compiled (one folder per mlx version and CPU):
+    ``MLXK_CPU_KERNELS_DIR``, else ``$XDG_CACHE_HOME/mlxk/cpu-kernels``, else
+    ``~/.cache/mlxk/cpu-kernels``. Not under HF_HOME: the build belongs to the machine."""
+    explicit = _env("MLXK_CPU_KERNELS_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = _env("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "mlxk" / "cpu-kernels"
+
+
+def cpu_kernels_compiler() -> str | None:
+    """The C++ compiler for mlxk's CPU kernels: ``MLXK_CPU_KERNELS_CXX``, else ``CXX``."""
+    return _env("MLXK_CPU_KERNELS_CXX") or _env("CXX")

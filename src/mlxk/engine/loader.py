@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlxk.engine import cpu_kernels
 from mlxk.engine.types import CacheOptions
 from mlxk.errors import ExecutionError, MlxkError, NotRuntimeCompatible
 
@@ -156,6 +157,7 @@ def load_model(path: Path, name: str | None = None, *, model: Any = None,
         raise ExecutionError(f"cannot load model {name or path}: {text}") from exc
     except Exception as exc:   # corrupt safetensors, missing files, tokenizer errors ...
         raise ExecutionError(f"cannot load model {name or path}: {type(exc).__name__}: {exc}") from exc
+    cpu_kernels.accelerate(model)   # Linux CPU: quantized layers on mlxk's kernel (never raises)
     facts = describe_tokens(tokenizer, config)
     tokenizer.eos_token_ids = facts["eos"]   # mlx-lm's own loops stop at every end-of-turn id
     return LoadedModel(

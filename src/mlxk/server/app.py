@@ -12,7 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlxk import __version__
-from mlxk.server import errors, routes, routes_tokenize
+from mlxk.server import errors, routes, routes_tokenize, ui
 from mlxk.server.disconnect import CLIENT_GONE, DisconnectMiddleware
 from mlxk.server.metrics import Metrics
 from mlxk.server.pool import ModelPool
@@ -93,6 +93,8 @@ def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.ui:  # outside the key check: the page loads without the key; the API it calls does not
+        app.add_middleware(ui.ChatPageMiddleware)
     # Outermost (added last): CORS answers preflights before the API key is checked (browsers
     # send no credentials on a preflight) and puts its headers on a 401 too.
     if settings.cors_origins:

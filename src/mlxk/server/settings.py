@@ -36,6 +36,7 @@ class ServerSettings:
     restart: bool = False
     generation: dict[str, Any] = field(default_factory=dict)  # --max-kv-size ... (model_options keys)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # --model-options FILE
+    ui: bool = True                          # the browser chat page at / and /chat
     extra: dict[str, Any] = field(default_factory=dict)  # room for other tracks (distributed ranks)
 
     def to_json(self) -> str:
