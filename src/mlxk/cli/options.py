@@ -49,6 +49,9 @@ def add_cache_flags(p: argparse.ArgumentParser) -> None:
                    help="values per quantization group of the KV cache (default 64)")
     g.add_argument("--quantized-kv-start", type=int, default=0, metavar="N",
                    help="quantize the KV cache once it holds N tokens (default 0: from the start)")
+    a = p.add_argument_group("adapters")
+    a.add_argument("--adapter-path", default=None, metavar="DIR",
+                   help="apply a LoRA adapter (mlx-lm format: adapter_config.json + adapters.safetensors)")
 
 
 def cache_options(args: argparse.Namespace) -> Any:

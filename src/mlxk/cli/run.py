@@ -104,8 +104,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     kv = cache_options(args)
     prompt = _prompt_text(args, out) if not distributed_requested(args) else None
     if distributed_requested(args):
-        if kv.active:
-            raise UsageError("--max-kv-size and --kv-bits do not work with --hosts/--hostfile yet")
+        if kv.active or args.adapter_path:
+            raise UsageError("--max-kv-size, --kv-bits and --adapter-path do not work with --hosts/--hostfile yet")
         from mlxk.cli import distributed
 
         words = list(args.prompt)
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise UsageError("the prompt is empty")
     if prompt is None and out.json_mode:
         raise UsageError("--json needs a prompt (interactive chat has no JSON mode)")
-    lm = ops.load(args.model, kv)
+    lm = ops.load(args.model, kv, args.adapter_path)
     if args.verbose:
         out.info(f"Loaded {lm.name} in {lm.load_seconds:.2f}s")
     if prompt is None:

@@ -70,6 +70,10 @@ def build_settings(args: argparse.Namespace) -> Any:
     budget = int(args.memory_budget * 1024**3) if args.memory_budget else None
     generation = {k: getattr(args, k) for k in ("max_kv_size", "kv_bits", "kv_group_size",
                                                 "quantized_kv_start")}
+    if args.adapter_path:
+        from pathlib import Path
+
+        generation["adapter_path"] = str(Path(args.adapter_path).expanduser().resolve())
     return ServerSettings(
         host=args.host, port=args.port, model=args.model, max_loaded=args.max_loaded,
         keep_alive=args.keep_alive, memory_budget_bytes=budget,
@@ -96,10 +100,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if distributed_requested(args):
         from dataclasses import asdict
 
-        if args.max_kv_size or args.kv_bits or args.model_options:
+        if args.max_kv_size or args.kv_bits or args.model_options or args.adapter_path:
             from mlxk.errors import UsageError
 
-            raise UsageError("--max-kv-size, --kv-bits and --model-options do not work with "
+            raise UsageError("--max-kv-size, --kv-bits, --adapter-path and --model-options do not work with "
                              "--hosts/--hostfile yet")
 
         from mlxk.cli import distributed

@@ -36,12 +36,17 @@ def resolve_runnable(ref: str) -> Any:
     return resolved
 
 
-def load(ref: str, cache_options: CacheOptions | None = None) -> Any:
-    """``LoadedModel`` for ``ref`` (resolved and checked first), with its KV-cache options."""
+def load(ref: str, cache_options: CacheOptions | None = None, adapter_path: str | None = None) -> Any:
+    """``LoadedModel`` for ``ref`` (resolved and checked first), with its KV-cache options
+    and an optional LoRA adapter."""
     from mlxk.engine.loader import load_model
 
     resolved = resolve_runnable(ref)
-    lm = load_model(resolved.path, name=resolved.display)
+    if adapter_path is not None:
+        from mlxk.engine.adapters import read_config
+
+        read_config(adapter_path)   # a bad folder fails before the weights load
+    lm = load_model(resolved.path, name=resolved.display, adapter_path=adapter_path)
     lm.cache_options = cache_options
     return lm
 

@@ -40,6 +40,10 @@ def check_generation(settings: ServerSettings) -> None:
     for model, opts in named.items():
         try:
             kv = cache_options(opts)
+            if opts.get("adapter_path"):
+                from mlxk.engine.adapters import read_config
+
+                read_config(opts["adapter_path"])
         except ValidationError as exc:
             raise ValidationError(f"{exc} [{model}]") from exc
         if kv.kv_bits is not None:

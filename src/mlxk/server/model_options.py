@@ -1,7 +1,7 @@
 """Per-model generation options for `serve`: the command-line defaults, overridden per model
 by ``--model-options FILE`` (JSON or TOML: ``{"model name": {"max_kv_size": 4096, ...}}``).
 
-A model matches a FILE entry by its full cache name (``org/name``) or by the part after the
+``adapter_path`` (a LoRA adapter folder) is relative to FILE's folder. A model matches a FILE entry by its full cache name (``org/name``) or by the part after the
 last ``/``; the full name wins. Unknown models or keys are refused at start-up. No mlx here.
 """
 
@@ -15,7 +15,8 @@ from mlxk.engine.types import CacheOptions
 from mlxk.errors import ValidationError
 
 CACHE_KEYS = ("max_kv_size", "kv_bits", "kv_group_size", "quantized_kv_start")
-KNOWN_KEYS = frozenset(CACHE_KEYS)
+PATH_KEYS = ("adapter_path",)
+KNOWN_KEYS = frozenset(CACHE_KEYS + PATH_KEYS)
 
 
 def read_file(path: str) -> dict[str, dict[str, Any]]:
@@ -43,7 +44,11 @@ def read_file(path: str) -> dict[str, dict[str, Any]]:
             raise ValidationError(f"--model-options: unknown option(s) {', '.join(unknown)} for {model} "
                                   f"(known: {', '.join(sorted(KNOWN_KEYS))})")
         for key, value in opts.items():
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            if key in PATH_KEYS:
+                if not isinstance(value, str):
+                    raise ValidationError(f"--model-options: {model}.{key} must be a path")
+                opts[key] = str((p.parent / Path(value).expanduser()).resolve())  # relative to FILE
+            elif value is not None and (not isinstance(value, int) or isinstance(value, bool)):
                 raise ValidationError(f"--model-options: {model}.{key} must be an integer")
     return data
 

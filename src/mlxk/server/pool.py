@@ -102,10 +102,10 @@ def default_resolver(name: str) -> Target:
     return Target(key, resolved.path)
 
 
-def default_loader(path: Path, name: str) -> Any:
+def default_loader(path: Path, name: str, adapter_path: str | None = None) -> Any:
     from mlxk.engine.loader import load_model
 
-    return load_model(path, name=name)
+    return load_model(path, name=name, adapter_path=adapter_path)
 
 
 def default_prepare(lm: Any, request: Any) -> Any:
@@ -241,7 +241,13 @@ class ModelPool:
         factory = self._scheduler_factory
         if factory is None:
             from mlxk.engine.batch import BatchScheduler as factory
-        return factory(lambda: self._loader(path, key), name=key, max_batch=s.max_batch,
+        adapter = self.options(key).get("adapter_path")
+        loader = self._loader
+
+        def load() -> Any:
+            return loader(path, key, adapter) if adapter else loader(path, key)
+
+        return factory(load, name=key, max_batch=s.max_batch,
                        max_queue=s.max_queue, on_finish=on_finish,
                        cache_options=self.cache_options(key))
 
