@@ -51,6 +51,20 @@ def load(ref: str, cache_options: CacheOptions | None = None, adapter_path: str 
     return lm
 
 
+def load_draft(lm: Any, ref: str, num_draft: int, cache_options: CacheOptions | None) -> Any:
+    """The draft model for speculative decoding, checked against ``lm``."""
+    from mlxk.engine import speculative
+    from mlxk.errors import ValidationError
+
+    if not 1 <= num_draft <= 16:
+        raise ValidationError("--num-draft-tokens must be between 1 and 16")
+    if cache_options is not None and cache_options.active:
+        raise ValidationError("--draft-model does not combine with --max-kv-size or --kv-bits yet")
+    draft = load(ref)
+    speculative.check_vocab(lm, draft)
+    return speculative.Draft(draft, num_draft)
+
+
 def single_request(text: str, options: RunOptions) -> GenerationRequest:
     messages: list[dict[str, Any]] = []
     if options.system:
