@@ -98,8 +98,6 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from mlxk.cli.options import distributed_requested
 
     if distributed_requested(args):
-        from dataclasses import asdict
-
         if args.max_kv_size or args.kv_bits or args.model_options or args.adapter_path:
             from mlxk.errors import UsageError
 
@@ -108,7 +106,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
         from mlxk.cli import distributed
 
-        return distributed.serve(args, out, asdict(settings))
+        return distributed.serve(args, out, settings)
 
     def on_ready(msg: dict) -> None:
         from mlxk.server.ui import page_url

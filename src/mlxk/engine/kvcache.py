@@ -38,13 +38,6 @@ def check(opts: CacheOptions) -> CacheOptions:
     return opts
 
 
-def effective_context(context_length: int, opts: CacheOptions | None) -> int:
-    """The tokens the model attends to at once: its context, or the rotating window."""
-    if opts is not None and opts.max_kv_size is not None:
-        return min(context_length, opts.max_kv_size)
-    return context_length
-
-
 def generate_kwargs(model: Any, opts: CacheOptions | None) -> dict[str, Any]:
     """Keyword arguments for mlx-lm's ``generate_step`` (single-sequence generation)."""
     if opts is None or not opts.active:

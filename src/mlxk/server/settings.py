@@ -5,10 +5,10 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from mlxk import config
 
+OptionValue = int | str | None   # a per-model generation option (model_options.KNOWN_KEYS)
 DEFAULT_MAX_QUEUE = 32
 DEFAULT_MAX_BATCH = 16
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -34,10 +34,9 @@ class ServerSettings:
     stop_timeout: float = DEFAULT_STOP_TIMEOUT  # graceful drain before the child is killed
     log_json: bool = False
     restart: bool = False
-    generation: dict[str, Any] = field(default_factory=dict)  # --max-kv-size ... (model_options keys)
-    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # --model-options FILE
+    generation: dict[str, OptionValue] = field(default_factory=dict)  # --max-kv-size ... (model_options keys)
+    model_options: dict[str, dict[str, OptionValue]] = field(default_factory=dict)  # --model-options FILE
     ui: bool = True                          # the browser chat page at / and /chat
-    extra: dict[str, Any] = field(default_factory=dict)  # room for other tracks (distributed ranks)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
