@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from mlxk import config
@@ -47,6 +48,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from mlxk.cli.options import add_cache_flags
 
     add_cache_flags(p)
+    q.add_argument("--prefill-chunk", type=int, default=st.DEFAULT_PREFILL_CHUNK, metavar="N",
+                   help="prompt tokens prefilled between two decode steps of the running requests "
+                        f"(default {st.DEFAULT_PREFILL_CHUNK}; larger: faster long prompts, longer stalls)")
+    q.add_argument("--prompt-cache-dir", default=None, metavar="DIR",
+                   help="keep long prompt prefixes on disk here, found again after a restart")
+    q.add_argument("--prompt-cache-disk-bytes", type=float, default=None, metavar="GB",
+                   help=f"disk used by --prompt-cache-dir in GB, least recently used evicted "
+                        f"(default {st.DEFAULT_PROMPT_CACHE_DISK_BYTES // 1024**3})")
     s = p.add_argument_group("security")
     s.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or MLXK_API_KEY)")
     s.add_argument("--cors-origins", type=_origins, default=None, metavar="LIST",
@@ -64,10 +73,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_settings(args: argparse.Namespace) -> Any:
-    from mlxk.server.model_options import read_file
+    from mlxk.server import settings as st
     from mlxk.server.settings import ServerSettings
 
     budget = int(args.memory_budget * 1024**3) if args.memory_budget else None
+    disk = (int(args.prompt_cache_disk_bytes * 1024**3) if args.prompt_cache_disk_bytes is not None
+            else st.DEFAULT_PROMPT_CACHE_DISK_BYTES)
+    from mlxk.server.model_options import read_file
+
     generation = {k: getattr(args, k) for k in ("max_kv_size", "kv_bits", "kv_group_size",
                                                 "quantized_kv_start")}
     if args.adapter_path:
@@ -79,6 +92,8 @@ def build_settings(args: argparse.Namespace) -> Any:
         keep_alive=args.keep_alive, memory_budget_bytes=budget,
         api_key=args.api_key or config.api_key(), cors_origins=args.cors_origins or [],
         max_queue=args.max_queue, max_batch=args.max_batch, max_body_bytes=args.max_body_bytes,
+        prefill_chunk=args.prefill_chunk, prompt_cache_dir=os.path.abspath(args.prompt_cache_dir) if args.prompt_cache_dir else None,
+        prompt_cache_disk_bytes=disk,
         stop_timeout=args.stop_timeout, log_json=args.log_json, restart=args.restart, ui=args.ui,
         generation=generation,
         model_options=read_file(args.model_options) if args.model_options else {},

@@ -19,6 +19,10 @@ def check_settings(settings: ServerSettings) -> list[str]:
         raise ValidationError("--max-batch must be at least 1")
     if settings.max_queue < 0:
         raise ValidationError("--max-queue must be 0 or more")
+    if settings.prefill_chunk < 1:
+        raise ValidationError("--prefill-chunk must be at least 1")
+    if settings.prompt_cache_disk_bytes < 0:
+        raise ValidationError("--prompt-cache-disk-bytes must be 0 or more")
     if settings.max_body_bytes < 1024:
         raise ValidationError("--max-body-bytes must be at least 1024")
     if settings.keep_alive < 0 and settings.keep_alive != -1:

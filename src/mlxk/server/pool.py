@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +67,22 @@ class ModelEntry:
     @property
     def loaded(self) -> bool:
         return self.lm is not None
+
+
+@dataclass(frozen=True)
+class LoadedModelInfo:
+    """One loaded (or loading) model; times are wall-clock epoch seconds."""
+
+    name: str
+    kind: str                       # chat | embedding | vision
+    state: str                      # loading | idle | busy
+    memory_bytes: int               # bytes of its weights
+    active_requests: int
+    queued_requests: int
+    loaded_at: float | None         # None while loading (or not tracked)
+    expires_at: float | None        # None: never (pinned, keep-alive -1, or still loading)
+    keep_alive: float               # seconds; -1 never
+    pinned: bool
 
 
 @dataclass(frozen=True)
@@ -202,6 +220,33 @@ class ModelPool:
         if entry.in_use == 0 and self.settings.keep_alive == 0 and not entry.pinned:
             asyncio.get_running_loop().create_task(self._unload_if_idle(entry))
 
+    async def unload_when_idle(self, key: str) -> bool:
+        """Unload ``key`` now if nothing uses it (a client's keep-alive 0); pinned models stay."""
+        entry = self._entries.get(key)
+        if entry is None or entry.pinned:
+            return False
+        await self._unload_if_idle(entry)
+        return entry.key not in self._entries
+
+    def snapshot(self) -> list[LoadedModelInfo]:
+        """What is loaded now, for Ollama's ``/api/ps`` (sorted by name)."""
+        now_wall, now = time.time(), time.monotonic()
+        ka = self.settings.keep_alive
+        out = []
+        for e in sorted(self._entries.values(), key=lambda e: e.key):
+            sched = e.scheduler if e.loaded else None
+            active = int(getattr(sched, "active_count", 0) or 0)
+            queued = int(getattr(sched, "queue_depth", 0) or 0)
+            if not e.loaded:
+                state, expires = "loading", None
+            else:
+                state = "busy" if e.in_use or active or queued else "idle"
+                expires = None if e.pinned or ka < 0 else (
+                    now_wall + ka if state == "busy" else now_wall + max(0.0, e.last_used + ka - now))
+            out.append(LoadedModelInfo(e.key, "embedding" if e.job == "embedding" else "chat", state, e.size_bytes, active, queued, None,
+                                       expires, -1.0 if e.pinned else ka, e.pinned))
+        return out
+
     def loaded_names(self, job: Job | None = None) -> list[str]:
         return sorted(k for k, e in self._entries.items()
                       if e.loaded and (job is None or e.job == job))
@@ -255,6 +300,16 @@ class ModelPool:
                 m.ttft.labels(key).observe(stats.ttft_s)
             if stats.generation_tps is not None:
                 m.tps.labels(key).observe(stats.generation_tps)
+            if stats.queue_s is not None:
+                m.queue_time.labels(key).observe(stats.queue_s)
+            for gap in stats.itl_s:
+                m.itl.labels(key).observe(gap)
+
+        def on_tokens(prefilled: int, decoded: int) -> None:
+            if prefilled:
+                m.prefill_tokens.labels(key).inc(prefilled)
+            if decoded:
+                m.decode_tokens.labels(key).inc(decoded)
 
         factory = self._scheduler_factory
         if factory is None:
@@ -266,8 +321,8 @@ class ModelPool:
             return loader(path, key, adapter) if adapter else loader(path, key)
 
         return factory(load, name=key, max_batch=s.max_batch,
-                       max_queue=s.max_queue, on_finish=on_finish,
-                       cache_options=self.cache_options(key))
+                       max_queue=s.max_queue, on_finish=on_finish, **self._prefill_options(entry),
+                       on_tokens=on_tokens, cache_options=self.cache_options(key))
 
     def options(self, key: str) -> dict[str, OptionValue]:
         """The generation options of model ``key`` (flags, then ``--model-options``)."""
@@ -279,6 +334,17 @@ class ModelPool:
         from mlxk.server.model_options import cache_options
 
         return cache_options(self.options(key))
+
+    def _prefill_options(self, entry: ModelEntry) -> dict[str, str | int]:
+        """Chunked prefill and the on-disk prefix cache (``serve --prefill-chunk``, ``--prompt-cache-dir``)."""
+        s = self.settings
+        opts: dict[str, str | int] = {"prefill_step_size": s.prefill_chunk}
+        if s.prompt_cache_dir:
+            # the snapshot directory names the revision; a local model dir names itself
+            opts.update(prompt_cache_dir=os.path.join(s.prompt_cache_dir, _safe_name(entry.key)),
+                        prompt_cache_disk_bytes=s.prompt_cache_disk_bytes,
+                        model_id=f"{entry.key}@{os.path.realpath(entry.path)}")
+        return opts
 
     async def _load(self, entry: ModelEntry) -> None:
         assert entry.ready is not None
@@ -303,6 +369,8 @@ class ModelPool:
             self.metrics.queue_depth.labels(entry.key).set_function(lambda: sched.queue_depth)
             self.metrics.cached_tokens.labels(entry.key).set_function(
                 lambda: getattr(sched, "cached_prompt_tokens", 0))
+            self.metrics.disk_tokens.labels(entry.key).set_function(
+                lambda: getattr(sched, "disk_prompt_tokens", 0))
         self.metrics.loads.labels(entry.key).inc()
         self.metrics.load_seconds.labels(entry.key).observe(time.perf_counter() - t0)
         self.metrics.loaded.set(len(self.loaded_names()))
@@ -326,7 +394,8 @@ class ModelPool:
         entry.lm = None
         entry.scheduler = None
         if was_loaded:
-            for gauge in (self.metrics.active, self.metrics.queue_depth, self.metrics.cached_tokens):
+            for gauge in (self.metrics.active, self.metrics.queue_depth, self.metrics.cached_tokens,
+                      self.metrics.disk_tokens):
                 with contextlib.suppress(KeyError):
                     gauge.remove(entry.key)
             self.metrics.unloads.labels(entry.key).inc()
@@ -353,6 +422,11 @@ def _resolve_start_model(ref: str) -> Target:
     key = resolved.name if resolved.cached else Path(resolved.path).name
     job: Job = "embedding" if describe(Path(resolved.path)).model_type == "embedding" else "text"
     return Target(key, Path(resolved.path), job)
+
+
+def _safe_name(key: str) -> str:
+    """A model key as one directory name (``org/name`` -> ``org--name``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", key).strip(".") or "model"
 
 
 def _load_error(key: str, exc: BaseException) -> MlxkError:
