@@ -178,7 +178,7 @@ class BatchScheduler:
                  on_finish: Callable[[RequestStats], None] | None = None,
                  prompt_cache_size: int = 16, prompt_cache_bytes: int = 1 << 30,
                  prompt_cache_dir: str | None = None, prompt_cache_disk_bytes: int = 0,
-                 model_id: str = "", on_tokens: Callable[[int, int], None] | None = None)
+                 model_id: str = "", on_tokens: Callable[[int, int], None] | None = None,
                  cache_options: CacheOptions | None = None) -> None:
         self.name = name
         self.cache_options = cache_options
