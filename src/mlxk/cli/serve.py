@@ -45,6 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"requests waiting for a slot before 503 (default {st.DEFAULT_MAX_QUEUE})")
     q.add_argument("--max-body-bytes", type=int, default=st.DEFAULT_MAX_BODY_BYTES,
                    help=f"largest request body accepted, 413 beyond (default {st.DEFAULT_MAX_BODY_BYTES})")
+    m.add_argument("--model-options", default=None, metavar="FILE",
+                   help="per-model options (JSON or TOML: model -> {max_kv_size, kv_bits, ...}); "
+                        "they override the flags for that model")
+    from mlxk.cli.options import add_cache_flags
+
+    add_cache_flags(p)
     q.add_argument("--prefill-chunk", type=int, default=st.DEFAULT_PREFILL_CHUNK, metavar="N",
                    help="prompt tokens prefilled between two decode steps of the running requests "
                         f"(default {st.DEFAULT_PREFILL_CHUNK}; larger: faster long prompts, longer stalls)")
@@ -83,6 +89,14 @@ def build_settings(args: argparse.Namespace) -> Any:
     budget = int(args.memory_budget * 1024**3) if args.memory_budget else None
     disk = (int(args.prompt_cache_disk_bytes * 1024**3) if args.prompt_cache_disk_bytes is not None
             else st.DEFAULT_PROMPT_CACHE_DISK_BYTES)
+    from mlxk.server.model_options import read_file
+
+    generation = {k: getattr(args, k) for k in ("max_kv_size", "kv_bits", "kv_group_size",
+                                                "quantized_kv_start")}
+    if args.adapter_path:
+        from pathlib import Path
+
+        generation["adapter_path"] = str(Path(args.adapter_path).expanduser().resolve())
     return ServerSettings(
         host=args.host or config.server_host(), port=_port(args.port), model=args.model,
         max_loaded=args.max_loaded,
@@ -92,6 +106,8 @@ def build_settings(args: argparse.Namespace) -> Any:
         prefill_chunk=args.prefill_chunk, prompt_cache_dir=os.path.abspath(args.prompt_cache_dir) if args.prompt_cache_dir else None,
         prompt_cache_disk_bytes=disk,
         stop_timeout=args.stop_timeout, log_json=args.log_json, restart=args.restart, ui=args.ui,
+        generation=generation,
+        model_options=read_file(args.model_options) if args.model_options else {},
     )
 
 
@@ -123,6 +139,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
     settings = build_settings(args)
 
     if distributed_requested(args):
+        if args.max_kv_size or args.kv_bits or args.model_options or args.adapter_path:
+            from mlxk.errors import UsageError
+
+            raise UsageError("--max-kv-size, --kv-bits, --adapter-path and --model-options do not work with "
+                             "--hosts/--hostfile yet")
+
         from mlxk.cli import distributed
 
         return distributed.serve(args, out, settings)

@@ -36,6 +36,10 @@ Prompt logprobs (``Submission.prompt_logprobs``, for ``echo``): the prompt is th
 prefilled here, outside the batch, keeping each position's logits; the first delta
 carries one entry per prompt token (the first ``None``, it has no context).
 
+KV-cache options (``cache_options``): ``max_kv_size`` makes every sequence's cache a
+rotating one (mlx-lm's ``BatchRotatingKVCache`` in the batch; the prefix cache is off
+then); ``kv_bits`` is refused at start-up for serve (see ``engine.kvcache``).
+
 Seeds: a request with a ``seed`` (and temperature > 0) gets its own sampler
 with a private PRNG key (``mx.random.key(seed)``, split per token), so it runs in
 the shared batch without touching the global random state and without being
@@ -57,7 +61,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlxk.engine.types import Chunk, LoadedModel, SamplingParams
+from mlxk.engine.types import CacheOptions, Chunk, LoadedModel, SamplingParams
 from mlxk.errors import ExecutionError, MlxkError, ServerBusy, ValidationError
 
 log = logging.getLogger("mlxk.engine.batch")
@@ -155,6 +159,12 @@ def _rows(lp: Any, targets: list[int], k: int) -> list[dict[str, Any]]:
             for t, c, top in zip(targets, chosen, tops, strict=True)]
 
 
+def _bounded(opts: CacheOptions | None) -> bool:
+    """A rotating cache cannot be trimmed back to a shared prefix once it has wrapped, so a
+    bounded context runs without the prefix cache."""
+    return opts is not None and opts.max_kv_size is not None
+
+
 def _deliver(items: list[tuple[Handle, Any]]) -> None:
     for handle, item in items:
         handle.queue.put_nowait(item)
@@ -168,8 +178,10 @@ class BatchScheduler:
                  on_finish: Callable[[RequestStats], None] | None = None,
                  prompt_cache_size: int = 16, prompt_cache_bytes: int = 1 << 30,
                  prompt_cache_dir: str | None = None, prompt_cache_disk_bytes: int = 0,
-                 model_id: str = "", on_tokens: Callable[[int, int], None] | None = None) -> None:
+                 model_id: str = "", on_tokens: Callable[[int, int], None] | None = None,
+                 cache_options: CacheOptions | None = None) -> None:
         self.name = name
+        self.cache_options = cache_options
         self.max_batch = max(1, max_batch)
         self.max_queue = max(0, max_queue)
         self.prefill_step_size = prefill_step_size
@@ -279,7 +291,8 @@ class BatchScheduler:
             from mlx_lm.models.cache import LRUPromptCache
 
             self.lm = self._load()
-            if self.prompt_cache_size > 0:
+            self.lm.cache_options = self.cache_options
+            if self.prompt_cache_size > 0 and not _bounded(self.cache_options):
                 self._pcache = LRUPromptCache(self.prompt_cache_size, self.prompt_cache_bytes)
                 self._disk = self._open_disk()
             stream = mx.default_stream(mx.default_device())
@@ -392,6 +405,8 @@ class BatchScheduler:
         for h in admit:
             tokens = list(h.prepared.prompt_tokens)
             cache, rest = self._nearest(tokens)
+            if cache is None:
+                cache = self._fresh_cache()
             prompts.append(rest)
             caches.append(cache)
             known.append(tokens[:len(tokens) - len(rest)])
@@ -407,6 +422,14 @@ class BatchScheduler:
             h.admitted = now
             self._active[uid] = h
         self._set_active_count()
+
+    def _fresh_cache(self) -> Any:
+        """None (mlx-lm makes the model's default) unless the KV-cache options change it."""
+        if self.cache_options is None or not self.cache_options.active:
+            return None
+        from mlxk.engine.kvcache import make_cache
+
+        return make_cache(self.lm.model, self.cache_options)
 
     def _decode_between(self, gen: Any) -> None:
         """One step of the running batch between two chunks of a prefill done here, so a
@@ -447,10 +470,11 @@ class BatchScheduler:
         """Run ``tokens`` through the model into ``cache`` (a fresh one when None); with ``k``,
         also the logprob (and top-``k``) of each following token (``tokens[1:]``, ``next_token``)."""
         import mlx.core as mx
-        from mlx_lm.models.cache import make_prompt_cache
+
+        from mlxk.engine.kvcache import make_cache
 
         if cache is None:
-            cache = make_prompt_cache(self.lm.model)
+            cache = make_cache(self.lm.model, self.cache_options)
         entries: list[dict] | None = [] if k is not None else None
         step = max(1, self.prefill_step_size)
         targets = [*tokens[1:], next_token]

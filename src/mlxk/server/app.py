@@ -17,6 +17,7 @@ from mlxk.server import (
     routes_embeddings,
     routes_ollama,
     routes_responses,
+    routes_tokenize,
     ui,
 )
 from mlxk.server.access import AccessMiddleware
@@ -57,6 +58,7 @@ def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     app.include_router(routes_embeddings.router)
     for dialect in DIALECT_ROUTERS:
         app.include_router(dialect.router)
+    app.include_router(routes_tokenize.router)
     app.add_middleware(DisconnectMiddleware)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)

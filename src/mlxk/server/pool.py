@@ -28,7 +28,7 @@ from mlxk.cache import runnable
 from mlxk.cache.resolve import ResolvedModel
 from mlxk.cache.runnable import Job
 from mlxk.cache.runnable import is_path_like as is_path_like
-from mlxk.engine.types import GenerationRequest, LoadedModel
+from mlxk.engine.types import CacheOptions, GenerationRequest, LoadedModel
 from mlxk.errors import (
     MlxkError,
     ModelNotFound,
@@ -37,7 +37,7 @@ from mlxk.errors import (
     ValidationError,
 )
 from mlxk.server.metrics import Metrics
-from mlxk.server.settings import ServerSettings
+from mlxk.server.settings import OptionValue, ServerSettings
 
 if TYPE_CHECKING:
     from mlxk.engine.batch import BatchScheduler, RequestStats
@@ -122,10 +122,10 @@ def embedding_resolver(name: str) -> Target:
                    "embedding")
 
 
-def default_loader(path: Path, name: str) -> LoadedModel:
+def default_loader(path: Path, name: str, adapter_path: str | None = None) -> LoadedModel:
     from mlxk.engine.loader import load_model
 
-    return load_model(path, name=name)
+    return load_model(path, name=name, adapter_path=adapter_path)
 
 
 def default_embedding_loader(path: Path, name: str) -> EmbeddingModel:
@@ -143,7 +143,7 @@ def default_prepare(lm: LoadedModel, request: GenerationRequest) -> Prepared:
 class ModelPool:
     def __init__(self, settings: ServerSettings, metrics: Metrics | None = None,
                  resolver: Callable[[str], Target] = default_resolver,
-                 loader: Callable[[Path, str], LoadedModel] = default_loader,
+                 loader: Callable[..., LoadedModel] = default_loader,
                  scheduler_factory: Callable[..., BatchScheduler] | None = None,
                  prepare: Callable[[LoadedModel, GenerationRequest], Prepared] = default_prepare,
                  embedding_resolver: Callable[[str], Target] = embedding_resolver,
@@ -321,9 +321,26 @@ class ModelPool:
         factory = self._scheduler_factory
         if factory is None:
             from mlxk.engine.batch import BatchScheduler as factory
-        return factory(lambda: self._loader(path, key), name=key, max_batch=s.max_batch,
+        adapter = self.options(key).get("adapter_path")
+        loader = self._loader
+
+        def load() -> LoadedModel:
+            return loader(path, key, adapter) if adapter else loader(path, key)
+
+        return factory(load, name=key, max_batch=s.max_batch,
                        max_queue=s.max_queue, on_finish=on_finish, **self._prefill_options(entry),
-                       on_tokens=on_tokens)
+                       on_tokens=on_tokens, cache_options=self.cache_options(key))
+
+    def options(self, key: str) -> dict[str, OptionValue]:
+        """The generation options of model ``key`` (flags, then ``--model-options``)."""
+        from mlxk.server.model_options import options_for
+
+        return options_for(self.settings.generation, self.settings.model_options, key)
+
+    def cache_options(self, key: str) -> CacheOptions:
+        from mlxk.server.model_options import cache_options
+
+        return cache_options(self.options(key))
 
     def _prefill_options(self, entry: ModelEntry) -> dict[str, str | int]:
         """Chunked prefill and the on-disk prefix cache (``serve --prefill-chunk``, ``--prompt-cache-dir``)."""

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from mlxk import config
 
+OptionValue = int | str | None   # a per-model generation option (model_options.KNOWN_KEYS)
 DEFAULT_MAX_QUEUE = 32
 DEFAULT_MAX_BATCH = 16
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -38,6 +39,8 @@ class ServerSettings:
     stop_timeout: float = DEFAULT_STOP_TIMEOUT  # graceful drain before the child is killed
     log_json: bool = False
     restart: bool = False
+    generation: dict[str, OptionValue] = field(default_factory=dict)  # --max-kv-size ... (model_options keys)
+    model_options: dict[str, dict[str, OptionValue]] = field(default_factory=dict)  # --model-options FILE
     ui: bool = True                          # the browser chat page at / and /chat
 
     def to_json(self) -> str:
