@@ -49,7 +49,7 @@ ERROR_NOTES = {
     "hash_not_found": "no cached revision starts with that hash; `available_hashes` lists them",
     "access_denied": "the Hub refused: gated or private repo, or a missing/invalid `HF_TOKEN`",
     "download_failed": "the download broke off; run `pull` again to resume",
-    "requires_confirmation": "rm needs a confirmation it could not get: use the exact name with `--force`",
+    "requires_confirmation": "rm or prune needs a confirmation it could not get: use the exact name with `--force`",
     "locks_present": "another process is downloading this model right now",
     "permission_denied": "the file system refused (read-only cache, foreign owner)",
     "deletion_failed": "rm could not remove every file",

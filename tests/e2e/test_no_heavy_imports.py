@@ -22,7 +22,8 @@ atexit.register(_dump)
 
 @pytest.mark.parametrize("args", [
     ("list", "--json"), ("list", "--all"), ("show", "Tiny-Chat-4bit", "--files", "--config"),
-    ("health", "--verify"), ("rm", "mlx-community/Tiny-Chat-4bit", "--dry-run"), ("--version",),
+    ("health", "--verify"), ("rm", "mlx-community/Tiny-Chat-4bit", "--dry-run"), ("prune", "--dry-run"),
+    ("--version",),
     ("--version", "--json"), ("show", "tiny-bert", "--json"),
 ])
 def test_no_heavy_imports(tmp_path: Path, model_zoo, args: tuple[str, ...]) -> None:

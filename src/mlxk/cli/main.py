@@ -21,7 +21,7 @@ from mlxk.output.console import Output
 
 # Order here is the order in `mlxk --help`.
 COMMAND_MODULES = (
-    "list_cmd", "show", "health", "pull", "rm", "run", "serve", "embed", "convert",
+    "list_cmd", "show", "health", "pull", "rm", "prune", "run", "serve", "embed", "convert",
     "push", "completion",
 )
 

@@ -1,0 +1,177 @@
+"""Cache garbage: what ``prune`` may remove, planned read-only, then executed repo by repo.
+
+Garbage is anything no kept snapshot needs and no live process holds:
+
+- ``detached_revision``: a snapshot no ref points to (its blobs go when no kept snapshot
+  links them). A repo with no ref at all keeps its newest snapshot: a model fetched by
+  commit hash has no ref and is still wanted.
+- ``orphan_blob``: a file in ``blobs/`` that no snapshot links to.
+- ``incomplete``: a ``*.incomplete`` partial download (only in repos nobody holds a lock on).
+- ``dangling_ref``: a ref naming a snapshot that does not exist.
+- ``stale_lock``: a lock file in ``.locks/`` nobody holds.
+- ``abandoned_repo``: a repo folder with no snapshot at all (a first download that died).
+
+A repo where another process holds any lock is skipped whole: a download in progress
+writes blobs before it links them, so its unlinked blobs are not orphans.
+Execution reuses ``delete.execute`` (refs, snapshots, blobs, under the repo's locks).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlxk.cache import delete, layout, locks, scan
+from mlxk.errors import LocksPresent
+
+DETACHED, ORPHAN, INCOMPLETE = "detached_revision", "orphan_blob", "incomplete"
+DANGLING_REF, STALE_LOCK, ABANDONED = "dangling_ref", "stale_lock", "abandoned_repo"
+
+
+@dataclass(frozen=True)
+class PruneItem:
+    repo_id: str
+    kind: str
+    path: Path
+    size_bytes: int
+    commit: str | None = None
+
+
+@dataclass(frozen=True)
+class RepoPrune:
+    """One repo's garbage, as a ``DeletePlan`` for ``delete.execute`` plus the itemised view."""
+
+    repo_id: str
+    items: tuple[PruneItem, ...]
+    plan: delete.DeletePlan | None        # None: only stale locks (no repo folder to touch)
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(i.size_bytes for i in self.items)
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    root: Path
+    repos: tuple[RepoPrune, ...]
+    skipped: tuple[tuple[str, str], ...]  # (repo_id, why)
+
+    @property
+    def items(self) -> list[PruneItem]:
+        return [i for r in self.repos for i in r.items]
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(r.freed_bytes for r in self.repos)
+
+
+def _lsize(path: Path | str) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0
+
+
+def _plain_bytes(rev: scan.Revision) -> int:
+    """Bytes stored in the snapshot folder itself (files that are not links into ``blobs/``)."""
+    return sum(f.size_bytes for f in rev.files if f.sblob is None and f.exists)
+
+
+def _lock_items(repo_id: str, root: Path) -> list[PruneItem]:
+    return [PruneItem(repo_id, STALE_LOCK, p, _lsize(p)) for p in locks.repo_lock_paths(repo_id, root)
+            if not locks.is_held(p)]
+
+
+def _abandoned(repo: scan.CachedRepo, root: Path) -> RepoPrune:
+    size = sum(_lsize(b) for b in delete.blob_entries(repo.path))
+    plan = delete.DeletePlan(repo.repo_id, repo.path, root, (), True, (), (), (), size)
+    items = [PruneItem(repo.repo_id, ABANDONED, repo.path, size), *_lock_items(repo.repo_id, root)]
+    return RepoPrune(repo.repo_id, tuple(items), plan)
+
+
+def plan_repo(repo: scan.CachedRepo, root: Path) -> RepoPrune | None:
+    """The garbage of one (unlocked) repo, or None when it has none."""
+    if repo.path.is_symlink():
+        return None                      # a linked-in repo is someone else's tree: never touched
+    if not repo.revisions:
+        return _abandoned(repo, root)
+    referenced = {c for _, c in repo.refs}
+    kept = [r for r in repo.revisions if r.commit in referenced] or [repo.revisions[0]]
+    kept_ids = {r.commit for r in kept}
+    detached = [r for r in repo.revisions if r.commit not in kept_ids]
+    keep_blobs: set[Path] = set().union(*(r.blob_paths() for r in kept))
+    blob_dir = repo.path / "blobs"
+    on_disk = set(delete.blob_entries(repo.path))
+    items: list[PruneItem] = []
+    gone: set[Path] = set()
+    for rev in detached:
+        own = sorted(b for b in rev.blob_paths() - keep_blobs - gone
+                     if b.parent == blob_dir and b in on_disk)
+        gone.update(own)
+        items.append(PruneItem(repo.repo_id, DETACHED, rev.path,
+                               sum(_lsize(b) for b in own) + _plain_bytes(rev), rev.commit))
+    linked = keep_blobs.union(*(r.blob_paths() for r in detached))
+    leftovers = sorted(on_disk - linked)
+    for blob in leftovers:
+        kind = INCOMPLETE if blob.name.endswith(scan.INCOMPLETE_SUFFIX) else ORPHAN
+        items.append(PruneItem(repo.repo_id, kind, blob, _lsize(blob)))
+    commits = {r.commit for r in repo.revisions}
+    dangling = [repo.path / "refs" / name for name, c in repo.refs if c not in commits]
+    items += [PruneItem(repo.repo_id, DANGLING_REF, p, _lsize(p)) for p in dangling]
+    items += _lock_items(repo.repo_id, root)
+    if not items:
+        return None
+    blobs = tuple(sorted(gone)) + tuple(leftovers)
+    plan = delete.DeletePlan(repo.repo_id, repo.path, root, tuple(r.commit for r in detached), False,
+                             tuple(dangling), tuple(r.path for r in detached), blobs, 0)
+    return RepoPrune(repo.repo_id, tuple(items), plan)
+
+
+def _lock_only_repos(root: Path, known: set[str]) -> list[str]:
+    """Repo ids that have a ``.locks`` folder but no repo folder any more."""
+    try:
+        with os.scandir(root / ".locks") as it:
+            names = [e.name for e in it if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+    ids = (layout.repo_id_from_folder(n) for n in names)
+    return sorted(i for i in ids if i and i not in known)
+
+
+def plan_prune(root: Path | None = None) -> PrunePlan:
+    """Scan the whole cache and list its garbage; writes nothing."""
+    root = layout.cache_root(root)
+    repos: list[RepoPrune] = []
+    skipped: list[tuple[str, str]] = []
+    ids = scan.list_repo_ids(root)
+    for repo_id in ids:
+        busy = locks.held_locks(repo_id, root)
+        if busy:
+            skipped.append((repo_id, f"another process holds {len(busy)} lock(s) (a download in progress?)"))
+            continue
+        found = plan_repo(scan.scan_repo(repo_id, root), root)
+        if found is not None:
+            repos.append(found)
+    for repo_id in _lock_only_repos(root, set(ids)):
+        stale = _lock_items(repo_id, root)
+        if stale:
+            repos.append(RepoPrune(repo_id, tuple(stale), None))
+    return PrunePlan(root, tuple(repos), tuple(skipped))
+
+
+def execute(plan: PrunePlan) -> tuple[list[PruneItem], list[tuple[str, str]]]:
+    """Remove every planned item; return (removed items, repos skipped because a lock appeared)."""
+    done: list[PruneItem] = []
+    skipped: list[tuple[str, str]] = []
+    for repo in plan.repos:
+        try:
+            if repo.plan is not None:
+                delete.execute(repo.plan)    # also removes the repo's stale locks
+            else:
+                locks.remove_stale(repo.repo_id, plan.root, remove_dir=True)
+        except LocksPresent:
+            skipped.append((repo.repo_id, "a download started while pruning; left untouched"))
+            continue
+        done.extend(repo.items)
+    return done, skipped
