@@ -60,6 +60,8 @@ ERROR_NOTES = {
     "request_too_large": "server: the request body is over the size limit",
     "server_busy": "server: the admission queue is full; retry after `Retry-After` seconds",
     "offline": "`HF_HUB_OFFLINE=1` is set and the command needs the Hub",
+    "server_unreachable": "`ps`/`load`/`stop`: no `mlxk serve` answers at `url` (`--server`, `MLXK_SERVER`)",
+    "server_error": "`ps`/`load`/`stop`: the server refused; its own error code is the `type` when it sent one",
 }
 
 # Meanings for fields whose schema has no "description" (by path under `data`, then by name).
@@ -211,7 +213,8 @@ ENV_NOTES = {
     "HF_HUB_OFFLINE": "`1`: never contact the Hub; `pull` fails with `offline`",
     "MLXK2_ENABLE_EXPERIMENTAL_PUSH": "`1` enables the experimental `push` command",
     "MLXK_DEBUG": "`1` adds tracebacks to error output (CLI and server)",
-    "MLXK_API_KEY": "API key `serve` requires (same as `--api-key`, but not visible in `ps`)",
+    "MLXK_API_KEY": "API key `serve` requires (same as `--api-key`, but not visible in `ps`); `ps`/`load`/`stop` send it",
+    "MLXK_SERVER": "the server `ps`, `load` and `stop` talk to (default `http://127.0.0.1:8000`; `--server` wins)",
     "MLXK_JSON": "`1` makes `--json` the default for every command",
     "MLXK_BLAS": "Linux CPU: path of a BLAS library for MLX's matrix products, or `reference` for the one the mlx wheel bundles",
     "MLXK_DIST_PORT": "distributed: first TCP port of the ring backend (one more per rank and IP; default 32323 across hosts, free loopback ports on one machine)",

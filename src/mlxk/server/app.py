@@ -12,7 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlxk import __version__
-from mlxk.server import errors, routes
+from mlxk.server import errors, routes, routes_admin
 from mlxk.server.metrics import Metrics
 from mlxk.server.pool import ModelPool
 from mlxk.server.security import ApiKeyMiddleware, BodyLimitMiddleware, cors_kwargs
@@ -83,6 +83,7 @@ def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     app.state.ready = False
     errors.install(app)
     app.include_router(routes.router)
+    app.include_router(routes_admin.router)
     _include_optional(app)
     app.add_middleware(MetricsMiddleware, metrics=pool.metrics)
     if settings.api_key:
