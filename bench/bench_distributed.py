@@ -58,7 +58,7 @@ class Single:
         import mlx.core as mx
         from mlx_lm.utils import load_model
 
-        from mlxk.engine import dist_engine
+        from mlxk.engine.distributed.rank import engine as dist_engine
 
         model, config = load_model(path)
         mx.eval(model.parameters())
@@ -66,7 +66,7 @@ class Single:
         self.memory = [mx.get_active_memory()]
 
     def stream(self, request):
-        from mlxk.engine import dist_engine
+        from mlxk.engine.distributed.rank import engine as dist_engine
 
         return dist_engine.stream(self.lm, request)
 
@@ -76,8 +76,8 @@ class Single:
 
 class Sharded:
     def __init__(self, path: Path, mode: str) -> None:
-        from mlxk.engine.dist_session import DistributedSession
-        from mlxk.engine.launcher import parse_hosts, preflight
+        from mlxk.engine.distributed.launch import parse_hosts, preflight
+        from mlxk.engine.distributed.session import DistributedSession
 
         hs = parse_hosts("127.0.0.1,127.0.0.1", None, None)
         preflight(hs)
@@ -126,7 +126,7 @@ if g.rank() == 0:
 
 
 def allsum_latency_us(hidden: int) -> float:
-    from mlxk.engine.launcher import _free_port_run
+    from mlxk.engine.distributed.launch import _free_port_run
 
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(ALLSUM_SCRIPT)

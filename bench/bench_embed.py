@@ -54,7 +54,7 @@ ENGINE_CHILD = r"""
 import json, statistics, sys, time
 from pathlib import Path
 from mlxk.engine import blas
-from mlxk.engine.embeddings import load_embedding_model
+from mlxk.engine.embeddings.encoder import load_embedding_model
 model_dir, path, bs, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 texts = Path(path).read_text().splitlines()
 t0 = time.perf_counter(); em = load_embedding_model(Path(model_dir), "bench"); load = time.perf_counter() - t0

@@ -83,8 +83,8 @@ def direct_overhead(lm, max_tokens: int, reps: int = 20) -> tuple[float, float, 
     from mlx_lm import stream_generate
     from mlx_lm.sample_utils import make_sampler
 
-    from mlxk.engine.decoder import SequenceDecoder
     from mlxk.engine.generate import prepare
+    from mlxk.engine.text.decoder import SequenceDecoder
     from mlxk.engine.types import GenerationRequest, SamplingParams
 
     tok = lm.tokenizer

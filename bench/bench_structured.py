@@ -88,7 +88,7 @@ def main() -> int:
 
     from mlx_lm import load
 
-    from mlxk.engine import constrained as C
+    from mlxk.engine.structured import grammar as C
 
     path = args.model or find_model()
     model, tokenizer = load(str(path))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mlxk.engine import embed_config
+from mlxk.engine.embeddings import config as embed_config
 
 
 def _write(d: Path, name: str, obj: object) -> None:

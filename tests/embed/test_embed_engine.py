@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlxk.engine import embed_config
+from mlxk.engine.embeddings import config as embed_config
 from mlxk.errors import NotRuntimeCompatible, ValidationError
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
@@ -99,7 +99,7 @@ def test_token_id_input(minilm_model) -> None:
 
 def test_cls_pooling_and_no_normalize_follow_the_config(minilm_model, minilm_dir, tmp_path) -> None:
     """A copy of the model whose config says CLS pooling and no Normalize module behaves so."""
-    from mlxk.engine.embeddings import load_embedding_model
+    from mlxk.engine.embeddings.encoder import load_embedding_model
 
     copy = tmp_path / "cls-model"
     copy.mkdir()
@@ -130,7 +130,7 @@ def test_cls_pooling_and_no_normalize_follow_the_config(minilm_model, minilm_dir
 
 
 def test_unsupported_architecture_is_refused_before_loading(tmp_path) -> None:
-    from mlxk.engine.embeddings import load_embedding_model
+    from mlxk.engine.embeddings.encoder import load_embedding_model
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5", "architectures": ["T5EncoderModel"]}))
     (tmp_path / "modules.json").write_text("[]")
@@ -140,7 +140,7 @@ def test_unsupported_architecture_is_refused_before_loading(tmp_path) -> None:
 
 
 def test_missing_weights_are_a_clear_error(minilm_dir, tmp_path) -> None:
-    from mlxk.engine.embeddings import load_embedding_model
+    from mlxk.engine.embeddings.encoder import load_embedding_model
 
     for name in ("config.json", "modules.json", "tokenizer.json", "tokenizer_config.json"):
         (tmp_path / name).write_bytes((minilm_dir / name).read_bytes())
@@ -152,7 +152,7 @@ def test_dense_module_is_applied(minilm_model, minilm_dir, tmp_path) -> None:
     """A sentence-transformers Dense layer (tanh) after pooling, then Normalize: as ST computes it."""
     import mlx.core as mx
 
-    from mlxk.engine.embeddings import load_embedding_model
+    from mlxk.engine.embeddings.encoder import load_embedding_model
 
     copy = tmp_path / "dense-model"
     copy.mkdir()

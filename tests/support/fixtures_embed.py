@@ -69,6 +69,6 @@ def minilm_cached(minilm_dir: Path, hub_cache: Path) -> str:
 @pytest.fixture(scope="session")
 def minilm_model(minilm_dir: Path):
     """The real MiniLM loaded once per session through the embeddings engine (in-process)."""
-    from mlxk.engine.embeddings import load_embedding_model
+    from mlxk.engine.embeddings.encoder import load_embedding_model
 
     return load_embedding_model(minilm_dir, MINILM_REPO_ID)

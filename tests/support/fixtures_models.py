@@ -82,7 +82,7 @@ def _publish(staging: Path, target: Path) -> Path:
 
 def build_smollm2() -> Path:
     """The converted SmolLM2 directory, built at most once per content hash."""
-    from mlxk.engine import gguf_convert
+    from mlxk.engine.convert import gguf as gguf_convert
 
     wheel = find_wheel(SMOLLM2_WHEEL, SMOLLM2_REQ)
     key = _sha(wheel.read_bytes(), Path(gguf_convert.__file__).read_bytes())

@@ -17,7 +17,7 @@ jsonschema = pytest.importorskip("jsonschema")
 
 from tests.support.structured_lm import build_tiny_lm  # noqa: E402
 
-from mlxk.engine import constrained as C  # noqa: E402
+from mlxk.engine.structured import grammar as C  # noqa: E402
 from mlxk.errors import ValidationError  # noqa: E402
 
 NESTED = {"type": "object", "properties": {

@@ -12,8 +12,8 @@ jsonschema = pytest.importorskip("jsonschema")
 
 from tests.support.structured_lm import build_tiny_lm  # noqa: E402
 
-from mlxk.engine import structured as S  # noqa: E402
-from mlxk.engine import tools as T  # noqa: E402
+from mlxk.engine.structured import plan as S  # noqa: E402
+from mlxk.engine.structured import tools as T  # noqa: E402
 from mlxk.engine.types import Chunk, GenerationRequest  # noqa: E402
 from mlxk.errors import ValidationError  # noqa: E402
 
@@ -176,7 +176,7 @@ def test_response_format_from_file(tmp_path):
 
 
 def test_attach_defers_grammar_after_preopened_think(tiny_lm, monkeypatch):
-    from mlxk.engine import constrained as C
+    from mlxk.engine.structured import grammar as C
 
     monkeypatch.setattr(C, "think_end_token", lambda lm: 7)
     p = S.plan(tiny_lm, GenerationRequest(messages=MSGS, response_format={"type": "json_object"}))

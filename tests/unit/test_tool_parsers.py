@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mlxk.engine import tools as T
+from mlxk.engine.structured import tools as T
 from mlxk.errors import ValidationError
 
 WEATHER = {"type": "function", "function": {

@@ -13,8 +13,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from mlxk.engine.launcher import HostSet
-from mlxk.engine.shardplan import ShardPlan
+from mlxk.engine.distributed.launch import HostSet
+from mlxk.engine.distributed.shardplan import ShardPlan
 from mlxk.output.console import Output
 from mlxk.output.human import size_str
 
@@ -28,8 +28,8 @@ class Prepared:
 
 
 def prepare(args: argparse.Namespace, check_hosts: bool = True) -> Prepared:
-    from mlxk.engine.launcher import model_ref_for_ranks, parse_hosts, preflight
-    from mlxk.engine.shardplan import plan_for_dir
+    from mlxk.engine.distributed.launch import model_ref_for_ranks, parse_hosts, preflight
+    from mlxk.engine.distributed.shardplan import plan_for_dir
 
     hs = parse_hosts(args.hosts, args.hostfile, args.backend)
     resolved = _check_runnable(args.model)
@@ -85,7 +85,7 @@ def dry_run(args: argparse.Namespace, out: Output) -> int:
 
 def start_session(args: argparse.Namespace, out: Output) -> Any:
     """Checks, then ranks up and loaded; returns a DistributedSession (caller closes it)."""
-    from mlxk.engine.dist_session import DistributedSession
+    from mlxk.engine.distributed.session import DistributedSession
 
     p = prepare(args)
     out.info(f"Starting {len(p.hosts.hosts)} ranks ({p.plan.mode} parallel, {p.hosts.backend} backend)...")
@@ -103,7 +103,7 @@ def start_session(args: argparse.Namespace, out: Output) -> Any:
 
 def serve(args: argparse.Namespace, out: Output, server_options: dict[str, Any]) -> int:
     """`serve --hosts`: rank 0 runs the HTTP server; this process supervises the ranks."""
-    from mlxk.engine.dist_session import supervise
+    from mlxk.engine.distributed.session import supervise
     from mlxk.errors import UsageError
 
     if not getattr(args, "model", None):

@@ -68,7 +68,7 @@ def _options(args: argparse.Namespace):
     validate(sampling)
     response_format = None
     if getattr(args, "json_schema", None):
-        from mlxk.engine.structured import response_format_from_file
+        from mlxk.engine.structured.plan import response_format_from_file
 
         response_format = response_format_from_file(args.json_schema)
     return RunOptions(sampling=sampling, max_tokens=args.max_tokens, stop=tuple(args.stop),

@@ -17,7 +17,7 @@ from typing import Any
 from mlxk import config as mlxk_config
 from mlxk.engine import prompt as prompt_mod
 from mlxk.engine import sampling
-from mlxk.engine.decoder import SequenceDecoder
+from mlxk.engine.text.decoder import SequenceDecoder
 from mlxk.engine.types import Chunk, GenerationRequest
 from mlxk.errors import ValidationError
 
@@ -63,7 +63,7 @@ def prepare(lm: Any, request: GenerationRequest) -> Prepared:
     plan = None
     to_render = request
     if _needs_structured(request):
-        from mlxk.engine import structured
+        from mlxk.engine.structured import plan as structured
 
         plan = structured.plan(lm, request)
         to_render = plan.request
@@ -92,7 +92,7 @@ def prepare(lm: Any, request: GenerationRequest) -> Prepared:
         max_tokens=int(max_tokens), decoder=decoder, request=request, prompt_text=text,
     )
     if plan is not None and plan.active:
-        from mlxk.engine import structured
+        from mlxk.engine.structured import plan as structured
 
         structured.attach(lm, plan, prepared)
     return prepared

@@ -19,7 +19,7 @@ def convert(source: str | Path, output: str | Path | None = None, cache_repo: st
     Without ``output`` (only allowed with ``cache_repo``) the directory is built in
     a temporary place and moved into the cache.
     """
-    from mlxk.engine.gguf_convert import DEFAULT_DTYPE, convert_gguf
+    from mlxk.engine.convert.gguf import DEFAULT_DTYPE, convert_gguf
 
     say = info or (lambda _msg: None)
     if output is None and cache_repo is None:

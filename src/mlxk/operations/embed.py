@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mlxk.errors import NotRuntimeCompatible, ValidationError
 
 if TYPE_CHECKING:
-    from mlxk.engine.embeddings import EmbeddingModel
+    from mlxk.engine.embeddings.encoder import EmbeddingModel
 
 # Inputs per engine call when streaming records out (sorted by length inside each chunk).
 STREAM_CHUNK = 1024
@@ -63,7 +63,7 @@ def ensure_embedding_model(target: EmbedTarget) -> None:
 
 def load(ref: str) -> EmbeddingModel:
     """Resolve, check and load an embedding model (from the cache or a local directory)."""
-    from mlxk.engine.embeddings import load_embedding_model
+    from mlxk.engine.embeddings.encoder import load_embedding_model
 
     target = resolve_target(ref)
     ensure_embedding_model(target)

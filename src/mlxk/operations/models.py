@@ -192,7 +192,7 @@ def _parallel_modes(cfg: dict, model_type: str) -> list[str]:
     """Sharding modes (`run`/`serve --hosts --parallel`) mlx-lm offers for this model."""
     if model_type == "embedding" or not cfg:
         return []
-    from mlxk.engine.shardplan import supported_modes  # pure: no mlx import
+    from mlxk.engine.distributed.shardplan import supported_modes  # pure: no mlx import
 
     return supported_modes(cfg)
 

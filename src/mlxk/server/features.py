@@ -16,7 +16,7 @@ from mlxk.engine.types import GenerationRequest, SamplingParams
 from mlxk.errors import ValidationError
 from mlxk.server.schemas import MAX_STOP_STRINGS, ChatCompletionRequest, CompletionRequest
 
-# json_object / json_schema are enforced by constrained decoding (engine/structured.py),
+# json_object / json_schema are enforced by constrained decoding (engine/structured/plan.py),
 # which also validates the schema itself (a 400 naming the problem).
 SUPPORTED_RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
 
@@ -65,10 +65,10 @@ def supports_tools(lm: Any) -> bool:
 def check_tools(req: ChatCompletionRequest, lm: Any) -> None:
     if req.tools:
         # A template without tool support gets the documented fallback system prompt
-        # (engine/tools.py); only a model with no chat template at all cannot take tools.
+        # (engine/structured/tools/); only a model with no chat template at all cannot take tools.
         if not supports_tools(lm) and not getattr(lm, "has_chat_template", True):
             raise _refuse("tools", "this model has no chat template, so it cannot take tools")
-        from mlxk.engine import tools as tool_spec  # pure module, no mlx
+        from mlxk.engine.structured import tools as tool_spec  # pure module, no mlx
 
         tool_spec.resolve_tool_choice(req.tool_choice, tool_spec.normalize_tools(req.tools))
     elif req.tool_choice not in (None, "none"):

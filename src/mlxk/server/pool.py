@@ -390,7 +390,7 @@ def _resolve_start_model(ref: str) -> Target:
 
 
 def _is_encoder(path: Path) -> bool:
-    from mlxk.engine.embed_config import is_embedding_model
+    from mlxk.engine.embeddings.config import is_embedding_model
 
     return is_embedding_model(path)
 

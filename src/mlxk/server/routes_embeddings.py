@@ -129,7 +129,7 @@ class EmbeddingModels:
             self._slots.pop(slot.key, None)
 
     async def _load(self, slot: _Slot, path: Path) -> None:
-        from mlxk.engine.embeddings import load_embedding_model
+        from mlxk.engine.embeddings.encoder import load_embedding_model
 
         try:
             slot.model = await asyncio.to_thread(load_embedding_model, path, slot.key)

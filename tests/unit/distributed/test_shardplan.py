@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlxk.engine import shardplan
+from mlxk.engine.distributed import shardplan
 from mlxk.errors import NotRuntimeCompatible, ValidationError
 
 LLAMA = {"model_type": "llama", "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -98,7 +98,7 @@ def test_unsupported_family_and_mode() -> None:
 
 
 def test_hostfile_parsing_uses_mlx_format(tmp_path: Path) -> None:
-    from mlxk.engine.launcher import parse_hosts
+    from mlxk.engine.distributed.launch import parse_hosts
 
     hf = tmp_path / "hosts.json"
     hf.write_text(json.dumps({"backend": "ring", "envs": ["A=1"], "hosts": [
@@ -115,7 +115,7 @@ def test_hostfile_parsing_uses_mlx_format(tmp_path: Path) -> None:
 
 
 def test_show_and_shardplan_do_not_import_mlx() -> None:
-    code = ("import sys; from mlxk.engine import shardplan; from mlxk.operations import models; "
+    code = ("import sys; from mlxk.engine.distributed import shardplan; from mlxk.operations import models; "
             "shardplan.supported_modes({'model_type': 'qwen2'}); "
             "bad = [m for m in ('mlx', 'mlx.core', 'mlx_lm') if m in sys.modules]; print(bad)")
     from tests.support.cli import mlxk_env
@@ -127,7 +127,7 @@ def test_show_and_shardplan_do_not_import_mlx() -> None:
 
 def test_ops_survive_a_terminal_line_limit() -> None:
     """Long ops are cut into short ASCII lines (a remote rank 0 reads through ssh's pty)."""
-    from mlxk.engine import rankproto
+    from mlxk.engine.distributed import protocol as rankproto
 
     prompt = "Grüße " * 2000 + "\x03\x04 end"
     data = rankproto.encode_op("generate", request={"prompt": prompt})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlxk.engine.decoder import SequenceDecoder
+from mlxk.engine.text.decoder import SequenceDecoder
 from mlxk.engine.types import Chunk
 
 

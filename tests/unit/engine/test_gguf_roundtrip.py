@@ -74,7 +74,7 @@ def write_gguf(tiny: Path, out: Path, dtype: str = "float32") -> None:
 
 @pytest.fixture(scope="module")
 def roundtrip(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mlxk.engine.gguf_convert import convert_gguf
+    from mlxk.engine.convert.gguf import convert_gguf
 
     tmp = tmp_path_factory.mktemp("gguf")
     write_gguf(tiny_model_dir, tmp / "tiny.f32.gguf")
@@ -105,8 +105,8 @@ def test_f16_gguf_converts_close_to_the_original(tiny_model_dir: Path, tmp_path:
     import mlx.core as mx
     from mlx_lm import load
 
-    from mlxk.engine.gguf_convert import convert_gguf
-    from mlxk.engine.gguf_header import tensor_types
+    from mlxk.engine.convert.gguf import convert_gguf
+    from mlxk.engine.convert.gguf_header import tensor_types
 
     write_gguf(tiny_model_dir, tmp_path / "tiny.f16.gguf", dtype="float16")
     assert "F16" in set(tensor_types(tmp_path / "tiny.f16.gguf").values())
@@ -123,7 +123,7 @@ def test_f16_gguf_converts_close_to_the_original(tiny_model_dir: Path, tmp_path:
 def test_unsupported_tokenizer_is_refused(tmp_path: Path) -> None:
     import mlx.core as mx
 
-    from mlxk.engine.gguf_convert import convert_gguf
+    from mlxk.engine.convert.gguf import convert_gguf
     from mlxk.errors import ValidationError
 
     path = tmp_path / "spm.gguf"
@@ -152,8 +152,8 @@ def _handmade_gguf(path: Path, ggml_type: int, block_bytes: int) -> None:
 
 
 def test_k_quant_tensors_are_refused_not_dequantized(tmp_path: Path) -> None:
-    from mlxk.engine.gguf_convert import convert_gguf
-    from mlxk.engine.gguf_header import tensor_types
+    from mlxk.engine.convert.gguf import convert_gguf
+    from mlxk.engine.convert.gguf_header import tensor_types
     from mlxk.errors import ValidationError
 
     path = tmp_path / "q6k.gguf"
@@ -169,7 +169,7 @@ def test_header_types_of_the_real_q4_1_file() -> None:
 
     from tests.support.fixtures_models import SMOLLM2_GGUF, SMOLLM2_REQ, SMOLLM2_WHEEL, find_wheel
 
-    from mlxk.engine.gguf_header import tensor_types
+    from mlxk.engine.convert.gguf_header import tensor_types
 
     with zipfile.ZipFile(find_wheel(SMOLLM2_WHEEL, SMOLLM2_REQ)) as zf, zf.open(SMOLLM2_GGUF) as f:
         head = f.read(8 * 1024 * 1024)  # the header (vocab + merges) fits easily
@@ -206,7 +206,7 @@ def test_block_quantized_tensors_keep_their_values(tmp_path: Path, kind: str) ->
     import mlx.core as mx
     import numpy as np
 
-    from mlxk.engine.gguf_convert import convert_weights, read_gguf
+    from mlxk.engine.convert.gguf import convert_weights, read_gguf
 
     rng = np.random.default_rng(0)
     rows, cols = 3, 64

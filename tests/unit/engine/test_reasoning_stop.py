@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from mlxk.engine.decoder import StopMatcher
-from mlxk.engine.reasoning import HarmonySplitter, ThinkSplitter, held_suffix, split_text
+from mlxk.engine.text.decoder import StopMatcher
+from mlxk.engine.text.reasoning import HarmonySplitter, ThinkSplitter, held_suffix, split_text
 
 
 def _splits(text: str, cuts: int = 2):

@@ -65,7 +65,7 @@ def test_tool_choice_none_renders_no_tools(tiny_lm):
     from mlxk.engine.generate import prepare
 
     p = prepare(tiny_lm, GenerationRequest(messages=MSGS, tools=[ADD], tool_choice="none"))
-    from mlxk.engine.constrained import GrammarLogitsProcessor
+    from mlxk.engine.structured.grammar import GrammarLogitsProcessor
 
     assert "add" not in p.prompt_text
     assert not any(isinstance(x, GrammarLogitsProcessor) for x in p.logits_processors)

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlxk.engine import blas, embed_config
-from mlxk.engine.embed_config import EmbedSpec
+from mlxk.engine import blas
+from mlxk.engine.embeddings import config as embed_config
+from mlxk.engine.embeddings.config import EmbedSpec
 from mlxk.errors import ExecutionError, MlxkError, NotRuntimeCompatible, ValidationError
 
 DEFAULT_BATCH_SIZE = 32

@@ -24,7 +24,7 @@ def generation_stream() -> Any:
 
 
 def load_sharded(ref: str, name: str | None, group: Any, mode: str) -> Any:
-    from mlxk.engine.distributed import load_sharded_model
+    from mlxk.engine.distributed.rank.group import load_sharded_model
     from mlxk.operations.run import resolve_runnable
 
     resolved = resolve_runnable(ref)

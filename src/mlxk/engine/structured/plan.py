@@ -19,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from mlxk.engine import tools as T
+from mlxk.engine.structured import tools as T
 from mlxk.engine.types import Chunk, GenerationRequest
 from mlxk.errors import ValidationError
 
@@ -85,7 +85,7 @@ def model_tool_format(lm: Any) -> tuple[bool, str]:
 
 def plan(lm: Any, request: GenerationRequest) -> StructuredPlan:
     """Validate the structured parts of ``request`` and decide how to honour them."""
-    from mlxk.engine import constrained as C
+    from mlxk.engine.structured import grammar as C
 
     grammar = C.grammar_for_response_format(request.response_format)
     tools = T.normalize_tools(request.tools)
@@ -146,7 +146,7 @@ def make_processor(lm: Any, p: StructuredPlan, prompt_text: str = "") -> Any | N
     When the prompt pre-opens a ``<think>`` block (Qwen3, DeepSeek-R1 templates), the model
     first thinks unconstrained; the grammar applies to the answer after ``</think>``.
     """
-    from mlxk.engine import constrained as C
+    from mlxk.engine.structured import grammar as C
 
     if p.grammar_lark is not None:
         param = "tools"

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlxk.engine import rankproto
+from mlxk.engine.distributed import protocol as rankproto
 
 # Followers expect a message (work or heartbeat) from rank 0 at least this often.
 HEARTBEAT_S = float(os.environ.get("MLXK_DIST_HEARTBEAT", "1.0"))

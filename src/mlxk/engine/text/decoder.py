@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from mlxk.engine.reasoning import MarkerScanner, make_splitter
+from mlxk.engine.text.reasoning import MarkerScanner, make_splitter
 from mlxk.engine.types import Chunk
 
 

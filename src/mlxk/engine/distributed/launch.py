@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlxk.engine import rankproto
+from mlxk.engine.distributed import protocol as rankproto
 from mlxk.errors import ExecutionError, ValidationError
 
 LOCAL = "127.0.0.1"
@@ -358,7 +358,7 @@ def _local_env() -> list[str]:
 
 def worker_command(spec: dict[str, Any]) -> list[str]:
     """The argv every rank runs (mlx's launch script prefixes the python interpreter)."""
-    return ["-m", "mlxk.engine.rank_worker", json.dumps(spec, separators=(",", ":"))]
+    return ["-m", "mlxk.engine.distributed.rank.worker", json.dumps(spec, separators=(",", ":"))]
 
 
 def model_ref_for_ranks(name: str, commit: str | None, path: Path, cached: bool) -> str:

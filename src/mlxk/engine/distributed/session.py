@@ -17,8 +17,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from mlxk.engine import rankproto
-from mlxk.engine.launcher import HostSet, RankGroup, worker_command
+from mlxk.engine.distributed import protocol as rankproto
+from mlxk.engine.distributed.launch import HostSet, RankGroup, worker_command
 from mlxk.engine.types import Chunk, GenerationRequest
 from mlxk.errors import ExecutionError, MlxkError
 

@@ -1,4 +1,4 @@
-"""Entry point of one rank: ``python -m mlxk.engine.rank_worker SPEC_JSON``.
+"""Entry point of one rank: ``python -m mlxk.engine.distributed.rank.worker SPEC_JSON``.
 
 Started by ``engine.launcher`` through mlx.launch's launch script, which sets
 ``MLX_RANK`` (and ``MLX_HOSTFILE`` for the ring backend). Every rank loads only its
@@ -19,8 +19,8 @@ import threading
 import time
 from typing import Any
 
-from mlxk.engine import rankproto
-from mlxk.engine.distributed import (
+from mlxk.engine.distributed import protocol as rankproto
+from mlxk.engine.distributed.rank.group import (
     COLLECTIVE_TIMEOUT_S,
     HEARTBEAT_S,
     MSG_NOOP,
@@ -80,8 +80,8 @@ class Rank:
     def start(self) -> None:
         import mlx.core as mx
 
-        from mlxk.engine import dist_engine
-        from mlxk.engine.distributed import init_group
+        from mlxk.engine.distributed.rank import engine as dist_engine
+        from mlxk.engine.distributed.rank.group import init_group
 
         threading.Thread(target=_stdin_reader, args=(self.ops,), daemon=True).start()
         group = init_group(self.spec.get("backend", "ring"), self.watchdog)
@@ -110,7 +110,7 @@ class Rank:
     # -- run: one request at a time from the launcher ------------------------------------
     def lead_run(self) -> None:
         assert self.channel is not None
-        from mlxk.engine.dist_session import request_from_dict
+        from mlxk.engine.distributed.session import request_from_dict
 
         while True:
             try:
@@ -135,7 +135,7 @@ class Rank:
 
     def follow(self) -> None:
         assert self.channel is not None
-        from mlxk.engine.dist_session import request_from_dict
+        from mlxk.engine.distributed.session import request_from_dict
 
         wait = max(10.0, HEARTBEAT_S * 10)
         while True:
@@ -150,7 +150,7 @@ class Rank:
                     pass  # rank 0 reports request errors
 
     def _generate(self, req: Any) -> Any:
-        from mlxk.engine import dist_engine
+        from mlxk.engine.distributed.rank import engine as dist_engine
 
         self.watchdog.arm("a generation step", COLLECTIVE_TIMEOUT_S)
         try:
@@ -158,7 +158,7 @@ class Rank:
                 self.watchdog.kick()
                 yield chunk
         except RuntimeError as exc:
-            from mlxk.engine.distributed import is_peer_error
+            from mlxk.engine.distributed.rank.group import is_peer_error
 
             if is_peer_error(exc):
                 raise LostPeer(f"rank {self.rank}: lost the connection to another rank while "
@@ -178,7 +178,7 @@ def _with_seed(req: Any, seed: Any) -> Any:
 
 
 def _req_dict(req: Any) -> dict[str, Any]:
-    from mlxk.engine.dist_session import request_to_dict
+    from mlxk.engine.distributed.session import request_to_dict
 
     return request_to_dict(req)
 
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rank.start()
         if spec.get("command") == "serve":
-            from mlxk.engine import dist_serve
+            from mlxk.engine.distributed.rank import serve as dist_serve
 
             dist_serve.run(rank)
         elif rank.lead:

@@ -20,8 +20,8 @@ import threading
 import time
 from typing import Any
 
-from mlxk.engine import rankproto
-from mlxk.engine.distributed import (
+from mlxk.engine.distributed import protocol as rankproto
+from mlxk.engine.distributed.rank.group import (
     COLLECTIVE_TIMEOUT_S,
     HEARTBEAT_S,
     MSG_NOOP,
@@ -233,7 +233,7 @@ def _lead(rank: Any) -> None:
                                 f"only {spec.get('name') or spec['model']}")
         return target
 
-    from mlxk.engine import dist_engine
+    from mlxk.engine.distributed.rank import engine as dist_engine
 
     pool = ModelPool(settings, resolver=resolver, loader=lambda path, key: rank.lm,
                      scheduler_factory=_scheduler_class(rank, heartbeat), prepare=dist_engine.prepare)

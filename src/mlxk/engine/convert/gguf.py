@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlxk.engine.gguf_header import check_tensor_types
+from mlxk.engine.convert.gguf_header import check_tensor_types
 from mlxk.errors import ExecutionError, ValidationError
 
 SUPPORTED_ARCHITECTURES = ("llama",)

@@ -1,0 +1,1 @@
+"""Decoded text: token ids -> text chunks, reasoning/answer splitting, stop strings. Pure: no mlx."""
