@@ -179,7 +179,7 @@ FIELD_NOTES = {
     "show:files": "only with `--files`",
     "show:config": "the parsed config.json; only with `--config`",
     "rm:files": "the files that go (or would go)",
-    "models": "one model object per repo, sorted by name",
+    "models": "one model object per repo, sorted by name (`list --sort size|modified`: largest/newest first)",
     "healthy": "entries that passed every check",
     "unhealthy": "entries with a problem; `reason` names the first one",
     "status": "`healthy` or `unhealthy`",
