@@ -135,3 +135,21 @@ def test_prune_abandoned_repo_and_dangling_ref(hub_cache: Path) -> None:
     human = run_mlxk("prune", "--dry-run")
     assert human.returncode == 0 and "Nothing to prune" in human.stdout
     assert json.loads(run_mlxk("prune", "-f", "--json").stdout)["data"]["action"] == "nothing"
+
+
+def test_prune_asks_on_a_terminal(hub_cache: Path) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    from tests.support.cli import mlxk_argv, mlxk_env
+
+    orphan = layout.blobs_dir("org/x")
+    cf.add_repo(hub_cache, "org/x", cf.mlx_model_files())
+    (orphan / ("0" * 64)).write_bytes(b"orphan")
+    argv = mlxk_argv("prune")
+    for answer, survives in (("n", True), ("y", False)):
+        child = pexpect.spawn(argv[0], argv[1:], env=mlxk_env(), encoding="utf-8", timeout=60)
+        child.expect(r"Prune 1 item\(s\) \(6 B\)\? \[y/N\]")
+        child.sendline(answer)
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == (1 if survives else 0)
+        assert (orphan / ("0" * 64)).exists() == survives
