@@ -24,3 +24,15 @@ def test_rejected_with_a_clear_message(text: str) -> None:
 
 def test_format() -> None:
     assert [format_keep_alive(s) for s in (300, 3600, 45, -1, 0)] == ["5m", "1h", "45s", "never", "0s"]
+
+
+def test_serve_and_load_take_durations() -> None:
+    from mlxk.cli.main import build_parser
+    from mlxk.cli.serve import build_settings
+
+    parser, _ = build_parser()
+    assert build_settings(parser.parse_args(["serve", "--keep-alive", "5m"])).keep_alive == 300
+    assert build_settings(parser.parse_args(["serve", "--keep-alive", "-1"])).keep_alive == NEVER
+    assert build_settings(parser.parse_args(["serve"])).keep_alive == 300
+    assert parser.parse_args(["load", "m", "--keep-alive", "1h"]).keep_alive == 3600
+    assert parser.parse_args(["load", "m"]).keep_alive is None

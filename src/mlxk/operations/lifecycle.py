@@ -45,6 +45,9 @@ def _call(method: str, url: str, path: str, api_key: str | None, body: dict[str,
         raise _server_error(exc, url) from exc
     except OSError as exc:  # URLError, refused, timeouts
         reason = getattr(exc, "reason", exc)
+        if isinstance(exc, TimeoutError) or isinstance(reason, TimeoutError):
+            raise ServerError(f"{url} did not answer {path} within {timeout:g} s", "timeout",
+                              url=url) from exc
         raise ServerUnreachable(f"no mlxk server answers at {url} ({reason}); start one with "
                                 f"'mlxk serve' or point --server / MLXK_SERVER at it", url=url) from exc
     except json.JSONDecodeError as exc:
