@@ -2,7 +2,8 @@
 
 Accepted: seconds as a number (``300``, ``2.5``), Go/Ollama-style units (``30s``, ``5m``,
 ``1h``, ``1h30m``, ``2d``), ``0`` (unload as soon as the model is idle) and ``-1`` (never
-unload). Anything else is a ``ValidationError`` that names the value.
+unload; like Ollama, any negative value means never). Anything else is a ``ValidationError``
+that names the value.
 """
 
 from __future__ import annotations
@@ -22,19 +23,20 @@ def parse_keep_alive(value: str | float | int) -> float:
     if isinstance(value, bool):
         raise ValidationError(f"invalid keep-alive {value!r}: {_HELP}", param="keep_alive")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        seconds: float | None = float(value)
     else:
-        seconds = _parse_text(value.strip().lower())
-    if seconds == NEVER:
-        return NEVER
-    if seconds is None or seconds < 0 or seconds != seconds or seconds == float("inf"):
+        text = value.strip().lower()
+        seconds = _parse_text(text.removeprefix("-"))
+        if seconds is not None and text.startswith("-"):
+            seconds = -seconds
+    if seconds is None or seconds != seconds or abs(seconds) == float("inf"):
         raise ValidationError(f"invalid keep-alive {value!r}: {_HELP}", param="keep_alive")
-    return seconds
+    return NEVER if seconds < 0 else seconds
 
 
 def _parse_text(text: str) -> float | None:
-    if text in ("-1", "-1s", "-1.0"):
-        return NEVER
+    if text.startswith(("-", "+")):
+        return None
     try:
         return float(text)
     except ValueError:

@@ -11,12 +11,13 @@ from mlxk.errors import ValidationError
 @pytest.mark.parametrize(("text", "seconds"), [
     ("300", 300.0), ("2.5", 2.5), ("0", 0.0), ("-1", NEVER), (-1, NEVER), (90, 90.0), ("30s", 30.0),
     ("5m", 300.0), ("1h", 3600.0), ("1h30m", 5400.0), ("2d", 172800.0), ("500ms", 0.5), (" 5M ", 300.0),
+    ("-5", NEVER), ("-2m", NEVER), (-0.5, NEVER),   # any negative means never, as in Ollama
 ])
 def test_accepted(text: str | int, seconds: float) -> None:
     assert parse_keep_alive(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "-5", "5x", "m", "5 m", "1h-", "abc", "nan", "inf", "-2m", True, -0.5])
+@pytest.mark.parametrize("text", ["", "--5", "-+5", "5x", "m", "5 m", "1h-", "abc", "nan", "inf", "-inf", True, float("nan")])
 def test_rejected_with_a_clear_message(text: str) -> None:
     with pytest.raises(ValidationError, match=r"keep-alive .* 5m"):
         parse_keep_alive(text)
