@@ -153,3 +153,16 @@ def test_prune_asks_on_a_terminal(hub_cache: Path) -> None:
         child.close()
         assert child.exitstatus == (1 if survives else 0)
         assert (orphan / ("0" * 64)).exists() == survives
+
+
+def test_prune_with_dots_in_the_cache_path_keeps_every_linked_blob(hub_cache: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlxk.cache.prune import plan_prune
+
+    cf.add_repo(hub_cache, "org/kept", cf.mlx_model_files())
+    (hub_cache.parent / "sub").mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache.parent / "sub" / ".." / hub_cache.name))
+    assert plan_prune().items == []
+    r = run_mlxk("prune", "-f", "--json")
+    assert assert_valid(r.json)["data"]["action"] == "nothing"
+    assert run_mlxk("health", "org/kept").returncode == 0

@@ -141,7 +141,9 @@ def _lock_only_repos(root: Path, known: set[str]) -> list[str]:
 
 def plan_prune(root: Path | None = None) -> PrunePlan:
     """Scan the whole cache and list its garbage; writes nothing."""
-    root = layout.cache_root(root)
+    # Normalised once: link targets are compared lexically, so a ``..`` in HF_HOME must not
+    # make every blob look unlinked.
+    root = Path(os.path.abspath(layout.cache_root(root)))
     repos: list[RepoPrune] = []
     skipped: list[tuple[str, str]] = []
     ids = scan.list_repo_ids(root)
