@@ -166,3 +166,16 @@ def test_prune_with_dots_in_the_cache_path_keeps_every_linked_blob(hub_cache: Pa
     r = run_mlxk("prune", "-f", "--json")
     assert assert_valid(r.json)["data"]["action"] == "nothing"
     assert run_mlxk("health", "org/kept").returncode == 0
+
+
+def test_a_blob_reached_through_an_absolute_or_aliased_link_is_kept(hub_cache: Path, tmp_path: Path) -> None:
+    repo = "org/odd-links"
+    commit = cf.add_repo(hub_cache, repo, cf.mlx_model_files())
+    alias = tmp_path / "alias"
+    alias.symlink_to(hub_cache)
+    link = cf.revision_dir(hub_cache, repo, commit) / "config.json"
+    blob = cf.blob_of(hub_cache, repo, commit, "config.json")
+    link.unlink()
+    link.symlink_to(alias / blob.relative_to(hub_cache))
+    data = assert_valid(run_mlxk("prune", "-f", "--json").json)["data"]
+    assert data["action"] == "nothing" and blob.exists()

@@ -90,39 +90,62 @@ def _abandoned(repo: scan.CachedRepo, root: Path) -> RepoPrune:
     return RepoPrune(repo.repo_id, tuple(items), plan)
 
 
+FileId = tuple[int, int]   # (st_dev, st_ino): a blob's identity however a link spells its path
+
+
+def _file_id(path: str | Path, follow: bool) -> FileId | None:
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _linked_ids(rev: scan.Revision) -> set[FileId]:
+    """What this revision's links point at, followed: an absolute or oddly spelled link counts too."""
+    ids = (_file_id(f.spath, follow=True) for f in rev.files if f.sblob is not None)
+    return {i for i in ids if i is not None}
+
+
 def plan_repo(repo: scan.CachedRepo, root: Path) -> RepoPrune | None:
-    """The garbage of one (unlocked) repo, or None when it has none."""
+    """The garbage of one (unlocked) repo, or None when it has none.
+
+    Blobs are told apart by file identity, not by path, so no spelling of a link target can
+    make a blob a kept snapshot uses look unlinked; only entries of ``blobs/`` are ever removed.
+    """
     if repo.path.is_symlink():
         return None                      # a linked-in repo is someone else's tree: never touched
     if not repo.revisions:
         return _abandoned(repo, root)
     referenced = {c for _, c in repo.refs}
     kept = [r for r in repo.revisions if r.commit in referenced] or [repo.revisions[0]]
-    kept_ids = {r.commit for r in kept}
-    detached = [r for r in repo.revisions if r.commit not in kept_ids]
-    keep_blobs: set[Path] = set().union(*(r.blob_paths() for r in kept))
-    blob_dir = repo.path / "blobs"
-    on_disk = set(delete.blob_entries(repo.path))
-    items: list[PruneItem] = []
-    gone: set[Path] = set()
-    for rev in detached:
-        own = sorted(b for b in rev.blob_paths() - keep_blobs - gone
-                     if b.parent == blob_dir and b in on_disk)
-        gone.update(own)
-        items.append(PruneItem(repo.repo_id, DETACHED, rev.path,
-                               sum(_lsize(b) for b in own) + _plain_bytes(rev), rev.commit))
-    linked = keep_blobs.union(*(r.blob_paths() for r in detached))
-    leftovers = sorted(on_disk - linked)
-    for blob in leftovers:
-        kind = INCOMPLETE if blob.name.endswith(scan.INCOMPLETE_SUFFIX) else ORPHAN
-        items.append(PruneItem(repo.repo_id, kind, blob, _lsize(blob)))
+    kept_commits = {r.commit for r in kept}
+    detached = [r for r in repo.revisions if r.commit not in kept_commits]
+    claimed: set[FileId] = set().union(*(_linked_ids(r) for r in kept))
+    owners = [(rev, _linked_ids(rev)) for rev in detached]
+    by_rev: dict[str, list[Path]] = {r.commit: [] for r in detached}
+    leftovers: list[PruneItem] = []
+    for blob in sorted(delete.blob_entries(repo.path)):
+        fid = _file_id(blob, follow=False)
+        if fid is None or fid in claimed:
+            continue
+        owner = next((rev for rev, ids in owners if fid in ids), None)
+        if owner is not None:
+            by_rev[owner.commit].append(blob)
+        else:
+            kind = INCOMPLETE if blob.name.endswith(scan.INCOMPLETE_SUFFIX) else ORPHAN
+            leftovers.append(PruneItem(repo.repo_id, kind, blob, _lsize(blob)))
+    items = [PruneItem(repo.repo_id, DETACHED, rev.path,
+                       sum(_lsize(b) for b in by_rev[rev.commit]) + _plain_bytes(rev), rev.commit)
+             for rev in detached]
+    items += leftovers
     commits = {r.commit for r in repo.revisions}
     dangling = [repo.path / "refs" / name for name, c in repo.refs if c not in commits]
     items += [PruneItem(repo.repo_id, DANGLING_REF, p, _lsize(p)) for p in dangling]
     items += _lock_items(repo.repo_id, root)
     if not items:
         return None
-    blobs = tuple(sorted(gone)) + tuple(leftovers)
+    blobs = tuple(b for rev in detached for b in by_rev[rev.commit]) + tuple(i.path for i in leftovers)
     plan = delete.DeletePlan(repo.repo_id, repo.path, root, tuple(r.commit for r in detached), False,
                              tuple(dangling), tuple(r.path for r in detached), blobs, 0)
     return RepoPrune(repo.repo_id, tuple(items), plan)
