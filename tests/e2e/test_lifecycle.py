@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -25,7 +26,7 @@ KEY = "lifecycle-key"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     tiny = tiny_llama_dir()
     home = module_hf_home(tmp_path_factory, {TINY_REPO_ID: tiny, TINY_B: tiny})
-    sp = start_serve(home, "--keep-alive", "-1", "--api-key", KEY, log_dir=home)
+    sp = start_serve(home, "--keep-alive", "10m", "--api-key", KEY, log_dir=home)
     yield sp
     assert sp.stop() == 0
 
@@ -56,9 +57,13 @@ def test_ps_lists_both_then_stop_one_then_a_request_reloads_it(server: ServeProc
     chat(server, TINY_B)
     models = ps(server)
     assert [m["name"] for m in models] == [TINY_REPO_ID, TINY_B]
-    assert all(m["memory_bytes"] > 0 and m["state"] == "idle" and m["expires_at"] is None for m in models)
+    for m in models:   # the server's --keep-alive 10m
+        assert m["memory_bytes"] > 0 and m["state"] == "idle" and m["keep_alive_seconds"] == 600
+        assert abs(_epoch(m["expires_at"]) - time.time() - 600) < 30
     human = mlxk(server, "ps")
-    assert human.returncode == 0 and TINY_B in human.stdout and "never" in human.stdout
+    assert human.returncode == 0 and TINY_B in human.stdout and re.search(r"in [5-9] minutes", human.stdout)
+    never = assert_valid(mlxk(server, "load", TINY_B, "--keep-alive", "-1", "--json").json)["data"]["model"]
+    assert never["expires_at"] is None and "never" in mlxk(server, "ps").stdout
     stopped = mlxk(server, "stop", TINY_B, "--json")
     assert stopped.returncode == 0 and assert_valid(stopped.json)["data"]["stopped"] == [TINY_B]
     assert [m["name"] for m in ps(server)] == [TINY_REPO_ID]
