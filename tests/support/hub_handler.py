@@ -38,6 +38,7 @@ class _Abort(Exception):
 
 _REPO = r"(?P<repo>[^/]+/[^/]+)"
 _ROUTES = [
+    ("GET", re.compile(r"^/api/models$"), "list_models"),
     ("GET", re.compile(rf"^/api/models/{_REPO}/revision/(?P<rev>[^/]+)$"), "model_info"),
     ("GET", re.compile(rf"^/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$"), "tree"),
     ("GET", re.compile(rf"^/api/models/{_REPO}$"), "model_info"),
@@ -194,6 +195,50 @@ class Handler(UploadRoutes, BaseHTTPRequestHandler):
             "tags": ["mlx"] if org == "mlx-community" else [], "library_name": "mlx",
             "siblings": siblings, "usedStorage": sum(f.size for f in c.files.values()),
         })
+
+    def h_list_models(self) -> None:
+        """The model index as ``HfApi.list_models`` reads it (one page; ``limit`` caps it)."""
+        query = parse_qs(urlsplit(self.path).query)
+        needle = query.get("search", [""])[-1].lower()
+        filters = query.get("filter", [])
+        sort = query.get("sort", ["downloads"])[-1]
+        token = self._token()
+        items = []
+        for repo_id, r in sorted(self.hub.repos.items()):
+            head = r.refs.get("main")
+            if head is None or (r.private and token not in r.allowed_tokens):
+                continue
+            library, tags = self._listing_meta(r, r.commits[head])
+            if needle not in repo_id.lower() or any(f != library and f not in tags for f in filters):
+                continue
+            c = r.commits[head]
+            items.append({"_id": hashlib.md5(repo_id.encode()).hexdigest()[:24], "id": repo_id,
+                          "modelId": repo_id, "likes": r.likes, "downloads": r.downloads,
+                          "private": r.private, "gated": r.gated, "library_name": library,
+                          "tags": tags, "lastModified": c.date, "createdAt": c.date})
+        key = {"likes": "likes", "lastModified": "lastModified"}.get(sort, "downloads")
+        items.sort(key=lambda i: i[key], reverse=True)
+        limit = int(query.get("limit", ["1000"])[-1])
+        self._send_json(200, items[:limit])
+
+    @staticmethod
+    def _listing_meta(repo: HubRepo, commit: Commit) -> tuple[str | None, list[str]]:
+        """Library and tags: set on the repo, else from the README front matter (as the Hub does)."""
+        card = commit.files.get("README.md")
+        front = ""
+        if card is not None and card.data.startswith(b"---"):
+            front = card.data[3:].split(b"\n---", 1)[0].decode("utf-8", "replace")
+        library = repo.library
+        if library is None:
+            m = re.search(r"^library_name:\s*['\"]?([\w.-]+)", front, re.M)
+            library = m.group(1) if m else None
+        tags = repo.tags if repo.tags is not None else re.findall(r"^\s*-\s*['\"]?([\w.-]+)", front, re.M)
+        inline = re.search(r"^tags:\s*\[([^\]]*)\]", front, re.M)
+        if repo.tags is None and inline:
+            tags += [t.strip(" '\"") for t in inline.group(1).split(",") if t.strip()]
+        if library and library not in tags:
+            tags = [*tags, library]
+        return library, tags
 
     def h_commits(self, repo: str, rev: str) -> None:
         r = self._repo(repo)

@@ -3,6 +3,8 @@
 It implements the endpoints huggingface_hub (2.x) uses to download and upload
 model repos, with the same status codes and headers the real Hub sends:
 
+- ``GET /api/models?search=&filter=&sort=&limit=``  the model index (``list_models``): id contains
+  ``search``, every ``filter`` is the library or a tag, sorted highest first
 - ``GET /api/models/{repo}[/revision/{rev}]``  model info (sha, siblings, gated, private)
 - ``GET /api/models/{repo}/tree/{rev}[/{path}]``  tree listing (recursive, lfs, paginated)
 - ``HEAD|GET /{repo}/resolve/{rev}/{path}``  file with ETag / X-Linked-Etag / X-Linked-Size /
@@ -88,6 +90,10 @@ class HubRepo:
     commits: dict[str, Commit] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
     size_override: dict[str, int] = field(default_factory=dict)  # advertised sizes (model info only)
+    downloads: int = 0
+    likes: int = 0
+    library: str | None = None  # None: ``library_name`` of the README front matter
+    tags: list[str] | None = None  # None: the README front matter's tags
 
 
 def is_lfs(path: str, data: bytes) -> bool:
@@ -168,6 +174,14 @@ class FakeHub:
             repo.gated = gated
         if allowed_tokens is not None:
             repo.allowed_tokens = set(allowed_tokens)
+
+    def set_listing(self, repo_id: str, **fields: int | str | list[str]) -> None:
+        """What the model index (``/api/models``) says: ``downloads``, ``likes``, ``library``, ``tags``."""
+        repo = self.repos[repo_id]
+        for name, value in fields.items():
+            if name not in ("downloads", "likes", "library", "tags"):
+                raise TypeError(f"not a listing field: {name}")
+            setattr(repo, name, value)
 
     # ---- knobs --------------------------------------------------------------------------
     def throttle(self, bytes_per_second: float | None, paths: set[str] | None = None) -> None:

@@ -2,6 +2,8 @@
 
 Used by ``mlxk convert --cache`` and by tests. The commit hash is synthetic (a
 digest of the file manifest), so importing the same files twice is idempotent.
+``publish_directory`` is the all-or-nothing form: it builds the whole repo folder in
+a hidden staging folder of the cache and moves it in at the end.
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from mlxk.cache import layout
+from mlxk.errors import ValidationError
+
+STAGING_PREFIX = ".mlxk-import-"
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -67,3 +73,55 @@ def import_directory(src: Path, repo_id: str, root: Path | None = None,
     if ref:
         (refs / ref).write_text(commit)
     return commit
+
+
+def publish_directory(src: Path, repo_id: str, root: Path | None = None, *, replace: bool = False,
+                      move: bool = False) -> str:
+    """Import ``src`` as ``repo_id`` all at once; return the commit.
+
+    The repo folder (blobs, snapshot, ``refs/main``) is built in a hidden staging
+    folder of the cache and renamed into place, so a failure leaves nothing behind
+    and a reader never sees half a model. An existing repo is refused unless
+    ``replace``: then the new blobs and snapshot move in first and ``refs/main``
+    switches to the new commit last (other revisions stay).
+
+    Raises:
+        ValidationError: ``repo_id`` is already in the cache and ``replace`` is false.
+    """
+    base = layout.cache_root(root)
+    target = layout.repo_dir(repo_id, base)
+    if target.exists() and not replace:
+        raise ValidationError(f"{repo_id} is already in the cache (use --force to add the "
+                              "conversion as its new main revision)", model=repo_id)
+    base.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=base))
+    try:
+        commit = import_directory(src, repo_id, root=stage, move=move)
+        staged = layout.repo_dir(repo_id, stage)
+        try:
+            os.rename(staged, target)
+            return commit
+        except OSError:
+            if not target.is_dir() or not replace:
+                raise
+        _merge_into(staged, target, commit)
+        return commit
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _merge_into(staged: Path, target: Path, commit: str) -> None:
+    """Blobs, then the snapshot, then ``refs/main``: each step a rename."""
+    (target / "blobs").mkdir(parents=True, exist_ok=True)
+    for blob in (staged / "blobs").iterdir():
+        if not (target / "blobs" / blob.name).exists():
+            os.replace(blob, target / "blobs" / blob.name)
+    snap = target / "snapshots" / commit
+    if not snap.exists():
+        snap.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(staged / "snapshots" / commit, snap)
+    ref = target / "refs" / "main"
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ref.with_name(f".main.{os.getpid()}.tmp")
+    tmp.write_text(commit)
+    os.replace(tmp, ref)

@@ -14,14 +14,26 @@ from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
+from mlxk.errors import ValidationError
+
 # Helper modules in models/ folders that are not architectures.
 _NOT_ARCHS = {"__init__", "base", "cache", "activations", "rope_utils", "switch_layers", "pipeline",
               "mla", "gated_delta", "bitlinear_layers", "ssm", "layers", "utils"}
 
 # Quantization methods mlx-lm's loader knows how to read (config["quantization_config"]).
 HF_QUANT_METHODS = {"bitnet", "mxfp4", "mxfp8", "fp8", "compressed-tensors", "modelopt", "awq", "gptq"}
-MLX_QUANT_MODES = {"affine", "mxfp4", "mxfp8", "nvfp4"}
-MLX_QUANT_BITS = {2, 3, 4, 5, 6, 8}
+# Settings mlx quantizes with (checked against ``mx.quantize`` by a test): mode -> (bits, group sizes),
+# and mlx-lm's defaults for each mode (``mlx_lm.utils.quantize_model``).
+QUANT_SETTINGS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "affine": ((2, 3, 4, 5, 6, 8), (32, 64, 128)),
+    "mxfp4": ((4,), (32,)),
+    "nvfp4": ((4,), (16,)),
+    "mxfp8": ((8,), (32,)),
+}
+QUANT_DEFAULTS: dict[str, tuple[int, int]] = {
+    "affine": (4, 64), "mxfp4": (4, 32), "nvfp4": (4, 16), "mxfp8": (8, 32)}
+MLX_QUANT_MODES = set(QUANT_SETTINGS)
+MLX_QUANT_BITS = set(QUANT_SETTINGS["affine"][0])
 
 
 @cache
@@ -148,6 +160,27 @@ def embeddings_supports(config: dict) -> tuple[bool, str | None]:
     if name in architectures("mlx_embeddings"):
         return True, None
     return False, f"Unsupported architecture '{model_type}' (mlx-embeddings {version('mlx-embeddings')})"
+
+
+def quant_settings(mode: str, bits: int | None, group_size: int | None) -> tuple[int, int]:
+    """``(bits, group_size)`` for quantizing in ``mode`` (None: mlx-lm's default for the mode).
+
+    Raises:
+        ValidationError: a setting mlx cannot quantize with; the message names the valid values.
+    """
+    if mode not in QUANT_SETTINGS:
+        raise ValidationError(f"Unsupported quantization mode '{mode}' "
+                              f"(choose from {', '.join(QUANT_SETTINGS)})")
+    valid_bits, valid_groups = QUANT_SETTINGS[mode]
+    bits = QUANT_DEFAULTS[mode][0] if bits is None else bits
+    group_size = QUANT_DEFAULTS[mode][1] if group_size is None else group_size
+    if bits not in valid_bits:
+        raise ValidationError(f"mlx cannot quantize to {bits} bits in mode '{mode}' "
+                              f"(valid bits: {', '.join(map(str, valid_bits))})")
+    if group_size not in valid_groups:
+        raise ValidationError(f"mlx cannot quantize with group size {group_size} in mode '{mode}' "
+                              f"(valid group sizes: {', '.join(map(str, valid_groups))})")
+    return bits, group_size
 
 
 def quantization_supported(config: dict) -> tuple[bool, str | None]:

@@ -22,7 +22,7 @@ from mlxk.output.console import Output
 # Order here is the order in `mlxk --help`.
 COMMAND_MODULES = (
     "list_cmd", "show", "health", "pull", "rm", "prune", "run", "serve", "ps", "load", "stop", "embed",
-    "convert", "push", "completion",
+    "convert", "search", "push", "completion",
 )
 
 

@@ -6,6 +6,7 @@ from mlxk import config
 from mlxk.errors import (
     AccessDenied,
     DownloadFailed,
+    ExecutionError,
     HashNotFound,
     MlxkError,
     ModelNotFound,
@@ -60,6 +61,23 @@ def translate(exc: BaseException, repo_id: str, revision: str | None = None) -> 
         return DownloadFailed(f"No space left on device while downloading {repo_id}.", model=repo_id)
     return DownloadFailed(f"Download of {repo_id} failed: {type(exc).__name__}: {first_line(exc)}",
                           model=repo_id)
+
+
+def translate_listing(exc: BaseException) -> MlxkError:
+    """An error of a Hub-wide query (search), which concerns no one repo."""
+    from huggingface_hub import errors as hf
+
+    if isinstance(exc, hf.OfflineModeIsEnabled):
+        return OfflineError("HF_HUB_OFFLINE is set: cannot reach the Hub.")
+    if isinstance(exc, hf.HfHubHTTPError):
+        status = exc.response.status_code if exc.response is not None else None
+        if status in (401, 403):
+            return AccessDenied(f"The Hub refused the search (HTTP {status}); check HF_TOKEN.")
+        return ExecutionError(f"Hub search failed: {first_line(exc)}")
+    if _is_connection_error(exc):
+        return ExecutionError(f"Cannot reach the Hub at {config.hf_endpoint()} ({first_line(exc)}); "
+                              "check the network or HF_ENDPOINT.")
+    return ExecutionError(f"Hub search failed: {type(exc).__name__}: {first_line(exc)}")
 
 
 def _is_connection_error(exc: BaseException) -> bool:

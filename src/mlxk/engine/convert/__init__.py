@@ -1,1 +1,2 @@
-"""Model conversion: GGUF -> MLX directory (``gguf``) and the pure GGUF header reader (``gguf_header``)."""
+"""Model conversion: GGUF -> MLX directory (``gguf``, with the pure header reader ``gguf_header``),
+and float HF checkpoints -> MLX through mlx-lm's own converter (``checkpoint``)."""
