@@ -179,3 +179,27 @@ def test_a_blob_reached_through_an_absolute_or_aliased_link_is_kept(hub_cache: P
     link.symlink_to(alias / blob.relative_to(hub_cache))
     data = assert_valid(run_mlxk("prune", "-f", "--json").json)["data"]
     assert data["action"] == "nothing" and blob.exists()
+
+
+def test_a_repo_the_file_system_refuses_is_reported_and_the_rest_pruned(
+        hub_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlxk.cache import delete
+    from mlxk.errors import PermissionDenied
+    from mlxk.operations.prune import prune_cache
+
+    for repo in ("org/ro", "org/rw"):
+        cf.add_repo(hub_cache, repo, cf.mlx_model_files())
+        (layout.blobs_dir(repo) / ("0" * 64)).write_bytes(b"orphan")
+    real_remove = delete._remove
+
+    def refuse_ro(path: Path, plan: delete.DeletePlan) -> None:   # what a read-only folder does
+        if plan.repo_id == "org/ro":
+            raise PermissionDenied(f"Permission denied deleting {path}")
+        real_remove(path, plan)
+
+    monkeypatch.setattr(delete, "_remove", refuse_ro)
+    data = prune_cache(force=True)
+    assert [i["model"] for i in data["items"]] == ["org/rw"]
+    assert [s["model"] for s in data["skipped"]] == ["org/ro"] and "Permission" in data["skipped"][0]["reason"]
+    assert (layout.blobs_dir("org/ro") / ("0" * 64)).exists()
+    assert not (layout.blobs_dir("org/rw") / ("0" * 64)).exists()

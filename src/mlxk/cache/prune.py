@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlxk.cache import delete, layout, locks, scan
-from mlxk.errors import LocksPresent
+from mlxk.errors import DeletionFailed, LocksPresent, PermissionDenied
 
 DETACHED, ORPHAN, INCOMPLETE = "detached_revision", "orphan_blob", "incomplete"
 DANGLING_REF, STALE_LOCK, ABANDONED = "dangling_ref", "stale_lock", "abandoned_repo"
@@ -186,7 +186,8 @@ def plan_prune(root: Path | None = None) -> PrunePlan:
 
 
 def execute(plan: PrunePlan) -> tuple[list[PruneItem], list[tuple[str, str]]]:
-    """Remove every planned item; return (removed items, repos skipped because a lock appeared)."""
+    """Remove every planned item; return (removed items, repos skipped: a lock appeared, or the file
+    system refused; such a repo may be partly pruned, and a second run finishes it)."""
     done: list[PruneItem] = []
     skipped: list[tuple[str, str]] = []
     for repo in plan.repos:
@@ -197,6 +198,9 @@ def execute(plan: PrunePlan) -> tuple[list[PruneItem], list[tuple[str, str]]]:
                 locks.remove_stale(repo.repo_id, plan.root, remove_dir=True)
         except LocksPresent:
             skipped.append((repo.repo_id, "a download started while pruning; left untouched"))
+            continue
+        except (PermissionDenied, DeletionFailed) as exc:   # one stubborn repo never stops the rest
+            skipped.append((repo.repo_id, exc.message))
             continue
         done.extend(repo.items)
     return done, skipped
