@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlxk.cli.options import add_server_flags
+from mlxk.cli.options import add_force_flag, add_server_flags
 from mlxk.output.console import Output
 
 NAME = "stop"
@@ -18,7 +18,7 @@ EXAMPLE = "Examples:\n  mlxk stop Qwen3-0.6B-4bit\n  mlxk stop --all --force"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default=None, help="the loaded model's name (as `mlxk ps` shows it)")
     p.add_argument("--all", action="store_true", help="unload every loaded model")
-    p.add_argument("-f", "--force", action="store_true", help="cancel the requests in flight instead of waiting")
+    add_force_flag(p, "cancel the requests in flight instead of waiting")
     add_server_flags(p)
 
 
