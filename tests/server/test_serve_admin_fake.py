@@ -62,7 +62,7 @@ def test_bad_admin_requests_are_400_or_404(client: httpx.Client) -> None:
 
 
 def _slow_stream(base: str, results: list) -> None:
-    body = chat_body(stream=True, max_tokens=200, logit_bias={"0": -100},
+    body = chat_body(stream=True, max_tokens=60, logit_bias={"0": -100},
                      messages=[{"role": "user", "content": "SLOW please"}])
     with httpx.Client(base_url=base, headers=AUTH, timeout=120) as c, \
             c.stream("POST", "/v1/chat/completions", json=body) as r:
