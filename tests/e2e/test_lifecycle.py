@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -12,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.e2e.test_no_heavy_imports import HEAVY, SITECUSTOMIZE
-from tests.support.cli import SRC, run_mlxk
+from tests.support.cli import run_mlxk
 from tests.support.fixtures_models import TINY_REPO_ID, tiny_llama_dir
 from tests.support.fixtures_server import ServeProcess, free_port, module_hf_home, start_serve
+from tests.support.import_probe import HEAVY, imported_modules
 from tests.support.schema import assert_valid
 
 TINY_B = "mlxk-test/tiny-llama-b"
@@ -108,12 +106,6 @@ def test_ps_without_a_server_is_a_clear_error() -> None:
 
 
 def test_ps_imports_nothing_heavy(server: ServeProcess, tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    out = tmp_path / "modules.json"
-    env = {"PYTHONPATH": os.pathsep.join([str(SRC), str(site)]), "MLXK_TEST_MODULES_OUT": str(out),
-           "MLXK_SERVER": server.base_url, "MLXK_API_KEY": KEY}
-    assert run_mlxk("ps", env=env).returncode == 0
-    modules = set(json.loads(out.read_text()))
-    assert "mlxk" in modules and not modules & {*HEAVY, "httpx", "fastapi"}
+    r, modules = imported_modules(tmp_path, "ps", env={"MLXK_SERVER": server.base_url, "MLXK_API_KEY": KEY})
+    assert r.returncode == 0, r.stderr
+    assert not modules & {*HEAVY, "httpx", "fastapi"}

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.server.test_serve_api_fake import AUTH, MODEL, assert_error, chat_body, make_server
+from tests.support.fake_server import AUTH, MODEL, assert_error, chat_body, make_server
 from tests.support.fixtures_server import ThreadedServer
 
 from mlxk.server.pool import ModelPool
@@ -93,3 +93,41 @@ def test_stop_waits_for_requests_and_force_cancels(served: tuple[ThreadedServer,
         else:
             assert text.rstrip().endswith("data: [DONE]") and '"error"' not in text
         assert client.get("/mlxk/ps").json()["models"] == []
+
+
+def test_an_embedding_model_loads_and_shows_as_embedding() -> None:
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from tests.support.fake_engine import fake_prepare, fake_resolver, load_fake
+    from tests.support.fixtures_server import serve_app_in_thread
+
+    from mlxk.errors import ModelNotFound
+    from mlxk.server.app import create_app
+    from mlxk.server.pool import Target
+    from mlxk.server.settings import ServerSettings
+
+    encoder = "fake/encoder"
+
+    def embedding_resolver(name: str) -> Target:
+        if name != encoder:
+            raise ModelNotFound(f"The model '{name}' does not exist", param="model")
+        return Target(name, Path("/nonexistent") / name, "embedding")
+
+    settings = ServerSettings(keep_alive=-1)
+    pool = ModelPool(settings, resolver=fake_resolver, loader=load_fake, prepare=fake_prepare,
+                     embedding_resolver=embedding_resolver,
+                     embedding_loader=lambda path, name: SimpleNamespace(name=name, path=path))
+    srv = serve_app_in_thread(create_app(settings, pool))
+    try:
+        with httpx.Client(base_url=srv.base_url, timeout=60) as c:
+            row = c.post("/mlxk/load", json={"model": encoder, "keep_alive": "1h"}).json()
+            assert (row["name"], row["kind"], row["keep_alive_seconds"]) == (encoder, "embedding", 3600)
+            c.post("/mlxk/load", json={"model": MODEL})
+            kinds = {m["name"]: m["kind"] for m in c.get("/mlxk/ps").json()["models"]}
+            assert kinds == {encoder: "embedding", MODEL: "chat"}
+            assert c.post("/mlxk/stop", json={"model": encoder}).json() == {"stopped": [encoder]}
+            err = c.post("/mlxk/load", json={"model": "fake/nothing-like-it"}).json()["error"]
+            assert "fake/nothing-like-it" in err["message"]      # the text resolver's refusal
+    finally:
+        srv.stop()

@@ -86,7 +86,8 @@ async def load(body: LoadRequest, request: Request) -> dict:
     entry = await pool.load(body.model, keep_alive)
     info = next((i for i in pool.snapshot() if i.name == entry.key), None)
     if info is None:  # keep-alive 0: unloaded again as soon as it was idle
-        info = LoadedModelInfo(entry.key, entry.kind, "idle", entry.size_bytes, 0, 0, None, None,
+        kind = "embedding" if entry.job == "embedding" else "chat"
+        info = LoadedModelInfo(entry.key, kind, "idle", entry.size_bytes, 0, 0, None, None,
                                pool.keep_alive_of(entry), False)
     return loaded_model(info)
 
