@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlxk import config as mlxk_config
+from mlxk.engine import kvcache, sampling
 from mlxk.engine import prompt as prompt_mod
-from mlxk.engine import sampling
 from mlxk.engine.text.decoder import SequenceDecoder
 from mlxk.engine.types import Chunk, GenerationRequest, LoadedModel
 from mlxk.errors import ValidationError
@@ -130,11 +130,21 @@ def stream(lm: LoadedModel, request: GenerationRequest, prepared: Prepared | Non
     started = time.perf_counter()
     first = last = None
     reason = "length"
-    steps = generate_step(mx.array(p.prompt_tokens), lm.model, max_tokens=p.max_tokens,
-                          sampler=p.sampler, logits_processors=p.logits_processors or None)
+    draft = getattr(lm, "draft", None)
+    if draft is not None:
+        from mlxk.engine import speculative
+
+        draft.drafted = draft.accepted = 0
+        steps: Any = speculative.steps(lm, draft, mx.array(p.prompt_tokens), max_tokens=p.max_tokens,
+                                       sampler=p.sampler, logits_processors=p.logits_processors or None)
+    else:
+        steps = (t for t, _ in generate_step(
+            mx.array(p.prompt_tokens), lm.model, max_tokens=p.max_tokens, sampler=p.sampler,
+            logits_processors=p.logits_processors or None,
+            **kvcache.generate_kwargs(lm.model, getattr(lm, "cache_options", None))))
     try:
         with wired_limit(lm.model, [generation_stream]):
-            for token, _logprobs in steps:
+            for token in steps:
                 last = time.perf_counter()
                 if first is None:
                     first = last
@@ -155,6 +165,7 @@ def stream(lm: LoadedModel, request: GenerationRequest, prepared: Prepared | Non
         "generation_tps": (n - 1) / gen_s if gen_s > 0 and n > 1 else 0.0,
         "total_s": time.perf_counter() - started,
         "peak_memory_bytes": float(mx.get_peak_memory()),
+        **(draft.metrics() if draft is not None else {}),
     }
     yield final
 

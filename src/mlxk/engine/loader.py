@@ -109,9 +109,11 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def load_model(path: Path, name: str | None = None, *, model: Any = None,
-               config: dict[str, Any] | None = None, lazy: bool = False) -> LoadedModel:
+               config: dict[str, Any] | None = None, lazy: bool = False,
+               adapter_path: str | Path | None = None) -> LoadedModel:
     """Load ``path`` (a model directory). ``model``/``config`` skip the weight loading
-    (the distributed ranks hand in an already sharded model)."""
+    (the distributed ranks hand in an already sharded model); ``adapter_path``: a LoRA
+    adapter applied before the CPU kernels take over the quantized layers."""
     from mlx_lm.utils import load_model as mlx_load_model
     from mlx_lm.utils import load_tokenizer
 
@@ -133,6 +135,10 @@ def load_model(path: Path, name: str | None = None, *, model: Any = None,
         raise ExecutionError(f"cannot load model {name or path}: {text}") from exc
     except Exception as exc:   # corrupt safetensors, missing files, tokenizer errors ...
         raise ExecutionError(f"cannot load model {name or path}: {type(exc).__name__}: {exc}") from exc
+    if adapter_path is not None:
+        from mlxk.engine.adapters import apply
+
+        model = apply(model, adapter_path)
     cpu_kernels.accelerate(model)   # Linux CPU: quantized layers on mlxk's kernel (never raises)
     facts = describe_tokens(tokenizer, config)
     tokenizer.eos_token_ids = facts["eos"]   # mlx-lm's own loops stop at every end-of-turn id

@@ -29,6 +29,15 @@ class LoadedModel:
     has_chat_template: bool = False
     hidden_token_ids: set[int] = field(default_factory=set)   # special tokens never shown
     marker_token_ids: set[int] = field(default_factory=set)   # markup for the reasoning parser
+    cache_options: CacheOptions | None = None                 # --max-kv-size, --kv-bits ...
+    draft: Any = None                   # engine.speculative.Draft under `run --draft-model`
+
+    @property
+    def effective_context(self) -> int:
+        """Tokens attended to at once (the rotating window under ``--max-kv-size``)."""
+        if self.cache_options is not None and self.cache_options.max_kv_size is not None:
+            return min(self.context_length, self.cache_options.max_kv_size)
+        return self.context_length
 
 
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -67,6 +76,20 @@ def message_text(content: Any) -> str:
 
 
 @dataclass(frozen=True)
+class CacheOptions:
+    """How a model keeps its KV cache (``--max-kv-size``, ``--kv-bits`` ...); see ``engine.kvcache``."""
+
+    max_kv_size: int | None = None         # a rotating cache of this many tokens (bounded context)
+    kv_bits: int | None = None             # quantize the cache to 4 or 8 bits
+    kv_group_size: int = 64
+    quantized_kv_start: int = 0            # quantize once the cache holds this many tokens
+
+    @property
+    def active(self) -> bool:
+        return self.max_kv_size is not None or self.kv_bits is not None
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """One generation. Exactly one of ``messages`` (chat) or ``prompt`` (raw text) is set."""
 
@@ -82,6 +105,7 @@ class GenerationRequest:
     response_format: dict[str, Any] | None = None  # OpenAI response_format
     logprobs: int | None = None            # top-k logprobs per token (None: off)
     parallel_tool_calls: bool = True       # False: at most one tool call
+    reasoning: bool | None = None          # the template's thinking switch (None: its default)
 
 
 @dataclass

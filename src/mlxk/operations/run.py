@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlxk.cache import runnable
 from mlxk.cache.resolve import ResolvedModel
-from mlxk.engine.types import Chunk, GenerationRequest, LoadedModel, SamplingParams
+from mlxk.engine.types import CacheOptions, Chunk, GenerationRequest, LoadedModel, SamplingParams
+
+if TYPE_CHECKING:
+    from mlxk.engine.speculative import Draft
 
 
 @dataclass(frozen=True)
@@ -26,12 +29,35 @@ def resolve_runnable(ref: str) -> ResolvedModel:
     return runnable.resolve_runnable(ref, "text", runnable.CLI_TEXT)
 
 
-def load(ref: str) -> Any:
-    """``LoadedModel`` for ``ref`` (resolved and checked first)."""
+def load(ref: str, cache_options: CacheOptions | None = None,
+         adapter_path: str | None = None) -> LoadedModel:
+    """``LoadedModel`` for ``ref`` (resolved and checked first), with its KV-cache options
+    and an optional LoRA adapter."""
     from mlxk.engine.loader import load_model
 
     resolved = resolve_runnable(ref)
-    return load_model(resolved.path, name=resolved.display)
+    if adapter_path is not None:
+        from mlxk.engine.adapters import read_config
+
+        read_config(adapter_path)   # a bad folder fails before the weights load
+    lm = load_model(resolved.path, name=resolved.display, adapter_path=adapter_path)
+    lm.cache_options = cache_options
+    return lm
+
+
+def load_draft(lm: LoadedModel, ref: str, num_draft: int,
+               cache_options: CacheOptions | None) -> Draft:
+    """The draft model for speculative decoding, checked against ``lm``."""
+    from mlxk.engine import speculative
+    from mlxk.errors import ValidationError
+
+    if not 1 <= num_draft <= 16:
+        raise ValidationError("--num-draft-tokens must be between 1 and 16")
+    if cache_options is not None and cache_options.active:
+        raise ValidationError("--draft-model does not combine with --max-kv-size or --kv-bits yet")
+    draft = load(ref)
+    speculative.check_vocab(lm, draft)
+    return speculative.Draft(draft, num_draft)
 
 
 def single_request(text: str, options: RunOptions) -> GenerationRequest:
