@@ -102,7 +102,7 @@ def test_serve_refuses_blank_keys_and_bad_budgets_at_start(argv: tuple[str, ...]
 
 def test_serve_help_shows_defaults_and_env() -> None:
     text = " ".join(run_mlxk("serve", "--help").stdout.split())
-    for piece in ("(default 300)", "(default 4194304)", "(default 15)", "$MLXK_HOST", "$MLXK_PORT"):
+    for piece in ("(default 5m)", "(default 4194304)", "(default 15)", "$MLXK_HOST", "$MLXK_PORT"):
         assert piece in text, piece
 
 

@@ -14,7 +14,7 @@ DESCRIPTION = ("List cached models. By default the table shows healthy models th
                "(chat, base and embedding models: 'run' takes the first two, 'embed' the last);\n"
                "--all shows every repo with its framework, health and reason. --json always lists\n"
                "every repo.")
-EXAMPLE = "Examples:\n  mlxk list\n  mlxk list qwen --all\n  mlxk list --json | jq '.data.count'"
+EXAMPLE = "Examples:\n  mlxk list\n  mlxk list qwen --all\n  mlxk list --sort size\n  mlxk list --json | jq '.data.count'"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,13 +22,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all", action="store_true",
                    help="show every repo, also unhealthy and not loadable ones (default: loadable only)")
     p.add_argument("--health", action="store_true", help="add the health column")
+    p.add_argument("--sort", choices=("name", "size", "modified"), default="name",
+                   help="order: name (A-Z, default), size (largest first), modified (newest first)")
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from mlxk.cache.layout import cache_root
     from mlxk.operations.models import list_models
 
-    data = list_models(args.pattern)
+    data = list_models(args.pattern, sort=args.sort)
     where = str(cache_root())
     out.result(data, lambda d: render(d, show_all=args.all, health=args.health, where=where,
                                       pattern=args.pattern))

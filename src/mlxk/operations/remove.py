@@ -19,7 +19,7 @@ from mlxk.output.human import size_str
 Confirm = Callable[[str, str], bool]
 
 
-def _refuse(question: str, refusal: str) -> bool:
+def refuse(question: str, refusal: str) -> bool:
     raise RequiresConfirmation(refusal)
 
 
@@ -90,7 +90,7 @@ def remove_models(refs: list[str], force: bool = False, dry_run: bool = False,
                    for t in targets]
         return _combined(results, "dry_run")
     if not force:
-        ask = confirm or _refuse
+        ask = confirm or refuse
         what = ", ".join(t.what for t in targets)
         total = sum(t.plan.freed_bytes for t in targets)
         refusal = f"Deleting {what} needs confirmation: run on a terminal or pass --force"
