@@ -73,8 +73,11 @@ def _semantic_refusal(response) -> bool:  # type: ignore[no-untyped-def]
         return False
     try:
         param = response.json()["error"].get("param") or ""
+        code = response.json()["error"].get("code")
     except (ValueError, KeyError, AttributeError):
         return False
+    if code == "context_length_exceeded":   # the model's context length is not the schema's
+        return True
     if param.split(".")[0].split("[")[0] in SEMANTIC_PARAMS:
         return True
     # A string no cache could hold as a model name ("..", "--", over 96 characters) is refused
