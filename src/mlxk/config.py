@@ -16,6 +16,8 @@ DEFAULT_KEEP_ALIVE_SECONDS = 300
 DEFAULT_MAX_TOKENS_CAP = 4096
 MAX_MODEL_NAME_LENGTH = 96
 MLX_COMMUNITY_ORG = "mlx-community"
+MAX_IMAGES_PER_REQUEST = 8            # images in one request (run --image, server)
+IMAGE_URL_TIMEOUT_SECONDS = 10.0      # serve --allow-image-urls: per-image fetch timeout
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 

@@ -1,0 +1,72 @@
+"""Load a vision-language model with mlx-vlm into a ``VisionModel``.
+
+``VisionModel`` is a ``LoadedModel`` (same token facts, so the text engine's
+``SequenceDecoder`` decodes its output unchanged) plus mlx-vlm's processor. Its
+``tokenizer`` is mlx-lm's wrapper around the same tokenizer files, which gives
+the streaming detokenizer and the end-of-turn ids the text engine uses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlxk import config as mlxk_config
+from mlxk.engine.loader import LoadedModel, _context_length, _read_config, describe_tokens
+from mlxk.engine.vision import require
+from mlxk.errors import ExecutionError, MlxkError, NotRuntimeCompatible
+
+
+@dataclass
+class VisionModel(LoadedModel):
+    processor: Any = None
+    max_images: int = mlxk_config.MAX_IMAGES_PER_REQUEST
+    vision: bool = True
+
+
+def supported_families() -> list[str]:
+    """Model types the installed mlx-vlm can build (``show`` lists them for a vision model)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlx_vlm")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    root = Path(next(iter(spec.submodule_search_locations))) / "models"
+    return sorted(p.name for p in root.iterdir()
+                  if p.is_dir() and (p / "__init__.py").is_file() and not p.name.startswith("_"))
+
+
+def load_vision_model(path: Path, name: str | None = None) -> VisionModel:
+    require()
+    from mlx_lm.utils import load_tokenizer
+    from mlx_vlm.utils import load as vlm_load
+
+    path = Path(path)
+    started = time.perf_counter()
+    raw_config = _read_config(path)
+    try:
+        model, processor = vlm_load(str(path))
+        tokenizer = load_tokenizer(path, eos_token_ids=raw_config.get("eos_token_id"))
+    except MlxkError:
+        raise
+    except ValueError as exc:
+        text = str(exc)
+        if "not supported" in text.lower() or "model type" in text.lower():
+            arch = raw_config.get("model_type", "?")
+            raise NotRuntimeCompatible(f"mlx-vlm cannot run architecture '{arch}': {text}") from exc
+        raise ExecutionError(f"cannot load vision model {name or path}: {text}") from exc
+    except Exception as exc:
+        raise ExecutionError(f"cannot load vision model {name or path}: "
+                             f"{type(exc).__name__}: {exc}") from exc
+    template = getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
+    facts = describe_tokens(tokenizer, raw_config)
+    tokenizer.eos_token_ids = facts["eos"]
+    return VisionModel(
+        model=model, tokenizer=tokenizer, config=raw_config, name=name or str(path), path=path,
+        eos_token_ids=facts["eos"], context_length=_context_length(raw_config, tokenizer),
+        load_seconds=time.perf_counter() - started, reasoning_format=facts["format"],
+        has_chat_template=bool(template), hidden_token_ids=facts["hidden"],
+        marker_token_ids=facts["markers"], processor=processor,
+    )
