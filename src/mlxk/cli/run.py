@@ -19,6 +19,7 @@ EXAMPLE = ("Examples:\n"
            "  mlxk run SmolLM2-135M-Instruct \"What is the capital of France?\"\n"
            "  mlxk run org/model --temperature 0 --max-tokens 64 --json \"Hi\"\n"
            "  git diff | mlxk run org/model - \"write a commit message\"\n"
+           "  mlxk run Qwen2-VL-2B-Instruct-4bit \"What is in this picture?\" --image photo.jpg\n"
            "  mlxk run org/model                       (interactive chat)")
 
 
@@ -33,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop when the output contains TEXT (repeatable; TEXT is not printed)")
     g.add_argument("--system", default=None, help="system prompt")
+    g.add_argument("--image", action="append", default=[], metavar="PATH",
+                   help="send the image file PATH with the prompt (repeatable; vision models, "
+                        "needs the 'vision' extra); in chat, /image PATH attaches one")
     g.add_argument("--no-chat-template", action="store_true",
                    help="send the prompt as raw text, without the model's chat template")
     g.add_argument("--no-stream", action="store_true", help="print the answer when it is complete")
@@ -114,6 +118,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise UsageError("the prompt is empty")
     if prompt is None and out.json_mode:
         raise UsageError("--json needs a prompt (interactive chat has no JSON mode)")
+    images = ops.read_images(args.model, list(args.image))
     lm = ops.load(args.model)
     if args.verbose:
         out.info(f"Loaded {lm.name} in {lm.load_seconds:.2f}s")
@@ -121,17 +126,18 @@ def run(args: argparse.Namespace, out: Output) -> int:
         from mlxk.cli.chat_ui import chat_loop
 
         return chat_loop(ops.ChatSession(lm, options), out, lm.name, args.hide_reasoning,
-                         args.verbose)
-    return _single(lm, prompt, options, args, out)
+                         args.verbose, images=images)
+    return _single(lm, prompt, options, args, out, images)
 
 
-def _single(lm, prompt: str, options, args: argparse.Namespace, out: Output) -> int:
+def _single(lm, prompt: str, options, args: argparse.Namespace, out: Output,
+            images: list | None = None) -> int:
     from mlxk.cli.chat_ui import print_answer
     from mlxk.operations import run as ops
 
     session = ops.ChatSession(lm, options)
     turn = ops.Turn()
-    chunks = session.ask(prompt, turn)
+    chunks = session.ask(prompt, turn, images or ())
     if out.json_mode:
         for _ in chunks:
             pass
@@ -142,9 +148,9 @@ def _single(lm, prompt: str, options, args: argparse.Namespace, out: Output) -> 
                 parsed = json.loads(turn.text)
             except ValueError:
                 parsed = None   # cut by --max-tokens: finish_reason says "length"
-            out.result(ops.result_data(lm.name, prompt, turn, parsed))
+            out.result(ops.result_data(lm.name, prompt, turn, parsed, images=args.image))
             return 0
-        out.result(ops.result_data(lm.name, prompt, turn))
+        out.result(ops.result_data(lm.name, prompt, turn, images=args.image))
         return 0
     print_answer(chunks, turn, out, lm.name, hide_reasoning=args.hide_reasoning,
                  no_stream=args.no_stream, verbose=args.verbose)

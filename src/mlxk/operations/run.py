@@ -37,18 +37,52 @@ def resolve_runnable(ref: str) -> Any:
 
 
 def load(ref: str) -> Any:
-    """``LoadedModel`` for ``ref`` (resolved and checked first)."""
-    from mlxk.engine.loader import load_model
+    """``LoadedModel`` for ``ref`` (resolved and checked first), from the engine that runs it
+    (``mlxk.engine.choose``: vision models on mlx-vlm when the extra is installed)."""
+    from mlxk.engine.choose import load as load_model
 
     resolved = resolve_runnable(ref)
     return load_model(resolved.path, name=resolved.display)
 
 
-def single_request(text: str, options: RunOptions) -> GenerationRequest:
+def user_message(text: str, images: list[Any] | tuple[Any, ...] = ()) -> dict[str, Any]:
+    """A user turn; images (decoded ``PIL.Image``s) come first, then the text."""
+    if not images:
+        return {"role": "user", "content": text}
+    parts: list[dict[str, Any]] = [{"type": "image", "image": img} for img in images]
+    parts.append({"type": "text", "text": text})
+    return {"role": "user", "content": parts}
+
+
+def read_images(ref: str, paths: list[str]) -> list[Any]:
+    """Decode ``run --image`` files before loading anything; refuse what the model cannot take
+    (a text-only model, a vision model without the extra, too many images, bad files)."""
+    if not paths:
+        return []
+    resolved = resolve_runnable(ref)
+    return decode_images(resolved.display, resolved.path, paths)
+
+
+def decode_images(name: str, path: Any, paths: list[str]) -> list[Any]:
+    from mlxk import config
+    from mlxk.engine.choose import has_vision_config, refuse_images, vision_available
+    from mlxk.engine.vision.images import from_path
+    from mlxk.errors import ValidationError
+
+    if not (has_vision_config(path) and vision_available()):
+        refuse_images(name, path, len(paths))
+    if len(paths) > config.MAX_IMAGES_PER_REQUEST:
+        raise ValidationError(f"{len(paths)} images; the limit is {config.MAX_IMAGES_PER_REQUEST} "
+                              f"per request", param="image", code="too_many_images")
+    return [from_path(p) for p in paths]
+
+
+def single_request(text: str, options: RunOptions, images: list[Any] | tuple[Any, ...] = ()
+                   ) -> GenerationRequest:
     messages: list[dict[str, Any]] = []
     if options.system:
         messages.append({"role": "system", "content": options.system})
-    messages.append({"role": "user", "content": text})
+    messages.append(user_message(text, images))
     return GenerationRequest(messages=messages, sampling=options.sampling,
                              max_tokens=options.max_tokens, stop=options.stop,
                              use_chat_template=options.use_chat_template,
@@ -93,13 +127,14 @@ class ChatSession:
     def set_system(self, text: str | None) -> None:
         self.system = text or None
 
-    def ask(self, text: str, turn: Turn | None = None) -> Iterator[Chunk]:
-        """Stream the answer to ``text``; the exchange joins the history when the answer
-        ends, also when it is cut short (Ctrl-C keeps what was said)."""
-        from mlxk.engine.generate import stream
+    def ask(self, text: str, turn: Turn | None = None, images: list[Any] | tuple[Any, ...] = ()
+            ) -> Iterator[Chunk]:
+        """Stream the answer to ``text`` (with ``images`` attached); the exchange joins the
+        history when the answer ends, also when it is cut short (Ctrl-C keeps what was said)."""
+        from mlxk.engine.choose import stream
 
         turn = turn if turn is not None else Turn()
-        self.history.append({"role": "user", "content": text})
+        self.history.append(user_message(text, images))
         request = replace(single_request(text, self.options), messages=self.messages())
         try:
             for chunk in stream(self.lm, request):
@@ -121,12 +156,14 @@ class ChatSession:
 _UNSET: Any = object()
 
 
-def result_data(model: str, prompt: str, turn: Turn, parsed: Any = _UNSET) -> dict[str, Any]:
+def result_data(model: str, prompt: str, turn: Turn, parsed: Any = _UNSET,
+                images: list[str] | None = None) -> dict[str, Any]:
     """The ``--json`` data of a single-shot run."""
     final = turn.final or Chunk(finish_reason="stop")
     data: dict[str, Any] = {
         "model": model,
         "prompt": prompt,
+        **({"images": list(images)} if images else {}),
         "response": turn.text,
         "usage": {"prompt_tokens": final.prompt_tokens, "completion_tokens": final.completion_tokens},
         "finish_reason": final.finish_reason,
