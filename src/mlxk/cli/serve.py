@@ -45,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or MLXK_API_KEY)")
     s.add_argument("--cors-origins", type=_origins, default=None, metavar="LIST",
                    help="comma-separated origins allowed by CORS (default: CORS off)")
+    s.add_argument("--allow-image-urls", action="store_true",
+                   help="let clients send images as http(s) URLs the server fetches (default: "
+                        "data URIs / base64 only; fetching for clients is an SSRF risk)")
     o = p.add_argument_group("process")
     o.add_argument("--restart", action="store_true", help="restart the server if it crashes")
     o.add_argument("--stop-timeout", type=float, default=st.DEFAULT_STOP_TIMEOUT,
@@ -65,6 +68,7 @@ def build_settings(args: argparse.Namespace) -> Any:
         api_key=args.api_key or config.api_key(), cors_origins=args.cors_origins or [],
         max_queue=args.max_queue, max_batch=args.max_batch, max_body_bytes=args.max_body_bytes,
         stop_timeout=args.stop_timeout, log_json=args.log_json, restart=args.restart,
+        allow_image_urls=args.allow_image_urls,
     )
 
 

@@ -88,7 +88,9 @@ async def start(pool: ModelPool, req: ChatCompletionRequest | CompletionRequest,
     try:
         lm = entry.lm
         if kind == "chat":
-            greq = features.chat_request(req, lm)  # type: ignore[arg-type]
+            # In a thread: images are decoded (or, with --allow-image-urls, fetched) here.
+            greq = await asyncio.to_thread(features.chat_request, req, lm,  # type: ignore[arg-type]
+                                           pool.settings.allow_image_urls)
             param, requested = "messages", req.max_completion_tokens or req.max_tokens  # type: ignore[union-attr]
         else:
             greq = features.completion_request(req, lm)  # type: ignore[arg-type]

@@ -103,15 +103,28 @@ def default_resolver(name: str) -> Target:
 
 
 def default_loader(path: Path, name: str) -> Any:
-    from mlxk.engine.loader import load_model
+    from mlxk.engine.choose import load
 
-    return load_model(path, name=name)
+    return load(path, name=name)
 
 
 def default_prepare(lm: Any, request: Any) -> Any:
-    from mlxk.engine.generate import prepare
+    from mlxk.engine.choose import prepare
 
     return prepare(lm, request)
+
+
+def scheduler_class(path: Path) -> Any:
+    """Vision models (with the extra installed) run on the vision scheduler, the rest batch."""
+    from mlxk.engine.choose import uses_vision_engine
+
+    if uses_vision_engine(path):
+        from mlxk.engine.vision.scheduler import VisionScheduler
+
+        return VisionScheduler
+    from mlxk.engine.batch import BatchScheduler
+
+    return BatchScheduler
 
 
 class ModelPool:
@@ -238,9 +251,7 @@ class ModelPool:
             if stats.generation_tps is not None:
                 m.tps.labels(key).observe(stats.generation_tps)
 
-        factory = self._scheduler_factory
-        if factory is None:
-            from mlxk.engine.batch import BatchScheduler as factory
+        factory = self._scheduler_factory or scheduler_class(path)
         return factory(lambda: self._loader(path, key), name=key, max_batch=s.max_batch,
                        max_queue=s.max_queue, on_finish=on_finish)
 

@@ -143,14 +143,17 @@ def prepare(lm: Any, request: GenerationRequest) -> VisionPrepared:
     )
 
 
-def token_steps(lm: Any, p: VisionPrepared, extra_processors: list[Any] | None = None) -> Any:
-    """mlx-vlm's token loop for one prepared request: yields ``(token, logprobs)``."""
+def token_steps(lm: Any, p: VisionPrepared, sampler: Any = None,
+                processors: list[Any] | None = None) -> Any:
+    """mlx-vlm's token loop for one prepared request: yields ``(token, logprobs)``.
+    ``sampler``/``processors`` replace the request's own (the server's seeded sampler,
+    the OpenAI penalties)."""
     from mlx_vlm.generate import generate_step
     from mlx_vlm.models import cache as vlm_cache
 
-    processors = [*(p.logits_processors or ()), *(extra_processors or ())]
+    processors = list(p.logits_processors or ()) if processors is None else processors
     return generate_step(p.input_ids, lm.model, p.pixel_values, p.mask, max_tokens=p.max_tokens,
-                         sampler=p.sampler, logits_processors=processors or None,
+                         sampler=sampler or p.sampler, logits_processors=processors or None,
                          prompt_cache=vlm_cache.make_prompt_cache(lm.model.language_model),
                          **p.model_kwargs)
 
