@@ -1,4 +1,4 @@
-"""Management commands must never import mlx, mlx_lm, transformers or torch."""
+"""Management commands must never import mlx, mlx_lm, mlx_vlm, PIL, transformers or torch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tests.support.cli import run_mlxk
 
-HEAVY = ("mlx", "mlx_lm", "mlx_embeddings", "transformers", "torch")
+HEAVY = ("mlx", "mlx_lm", "mlx_embeddings", "mlx_vlm", "PIL", "transformers", "torch")
 
 # A sitecustomize that records every imported top-level module at interpreter exit.
 SITECUSTOMIZE = """
@@ -26,6 +26,17 @@ atexit.register(_dump)
     ("--version", "--json"), ("show", "tiny-bert", "--json"),
 ])
 def test_no_heavy_imports(tmp_path: Path, model_zoo, args: tuple[str, ...]) -> None:
+    assert_light(tmp_path, args)
+
+
+@pytest.mark.parametrize("args", [("list", "--json"), ("show", "tiny-qwen2-vl", "--json"),
+                                  ("health", "tiny-qwen2-vl")])
+def test_vision_models_import_nothing_heavy(tmp_path: Path, tiny_vlm_cached: str,
+                                            args: tuple[str, ...]) -> None:
+    assert_light(tmp_path, args)
+
+
+def assert_light(tmp_path: Path, args: tuple[str, ...]) -> None:
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)

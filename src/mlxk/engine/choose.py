@@ -29,9 +29,9 @@ def has_vision_config(path: Path) -> bool:
 
 
 def vision_available() -> bool:
-    import importlib.util
+    from mlxk.cache.runtime import package_dir
 
-    return importlib.util.find_spec("mlx_vlm") is not None
+    return package_dir("mlx_vlm") is not None
 
 
 def uses_vision_engine(path: Path) -> bool:

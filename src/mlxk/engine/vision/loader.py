@@ -26,18 +26,6 @@ class VisionModel(LoadedModel):
     vision: bool = True
 
 
-def supported_families() -> list[str]:
-    """Model types the installed mlx-vlm can build (``show`` lists them for a vision model)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("mlx_vlm")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    root = Path(next(iter(spec.submodule_search_locations))) / "models"
-    return sorted(p.name for p in root.iterdir()
-                  if p.is_dir() and (p / "__init__.py").is_file() and not p.name.startswith("_"))
-
-
 def load_vision_model(path: Path, name: str | None = None) -> VisionModel:
     require()
     from mlx_lm.utils import load_tokenizer
