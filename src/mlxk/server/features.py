@@ -80,8 +80,9 @@ def check_tools(req: ChatCompletionRequest, lm: Any) -> None:
 IMAGE_PART_TYPES = frozenset({"image_url"})
 
 
-def _content(content: Any, where: str, allow_image_urls: bool) -> Any:
-    """Message content for the engine: a string, or (with images) text and image parts."""
+def _content(content: Any, where: str) -> Any:
+    """Message content for the engine: a string, or (with images) text and pending image parts
+    (decoded by ``server.images.resolve`` once the model is known)."""
     if content is None or isinstance(content, str):
         return content or ""
     parts: list[dict[str, Any]] = []
@@ -91,9 +92,8 @@ def _content(content: Any, where: str, allow_image_urls: bool) -> Any:
         elif p.type in IMAGE_PART_TYPES:
             from mlxk.server import images
 
-            parts.append(images.from_url(images.openai_image_url(p.model_dump()),
-                                         allow_urls=allow_image_urls,
-                                         label=f"{where}.content[{j}]"))
+            parts.append(images.pending("url", images.openai_image_url(p.model_dump()),
+                                        f"{where}.content[{j}]"))
         else:
             raise _refuse("messages", f"content part type {p.type!r} is not supported "
                                       "(text and image_url only)")
@@ -102,24 +102,11 @@ def _content(content: Any, where: str, allow_image_urls: bool) -> Any:
     return parts
 
 
-def count_images(req: ChatCompletionRequest) -> int:
-    return sum(1 for m in req.messages if isinstance(m.content, list)
-               for p in m.content if p.type in IMAGE_PART_TYPES)
-
-
-def chat_messages(req: ChatCompletionRequest, lm: Any = None,
-                  allow_image_urls: bool = False) -> list[dict[str, Any]]:
-    """The request's messages for the engine; image parts are checked against the model
-    (``lm``) before any is decoded or fetched."""
-    n_images = count_images(req)
-    if n_images:
-        from mlxk.server import images
-
-        images.check_model_takes_images(lm, n_images)
+def chat_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
     out = []
     for i, m in enumerate(req.messages):
         msg: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role,
-                               "content": _content(m.content, f"messages[{i}]", allow_image_urls)}
+                               "content": _content(m.content, f"messages[{i}]")}
         for extra in ("name", "tool_calls", "tool_call_id"):
             value = getattr(m, extra)
             if value is not None:
@@ -149,15 +136,14 @@ def _stops(req: ChatCompletionRequest | CompletionRequest) -> tuple[str, ...]:
     return tuple(s for s in items if s)
 
 
-def chat_request(req: ChatCompletionRequest, lm: Any, allow_image_urls: bool = False
-                 ) -> GenerationRequest:
+def chat_request(req: ChatCompletionRequest, lm: Any) -> GenerationRequest:
     check_common(req)
     check_response_format(req, lm)
     check_tools(req, lm)
     if req.top_logprobs is not None and not req.logprobs:
         raise _refuse("top_logprobs", "top_logprobs requires logprobs: true")
     return GenerationRequest(
-        messages=chat_messages(req, lm, allow_image_urls), sampling=sampling(req),
+        messages=chat_messages(req), sampling=sampling(req),
         max_tokens=req.max_completion_tokens or req.max_tokens, stop=_stops(req),
         tools=req.tools or None, tool_choice=req.tool_choice,
         response_format=req.response_format if (req.response_format or {}).get("type") != "text" else None,

@@ -16,7 +16,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from mlxk.errors import MlxkError, ValidationError
-from mlxk.server import features, responses, sse
+from mlxk.server import features, images, responses, sse
 from mlxk.server.errors import mlxk_error_body
 from mlxk.server.pool import ModelEntry, ModelPool
 from mlxk.server.responses import Reply
@@ -88,9 +88,10 @@ async def start(pool: ModelPool, req: ChatCompletionRequest | CompletionRequest,
     try:
         lm = entry.lm
         if kind == "chat":
+            greq = features.chat_request(req, lm)  # type: ignore[arg-type]
             # In a thread: images are decoded (or, with --allow-image-urls, fetched) here.
-            greq = await asyncio.to_thread(features.chat_request, req, lm,  # type: ignore[arg-type]
-                                           pool.settings.allow_image_urls)
+            greq = await asyncio.to_thread(images.resolve, greq, lm,
+                                           allow_urls=pool.settings.allow_image_urls)
             param, requested = "messages", req.max_completion_tokens or req.max_tokens  # type: ignore[union-attr]
         else:
             greq = features.completion_request(req, lm)  # type: ignore[arg-type]

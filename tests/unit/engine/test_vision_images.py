@@ -75,16 +75,21 @@ def image_host(tmp_path: Path) -> Iterator[str]:
 def test_server_image_urls_only_when_allowed(image_host: str) -> None:
     from mlxk.server import images as server_images
 
+    def decode(url: str, allow: bool) -> dict:
+        return server_images.decode_part(server_images.pending("url", url, "part"), allow_urls=allow)
+
     url = image_host + "/a.png"
     with pytest.raises(ValidationError, match="--allow-image-urls") as err:
-        server_images.from_url(url, allow_urls=False, label="part")
+        decode(url, False)
     assert err.value.extra.get("code") == "image_urls_disabled"
-    part = server_images.from_url(url, allow_urls=True, label="part")
+    part = decode(url, True)
     assert part["type"] == "image" and part["image"].size == (64, 48)
     with pytest.raises(ValidationError, match="gave HTTP 404"):
-        server_images.from_url(image_host + "/missing.png", allow_urls=True, label="part")
+        decode(image_host + "/missing.png", True)
     with pytest.raises(ValidationError, match="data URI or an http"):
-        server_images.from_url("file:///etc/passwd", allow_urls=True, label="part")
+        decode("file:///etc/passwd", True)
+    with pytest.raises(ValidationError, match="not valid base64"):  # base64 is never fetched
+        server_images.decode_part(server_images.pending("base64", url, "part"), allow_urls=True)
 
 
 def test_fetch_size_limit_and_timeout(image_host: str) -> None:
