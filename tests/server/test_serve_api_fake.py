@@ -114,6 +114,21 @@ def test_max_tokens_gives_length_and_counts(client: httpx.Client) -> None:
     assert body["usage"]["completion_tokens"] == 3
 
 
+def test_prompt_forms_n_and_echo_with_logprobs(client: httpx.Client) -> None:
+    r = client.post("/v1/completions", json={"model": MODEL, "prompt": [[3, 4, 5], [7]], "n": 2,
+                                             "max_tokens": 2, "echo": True, "logprobs": 1,
+                                             "logit_bias": {"0": -100}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [c["index"] for c in body["choices"]] == [0, 1, 2, 3]
+    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 8, "total_tokens": 12}
+    for c, n_prompt in zip(body["choices"], (3, 3, 1, 1), strict=True):
+        lp = c["logprobs"]
+        assert len(lp["tokens"]) == n_prompt + 2
+        assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+        assert all(v <= 0 for v in lp["token_logprobs"][1:])
+
+
 def test_stop_string_ends_output_before_it(client: httpx.Client) -> None:
     full = client.post("/v1/completions", json={"model": MODEL, "prompt": "a b c", "max_tokens": 6,
                                                 "temperature": 0, "logit_bias": {"0": -100}}).json()
@@ -148,12 +163,17 @@ def test_logprobs(client: httpx.Client) -> None:
     ({"messages": "hi"}, "messages"),
     ({"max_tokens": "many"}, "max_tokens"),
     ({"temperature": 7}, "temperature"),
-    ({"n": 2}, "n"),
+    ({"n": 10_000}, "n"),
     ({"response_format": {"type": "xml"}}, "response_format"),
     ({"tools": [{"type": "retrieval"}]}, "tools"),
     ({"tools": [{"type": "function", "function": {"name": "f"}}],
       "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
     ({"response_format": {"type": "json_schema"}}, "response_format"),
+    ({"response_format": {"type": "json_object", "schema": 123}}, "response_format.schema"),
+    ({"response_format": {"type": "text", "strict": True}}, "response_format.strict"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {},
+                                                                 "schema_": {}}}},
+     "response_format.json_schema.schema_"),
     ({"frobnicate": True}, "frobnicate"),
     ({"stream": "yes"}, "stream"),
 ])

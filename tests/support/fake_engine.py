@@ -96,7 +96,7 @@ def fake_prepare(lm: Any, request: GenerationRequest) -> FakePrepared:
         text = " ".join(f"{m['role']}: {m.get('content') or ''}" for m in request.messages)
     else:
         text = request.prompt or ""
-    tokens = _ids(text)
+    tokens = list(request.prompt_ids) if request.prompt_ids is not None else _ids(text)
     max_tokens = request.max_tokens or 16
     delay = 0.05 if "SLOW" in text else 0.0
     return FakePrepared(tokens, max_tokens, WordDecoder(request.stop, len(tokens), delay))

@@ -118,8 +118,11 @@ def serve(args: argparse.Namespace, out: Output, server_options: dict[str, Any])
             mem = ", ".join(f"rank {i} {size_str(k * 1024)}" for i, k in enumerate(ev.get("memory_kib", [])))
             out.info(f"All ranks loaded in {ev.get('load_seconds', 0):.1f}s (memory: {mem})")
         elif ev.get("ev") == "listening":
+            from mlxk.server.ui import page_url
+
+            ui = page_url(ev["host"], ev["port"]) if server_options.get("ui", True) else None
             data = {"host": ev["host"], "port": ev["port"], "model": ev.get("model"), "pid": ev.get("pid"),
-                    "ranks": len(p.hosts.hosts), "parallel": p.plan.mode}
+                    "ui": ui, "ranks": len(p.hosts.hosts), "parallel": p.plan.mode}
             out.result(data, _listening_text)
 
     # Server settings (an API key among them) go to rank 0 over its stdin pipe, never argv.
@@ -127,7 +130,8 @@ def serve(args: argparse.Namespace, out: Output, server_options: dict[str, Any])
 
 
 def _listening_text(d: dict[str, Any]) -> str:
-    return (f"mlxk serve: listening on http://{d['host']}:{d['port']}, model {d['model']} "
+    page = f"; chat page {d['ui']}" if d.get("ui") else ""
+    return (f"mlxk serve: listening on http://{d['host']}:{d['port']}, model {d['model']}{page} "
             f"({d['parallel']} parallel over {d['ranks']} ranks; Ctrl-C to stop)")
 
 

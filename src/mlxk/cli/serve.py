@@ -53,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--stop-timeout", type=float, default=st.DEFAULT_STOP_TIMEOUT,
                    help="seconds in-flight requests get on shutdown before a kill")
     o.add_argument("--log-json", action="store_true", help="structured JSON log lines on stderr")
+    o.add_argument("--no-ui", dest="ui", action="store_false",
+                   help="do not serve the browser chat page at / and /chat")
     from mlxk.cli.options import add_distributed_flags
 
     add_distributed_flags(p)
@@ -67,14 +69,15 @@ def build_settings(args: argparse.Namespace) -> Any:
         keep_alive=args.keep_alive, memory_budget_bytes=budget,
         api_key=args.api_key or config.api_key(), cors_origins=args.cors_origins or [],
         max_queue=args.max_queue, max_batch=args.max_batch, max_body_bytes=args.max_body_bytes,
-        stop_timeout=args.stop_timeout, log_json=args.log_json, restart=args.restart,
+        stop_timeout=args.stop_timeout, log_json=args.log_json, restart=args.restart, ui=args.ui,
         allow_image_urls=args.allow_image_urls,
     )
 
 
 def _human(d: dict) -> str:
     model = f", model {d['model']}" if d.get("model") else ""
-    return f"mlxk serve: listening on http://{d['host']}:{d['port']}{model} (Ctrl-C to stop)"
+    page = f"; chat page {d['ui']}" if d.get("ui") else ""
+    return f"mlxk serve: listening on http://{d['host']}:{d['port']}{model}{page} (Ctrl-C to stop)"
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
@@ -91,7 +94,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return distributed.serve(args, out, asdict(settings))
 
     def on_ready(msg: dict) -> None:
+        from mlxk.server.ui import page_url
+
+        url = page_url(msg["host"], msg["port"]) if settings.ui else None
         out.result({"host": msg["host"], "port": msg["port"], "model": msg.get("model"),
-                    "pid": msg.get("pid")}, _human)
+                    "pid": msg.get("pid"), "ui": url}, _human)
 
     return serve(settings, on_ready, out.warn)

@@ -16,6 +16,16 @@ Prefix cache: finished sequences leave their KV cache in an LRU keyed by tokens
 prompt, an earlier turn of the same conversation) starts from the nearest cached
 state and only prefills the rest.
 
+Several sequences per request (``submit_all``: OpenAI's ``n``, a list of prompts):
+they share one queue, each ``Delta`` carrying its sequence's ``index``, and are
+admitted together. Sequences admitted together with the same prompt are prefilled
+once: the KV state of all but the last prompt token goes to the prefix cache and
+each sequence starts from a copy of it (so ``n`` choices cost one prefill).
+
+Prompt logprobs (``Submission.prompt_logprobs``, for ``echo``): the prompt is then
+prefilled here, outside the batch, keeping each position's logits; the first delta
+carries one entry per prompt token (the first ``None``, it has no context).
+
 Seeds: a request with a ``seed`` (and temperature > 0) gets its own sampler
 with a private PRNG key (``mx.random.key(seed)``, split per token), so it runs in
 the shared batch without touching the global random state and without being
@@ -38,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlxk.engine.types import Chunk, SamplingParams
-from mlxk.errors import ExecutionError, MlxkError, ServerBusy
+from mlxk.errors import ExecutionError, MlxkError, ServerBusy, ValidationError
 
 log = logging.getLogger("mlxk.engine.batch")
 
@@ -49,6 +59,19 @@ class Delta:
 
     chunk: Chunk
     logprobs: list[dict[str, Any]] | None = None
+    index: int = 0                                   # the sequence, for several per request
+    prompt_logprobs: list[dict[str, Any] | None] | None = None  # once, before the first token
+
+
+@dataclass
+class Submission:
+    """One sequence for ``submit_all``."""
+
+    prepared: Any
+    sampling: SamplingParams | None = None
+    top_logprobs: int | None = None        # None: no logprobs; 0..20: top-k alternatives
+    prompt_logprobs: int | None = None     # None: off; 0..20: logprobs of the prompt tokens
+    extra_processors: list[Any] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -67,6 +90,8 @@ class Handle:
     n_tokens: int = 0
     done: bool = False
     pending_logprobs: list[dict[str, Any]] = field(default_factory=list)
+    index: int = 0
+    prompt_logprobs: int | None = None
 
 
 @dataclass
@@ -97,6 +122,21 @@ def keyed_sampler(params: SamplingParams) -> Callable:
         return mx.random.categorical(logprobs * (1 / temp), key=sub)
 
     return sampler
+
+
+def _rows(lp: Any, targets: list[int], k: int) -> list[dict[str, Any]]:
+    """Logprob entries for many positions at once: row ``i`` of ``lp`` scores ``targets[i]``."""
+    import mlx.core as mx
+
+    chosen = mx.take_along_axis(lp, mx.array(targets)[:, None], axis=-1)[:, 0].tolist()
+    tops: list[list[dict[str, Any]]] = [[] for _ in targets]
+    if k > 0:
+        idx = mx.argpartition(-lp, kth=k - 1, axis=-1)[:, :k]
+        vals = mx.take_along_axis(lp, idx, axis=-1)
+        tops = [sorted(({"id": int(i), "logprob": float(v)} for i, v in zip(ri, rv, strict=True)),
+                       key=lambda a: -a["logprob"]) for ri, rv in zip(idx.tolist(), vals.tolist(), strict=True)]
+    return [{"id": int(t), "logprob": float(c), "top": top}
+            for t, c, top in zip(targets, chosen, tops, strict=True)]
 
 
 def _deliver(items: list[tuple[Handle, Any]]) -> None:
@@ -152,22 +192,37 @@ class BatchScheduler:
     def submit(self, prepared: Any, *, sampling: SamplingParams | None = None,
                top_logprobs: int | None = None, extra_processors: list[Any] | None = None) -> Handle:
         """Admit a prepared request; its deltas arrive on ``handle.queue``. Raises ServerBusy."""
+        return self.submit_all([Submission(prepared, sampling, top_logprobs, None,
+                                           list(extra_processors or ()))])[0]
+
+    def submit_all(self, subs: list[Submission]) -> list[Handle]:
+        """Admit several sequences at once (see module docstring); one shared queue.
+
+        Raises ServerBusy when they do not fit now, ValidationError when they never could."""
         loop = asyncio.get_running_loop()
-        sampler = prepared.sampler
-        if sampling is not None and sampling.seed is not None and sampling.temperature > 0:
-            sampler = keyed_sampler(sampling)
-        processors = [*(prepared.logits_processors or ()), *(extra_processors or ())]
-        handle = Handle(prepared=prepared, queue=asyncio.Queue(), loop=loop, sampler=sampler,
-                        top_logprobs=top_logprobs, processors=processors)
+        capacity = self.max_batch + self.max_queue
+        if len(subs) > capacity:
+            raise ValidationError(f"{len(subs)} sequences in one request; this server takes at most "
+                                  f"{capacity} at once (--max-batch + --max-queue)", param="n")
+        queue: asyncio.Queue = asyncio.Queue()
+        handles = []
+        for i, sub in enumerate(subs):
+            sampler = sub.prepared.sampler
+            if sub.sampling is not None and sub.sampling.seed is not None and sub.sampling.temperature > 0:
+                sampler = keyed_sampler(sub.sampling)
+            processors = [*(sub.prepared.logits_processors or ()), *sub.extra_processors]
+            handles.append(Handle(prepared=sub.prepared, queue=queue, loop=loop, sampler=sampler,
+                                  top_logprobs=sub.top_logprobs, processors=processors, index=i,
+                                  prompt_logprobs=sub.prompt_logprobs))
         with self._cv:
             if self._closing:
                 raise ServerBusy(f"model {self.name} is unloading; retry")
-            if self._n_active + len(self._waiting) >= self.max_batch + self.max_queue:
+            if self._n_active + len(self._waiting) + len(handles) > capacity:
                 raise ServerBusy(f"server busy: {self.max_batch} requests decoding and "
                                  f"{self.max_queue} waiting for {self.name}; retry later")
-            self._waiting.append(handle)
+            self._waiting.extend(handles)
             self._cv.notify()
-        return handle
+        return handles
 
     def cancel(self, handle: Handle) -> None:
         """The client went away: drop the request now (no-op when it already finished)."""
@@ -261,6 +316,7 @@ class BatchScheduler:
         admit = [h for h in admit if not h.done]
         if not admit:
             return
+        self._prefill_shared(admit)
         prompts, caches, known = [], [], []
         for h in admit:
             tokens = list(h.prepared.prompt_tokens)
@@ -277,6 +333,57 @@ class BatchScheduler:
             h.uid = uid
             self._active[uid] = h
         self._set_active_count()
+
+    def _prefill_shared(self, admit: list[Handle]) -> None:
+        """Prefill once per prompt shared by several admitted sequences, or wanted with its
+        logprobs; the state of all but the last token goes to the prefix cache."""
+        groups: dict[tuple[int, ...], list[Handle]] = {}
+        for h in admit:
+            groups.setdefault(tuple(h.prepared.prompt_tokens), []).append(h)
+        for tokens, members in groups.items():
+            wanted = [h.prompt_logprobs for h in members if h.prompt_logprobs is not None]
+            k = max(wanted) if wanted else None
+            if len(tokens) < 2 or (k is None and (len(members) < 2 or self._pcache is None)):
+                if k is not None:  # a one-token prompt: its only token has no logprob
+                    self._post([(h, [Delta(Chunk(), index=h.index, prompt_logprobs=[None])])
+                                for h in members if h.prompt_logprobs is not None])
+                continue
+            head = list(tokens[:-1])
+            cache, rest = (None, head) if k is not None else \
+                self._pcache.fetch_nearest_cache(self.name, head)
+            if not rest:
+                continue
+            cache, entries = self._prefill(cache, rest, k, tokens[-1])
+            if self._pcache is not None:
+                self._pcache.insert_cache(self.name, head, cache)
+                self.cached_prompt_tokens -= len(rest)  # computed here, not served from the cache
+            if entries is not None:
+                self._post([(h, [Delta(Chunk(), index=h.index, prompt_logprobs=[
+                    None, *({**e, "top": e["top"][:h.prompt_logprobs]} for e in entries)])])
+                    for h in members if h.prompt_logprobs is not None])
+
+    def _prefill(self, cache: Any, tokens: list[int], k: int | None,
+                 next_token: int) -> tuple[Any, list[dict] | None]:
+        """Run ``tokens`` through the model into ``cache`` (a fresh one when None); with ``k``,
+        also the logprob (and top-``k``) of each following token (``tokens[1:]``, ``next_token``)."""
+        import mlx.core as mx
+        from mlx_lm.models.cache import make_prompt_cache
+
+        if cache is None:
+            cache = make_prompt_cache(self.lm.model)
+        entries: list[dict] | None = [] if k is not None else None
+        step = max(1, self.prefill_step_size)
+        targets = [*tokens[1:], next_token]
+        for start in range(0, len(tokens), step):
+            chunk = mx.array(tokens[start:start + step])[None]
+            logits = self.lm.model(chunk, cache=cache)
+            mx.eval([c.state for c in cache])
+            if entries is None:
+                continue
+            lp = logits[0].astype(mx.float32)
+            lp = lp - mx.logsumexp(lp, axis=-1, keepdims=True)
+            entries += _rows(lp, targets[start:start + lp.shape[0]], k or 0)
+        return cache, entries
 
     def _nearest(self, tokens: list[int]) -> tuple[Any, list[int]]:
         """The cached KV state sharing the longest prefix with ``tokens``, and the tokens left."""
@@ -337,33 +444,28 @@ class BatchScheduler:
         dec = h.prepared.decoder
         chunks = dec.feed(int(r.token))
         if h.top_logprobs is not None:
-            h.pending_logprobs.append(self._logprob_entry(r, h.top_logprobs))
+            entry = self._logprob_entry(r, h.top_logprobs)
+            entry["text"] = getattr(dec, "piece", None)
+            h.pending_logprobs.append(entry)
         reason = "stop" if dec.finished else r.finish_reason
         if reason is not None:
             final = dec.finish(reason)
+            tail = getattr(dec, "piece", "")
+            if tail and h.pending_logprobs and h.pending_logprobs[-1]["text"] is not None:
+                h.pending_logprobs[-1]["text"] += tail
             self._complete_counts(h, final)
             h.done = True
             chunks = [*chunks, final]
             self._report(h, final, now)
         if not chunks:
             return None, reason is not None
-        deltas = [Delta(c) for c in chunks]
+        deltas = [Delta(c, index=h.index) for c in chunks]
         if h.pending_logprobs:
             deltas[0].logprobs, h.pending_logprobs = h.pending_logprobs, []
         return deltas, reason is not None
 
     def _logprob_entry(self, r: Any, k: int) -> dict[str, Any]:
-        import mlx.core as mx
-
-        lp = r.logprobs
-        tok = int(r.token)
-        entry: dict[str, Any] = {"id": tok, "logprob": float(lp[tok].item()), "top": []}
-        if k > 0:
-            idx = mx.argpartition(-lp, kth=k - 1)[:k]
-            vals = lp[idx]
-            pairs = sorted(zip(idx.tolist(), vals.tolist(), strict=True), key=lambda p: -p[1])
-            entry["top"] = [{"id": int(i), "logprob": float(v)} for i, v in pairs]
-        return entry
+        return _rows(r.logprobs[None], [int(r.token)], k)[0]
 
     def _complete_counts(self, h: Handle, final: Chunk) -> None:
         if not final.prompt_tokens:

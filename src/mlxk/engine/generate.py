@@ -50,6 +50,22 @@ def default_max_tokens(lm: Any, n_prompt: int) -> int:
     return max(1, min(mlxk_config.DEFAULT_MAX_TOKENS_CAP, room))
 
 
+def vocab_size(lm: Any) -> int:
+    """How many token ids the model knows (its embedding rows, else the tokenizer's)."""
+    size = (getattr(lm, "config", None) or {}).get("vocab_size")
+    return int(size) if size else len(lm.tokenizer)
+
+
+def checked_ids(lm: Any, ids: Any) -> list[int]:
+    """A token-id prompt as a list, or a 400 naming the first id outside the vocabulary."""
+    tokens = [int(t) for t in ids]
+    size = vocab_size(lm)
+    bad = next((t for t in tokens if not 0 <= t < size), None)
+    if bad is not None:
+        raise ValidationError(f"token id {bad} is outside the vocabulary (0..{size - 1})", param="prompt")
+    return tokens
+
+
 def _needs_structured(request: GenerationRequest) -> bool:
     if request.response_format and request.response_format.get("type") not in (None, "text"):
         return True
@@ -67,8 +83,12 @@ def prepare(lm: Any, request: GenerationRequest) -> Prepared:
 
         plan = structured.plan(lm, request)
         to_render = plan.request
-    text, templated = prompt_mod.render(lm, to_render)
-    tokens = prompt_mod.encode_text(lm, text, templated)
+    if request.prompt_ids is not None:
+        tokens = checked_ids(lm, request.prompt_ids)
+        text = lm.tokenizer.decode(tokens)
+    else:
+        text, templated = prompt_mod.render(lm, to_render)
+        tokens = prompt_mod.encode_text(lm, text, templated)
     if not tokens:
         raise ValidationError("the prompt is empty", param="messages" if request.messages else "prompt")
     ctx = int(getattr(lm, "context_length", 0) or 0)

@@ -30,6 +30,7 @@ class GenerationRequest:
 
     messages: list[dict[str, Any]] | None = None
     prompt: str | None = None
+    prompt_ids: tuple[int, ...] | None = None  # a prompt given as token ids (instead of messages/prompt)
     sampling: SamplingParams = field(default_factory=SamplingParams)
     max_tokens: int | None = None          # None: derived from the context length, capped
     stop: tuple[str, ...] = ()             # user stop strings (may span tokens)

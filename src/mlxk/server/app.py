@@ -12,7 +12,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlxk import __version__
-from mlxk.server import errors, routes
+from mlxk.server import errors, routes, ui
+from mlxk.server.disconnect import CLIENT_GONE, DisconnectMiddleware
 from mlxk.server.metrics import Metrics
 from mlxk.server.pool import ModelPool
 from mlxk.server.security import ApiKeyMiddleware, BodyLimitMiddleware, cors_kwargs
@@ -46,6 +47,8 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "other"
+            if scope.get(CLIENT_GONE):
+                status = 499
             self.metrics.requests.labels(endpoint, str(status)).inc()
 
 
@@ -84,10 +87,15 @@ def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     errors.install(app)
     app.include_router(routes.router)
     _include_optional(app)
+    app.add_middleware(DisconnectMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=pool.metrics)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.ui:  # outside the key check: the page loads without the key; the API it calls does not
+        app.add_middleware(ui.ChatPageMiddleware)
+    # Outermost (added last): CORS answers preflights before the API key is checked (browsers
+    # send no credentials on a preflight) and puts its headers on a 401 too.
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, **cors_kwargs(settings.cors_origins))
     return app

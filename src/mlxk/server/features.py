@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlxk.engine.generate import checked_ids
 from mlxk.engine.types import GenerationRequest, SamplingParams
 from mlxk.errors import ValidationError
 from mlxk.server.schemas import MAX_STOP_STRINGS, ChatCompletionRequest, CompletionRequest
@@ -26,8 +27,6 @@ def _refuse(param: str, message: str) -> ValidationError:
 
 
 def check_common(req: ChatCompletionRequest | CompletionRequest) -> None:
-    if req.n is not None and req.n > 1:
-        raise _refuse("n", "n > 1 is not supported (one choice per request)")
     if isinstance(req.stop, list) and len(req.stop) > MAX_STOP_STRINGS:
         raise _refuse("stop", f"at most {MAX_STOP_STRINGS} stop strings")
     if req.stream_options is not None and not req.stream:
@@ -40,6 +39,19 @@ def check_common(req: ChatCompletionRequest | CompletionRequest) -> None:
                 raise _refuse("logit_bias", "logit_bias values must be between -100 and 100")
 
 
+# The keys OpenAI defines for each response_format type; anything else is a 400 naming it.
+RESPONSE_FORMAT_KEYS = {"text": frozenset({"type"}), "json_object": frozenset({"type"}),
+                        "json_schema": frozenset({"type", "json_schema"})}
+JSON_SCHEMA_KEYS = frozenset({"name", "description", "schema", "strict"})
+
+
+def _unknown_keys(given: dict[str, Any], known: frozenset[str], where: str) -> None:
+    extra = sorted(set(given) - known)
+    if extra:
+        raise ValidationError(f"unknown key {where}.{extra[0]} (allowed: {', '.join(sorted(known))})",
+                              param=f"{where}.{extra[0]}", code="unknown_parameter")
+
+
 def check_response_format(req: ChatCompletionRequest, lm: Any) -> None:
     fmt = req.response_format
     if fmt is None:
@@ -47,6 +59,9 @@ def check_response_format(req: ChatCompletionRequest, lm: Any) -> None:
     kind = fmt.get("type")
     if kind not in SUPPORTED_RESPONSE_FORMATS:
         raise _refuse("response_format", f"response_format type {kind!r} is not supported")
+    _unknown_keys(fmt, RESPONSE_FORMAT_KEYS[kind], "response_format")
+    if kind == "json_schema" and isinstance(fmt.get("json_schema"), dict):
+        _unknown_keys(fmt["json_schema"], JSON_SCHEMA_KEYS, "response_format.json_schema")
     if kind == "json_schema":
         spec = fmt.get("json_schema")
         if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), (dict, bool)):
@@ -140,6 +155,7 @@ def chat_request(req: ChatCompletionRequest, lm: Any) -> GenerationRequest:
     check_common(req)
     check_response_format(req, lm)
     check_tools(req, lm)
+    check_bias(req, lm)
     if req.top_logprobs is not None and not req.logprobs:
         raise _refuse("top_logprobs", "top_logprobs requires logprobs: true")
     return GenerationRequest(
@@ -152,21 +168,47 @@ def chat_request(req: ChatCompletionRequest, lm: Any) -> GenerationRequest:
     )
 
 
-def completion_request(req: CompletionRequest, lm: Any) -> GenerationRequest:
+def completion_prompts(prompt: Any, lm: Any) -> list[str | list[int]]:
+    """OpenAI's prompt forms as a list of prompts: a string, a list of strings, a list of
+    token ids, or a list of lists of token ids (ids outside the vocabulary: 400)."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if not prompt:
+        raise ValidationError("prompt must not be empty", param="prompt")
+    if isinstance(prompt[0], int):
+        prompt = [prompt]
+    out: list[str | list[int]] = []
+    for p in prompt:
+        if isinstance(p, list):
+            if not p:
+                raise ValidationError("a token-id prompt must not be empty", param="prompt")
+            p = checked_ids(lm, p)
+        out.append(p)
+    return out
+
+
+def completion_requests(req: CompletionRequest, lm: Any) -> list[GenerationRequest]:
+    """One ``GenerationRequest`` per prompt of a text completion."""
     check_common(req)
-    if req.echo:
-        raise _refuse("echo", "echo is not supported")
     if req.suffix:
         raise _refuse("suffix", "suffix (insertion) is not supported")
     if req.best_of is not None and req.best_of > 1:
         raise _refuse("best_of", "best_of > 1 is not supported")
-    prompt = req.prompt
-    if isinstance(prompt, list):
-        if len(prompt) != 1:
-            raise _refuse("prompt", "exactly one prompt per request")
-        prompt = prompt[0]
-    return GenerationRequest(prompt=prompt, sampling=sampling(req), max_tokens=req.max_tokens,
-                             stop=_stops(req), use_chat_template=False, logprobs=req.logprobs)
+    check_bias(req, lm)
+    common = {"sampling": sampling(req), "max_tokens": req.max_tokens, "stop": _stops(req),
+              "use_chat_template": False, "logprobs": req.logprobs}
+    return [GenerationRequest(prompt=p, **common) if isinstance(p, str)  # type: ignore[arg-type]
+            else GenerationRequest(prompt_ids=tuple(p), **common)  # type: ignore[arg-type]
+            for p in completion_prompts(req.prompt, lm)]
+
+
+def check_bias(req: ChatCompletionRequest | CompletionRequest, lm: Any) -> None:
+    vocab = (getattr(lm, "config", None) or {}).get("vocab_size")
+    if req.logit_bias and vocab:
+        bad = [k for k in req.logit_bias if int(k) >= int(vocab)]
+        if bad:
+            raise ValidationError(f"logit_bias token id {bad[0]} is outside the vocabulary",
+                                  param="logit_bias")
 
 
 def extra_processors(req: ChatCompletionRequest | CompletionRequest) -> list[Any]:

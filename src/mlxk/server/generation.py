@@ -1,54 +1,98 @@
-"""Chat and text completions: admit a request into its model's batch, then stream or collect.
+"""Admitting work into a model's batch, for any wire dialect.
+
+A ``Plan`` says what one request decodes: its prompts (``GenerationRequest``s),
+how many sequences per prompt (OpenAI's ``n``) and the per-sequence options.
+``start`` prepares every sequence, checks it against the context, and submits
+them together (``BatchScheduler.submit_all``: one queue, one prefill per shared
+prompt). Sequence ``p * n + j`` is copy ``j`` of prompt ``p``; with a seed it
+samples with ``seed + (p * n + j)``, so the choices differ yet are reproducible.
 
 Everything that can fail before the first byte (unknown model, bad fields,
 oversize prompt, full queue) raises here, so the client gets a proper status
-code; errors after streaming began travel as an SSE ``error`` event.
+code. A client that goes away cancels the handler (``disconnect.py``); the
+``Session`` is closed in a ``finally`` (``SessionStream`` for streamed replies),
+which takes its sequences out of the batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
+from mlxk.engine.batch import Submission
+from mlxk.engine.types import GenerationRequest
 from mlxk.errors import MlxkError, ValidationError
-from mlxk.server import features, images, responses, sse
-from mlxk.server.errors import mlxk_error_body
+from mlxk.server import images, sse
 from mlxk.server.pool import ModelEntry, ModelPool
-from mlxk.server.responses import Reply
-from mlxk.server.schemas import ChatCompletionRequest, CompletionRequest
 
-DISCONNECT_POLL_S = 1.0
+
+@dataclass
+class Plan:
+    """What one request decodes (see module docstring)."""
+
+    requests: list[GenerationRequest]
+    n: int = 1
+    top_logprobs: int | None = None        # per generated token (None: off)
+    prompt_logprobs: int | None = None     # per prompt token (None: off)
+    extra_processors: Callable[[], list[Any]] = list  # called once per sequence
+    param: str = "messages"                # the wire field named in prompt errors
+    requested_max: int | None = None       # the max_tokens the client asked for, if any
+
+    @property
+    def size(self) -> int:
+        return len(self.requests) * self.n
 
 
 @dataclass
 class Session:
     pool: ModelPool
     entry: ModelEntry
-    handle: Any
-    reply: Reply
-    include_usage: bool
-    tokenizer: Any
+    handles: list[Any]
+    plan: Plan
     released: bool = False
+
+    @property
+    def queue(self) -> asyncio.Queue:
+        return self.handles[0].queue
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.entry.lm, "tokenizer", None)
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Prompt tokens of the request, each prompt counted once (not once per copy)."""
+        return sum(len(self.handles[p * self.plan.n].prepared.prompt_tokens)
+                   for p in range(len(self.plan.requests)))
 
     def close(self) -> None:
         if not self.released:
             self.released = True
-            self.entry.scheduler.cancel(self.handle)
+            for h in self.handles:
+                self.entry.scheduler.cancel(h)
             self.pool.release(self.entry)
 
 
-@dataclass
-class Collected:
-    text: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    logprobs: list[dict[str, Any]] = field(default_factory=list)
-    final: Any = None
+class SessionStream(StreamingResponse):
+    """A streamed reply that frees its session however it ends (done, error, or the
+    client gone and the handler cancelled mid-write, where the generator's own
+    ``finally`` would wait for garbage collection)."""
+
+    def __init__(self, content: AsyncIterator[bytes], session: Session) -> None:
+        super().__init__(content, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+        self.session = session
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.session.close()
 
 
 def _prepare(prepare: Any, lm: Any, greq: Any) -> Any:
@@ -74,142 +118,87 @@ def _check_context(lm: Any, prepared: Any, requested_max: int | None, param: str
                               code="context_length_exceeded")
 
 
-def _check_bias(lm: Any, req: Any) -> None:
-    vocab = (getattr(lm, "config", None) or {}).get("vocab_size")
-    if req.logit_bias and vocab:
-        bad = [k for k in req.logit_bias if int(k) >= int(vocab)]
-        if bad:
-            raise ValidationError(f"logit_bias token id {bad[0]} is outside the vocabulary",
-                                  param="logit_bias")
+def _seeded(greq: GenerationRequest, index: int) -> GenerationRequest:
+    seed = greq.sampling.seed
+    if seed is None or index == 0:
+        return greq
+    return dataclasses.replace(greq, sampling=dataclasses.replace(greq.sampling, seed=seed + index))
 
 
-async def start(pool: ModelPool, req: ChatCompletionRequest | CompletionRequest, kind: str) -> Session:
-    entry = await pool.acquire(req.model)
+def _submissions(pool: ModelPool, lm: Any, plan: Plan) -> list[Submission]:
+    """Prepare every sequence (each its own decoder, grammar and sampler state)."""
+    subs = []
+    for p, greq in enumerate(plan.requests):
+        # Images are decoded (or, with --allow-image-urls, fetched) here, in the worker thread,
+        # after the model is known: a text-only model refuses them before any decoding.
+        greq = images.resolve(greq, lm, allow_urls=pool.settings.allow_image_urls,
+                              param=plan.param)
+        for j in range(plan.n):
+            one = _seeded(greq, p * plan.n + j)
+            prepared = _prepare(pool.prepare, lm, one)
+            _check_context(lm, prepared, plan.requested_max, plan.param)
+            subs.append(Submission(prepared, one.sampling, plan.top_logprobs, plan.prompt_logprobs,
+                                   plan.extra_processors()))
+    return subs
+
+
+async def start(pool: ModelPool, model: str | None,
+                build: Callable[[Any], Plan]) -> Session:
+    """Acquire ``model``, build its ``Plan`` (``build(lm)`` validates the request against
+    the loaded model) and admit every sequence; raises before any output when it cannot run."""
+    entry = await pool.acquire(model)
     try:
-        lm = entry.lm
-        if kind == "chat":
-            greq = features.chat_request(req, lm)  # type: ignore[arg-type]
-            # In a thread: images are decoded (or, with --allow-image-urls, fetched) here.
-            greq = await asyncio.to_thread(images.resolve, greq, lm,
-                                           allow_urls=pool.settings.allow_image_urls)
-            param, requested = "messages", req.max_completion_tokens or req.max_tokens  # type: ignore[union-attr]
-        else:
-            greq = features.completion_request(req, lm)  # type: ignore[arg-type]
-            param, requested = "prompt", req.max_tokens
-        _check_bias(lm, req)
-        prepared = await asyncio.to_thread(_prepare, pool.prepare, lm, greq)
-        _check_context(lm, prepared, requested, param)
-        handle = entry.scheduler.submit(prepared, sampling=greq.sampling, top_logprobs=greq.logprobs,
-                                        extra_processors=features.extra_processors(req))
+        plan = build(entry.lm)
+        subs = await asyncio.to_thread(_submissions, pool, entry.lm, plan)
+        handles = entry.scheduler.submit_all(subs)
     except BaseException as exc:
         if isinstance(exc, MlxkError) and exc.code == "server_busy":
             pool.metrics.rejected.labels(entry.key).inc()
         pool.release(entry)
         raise
-    include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    return Session(pool, entry, handle, Reply(kind, entry.key), include_usage,
-                   getattr(lm, "tokenizer", None))
+    return Session(pool, entry, handles, plan)
 
 
-def _drain(queue: asyncio.Queue, first: Any) -> list[Any]:
+def drain(queue: asyncio.Queue, first: Any) -> list[Any]:
+    """``first`` and whatever else is already waiting (one engine step's worth)."""
     items = [first]
     while not queue.empty():
         items.append(queue.get_nowait())
     return items
 
 
-async def _events(s: Session) -> AsyncIterator[bytes]:
-    chat = s.reply.kind == "chat"
-    n_tools = 0
-    try:
-        if chat:
-            yield sse.event(s.reply.envelope([{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                               "logprobs": None, "finish_reason": None}]))
-        while True:
-            out: list[bytes] = []
-            for item in _drain(s.handle.queue, await s.handle.queue.get()):
-                if isinstance(item, BaseException):
-                    body = mlxk_error_body(item)[1] if isinstance(item, MlxkError) else \
-                        {"error": {"message": str(item), "type": "server_error", "param": None,
-                                   "code": "InternalError"}}
-                    yield b"".join(out) + sse.error_event(body)
-                    return
-                c = item.chunk
-                if chat:
-                    delta: dict[str, Any] = {}
-                    if c.reasoning:
-                        delta["reasoning_content"] = c.reasoning
-                    if c.text:
-                        delta["content"] = c.text
-                    if c.tool_calls:
-                        delta["tool_calls"] = responses.tool_call_deltas(c.tool_calls, n_tools)
-                        n_tools += len(c.tool_calls)
-                    lp = responses.chat_logprobs(item.logprobs, s.tokenizer) if item.logprobs else None
-                    if delta or lp:
-                        out.append(sse.event(s.reply.envelope(
-                            [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": None}])))
-                elif c.text or item.logprobs:
-                    lp = responses.text_logprobs(item.logprobs, s.tokenizer) if item.logprobs else None
-                    out.append(sse.event(s.reply.envelope(
-                        [{"index": 0, "text": c.text, "logprobs": lp, "finish_reason": None}])))
-                if c.finish_reason is not None:
-                    finish = {"index": 0, "logprobs": None, "finish_reason": c.finish_reason}
-                    finish.update({"delta": {}} if chat else {"text": ""})
-                    out.append(sse.event(s.reply.envelope([finish])))
-                    if s.include_usage:
-                        out.append(sse.event(s.reply.envelope(
-                            [], usage=responses.usage(c.prompt_tokens, c.completion_tokens))))
-                    out.append(sse.DONE)
-                    yield b"".join(out)
-                    return
-            if out:
-                yield b"".join(out)
-    finally:
-        s.close()
+@dataclass
+class Collected:
+    """One sequence's output, collected (non-streaming replies)."""
+
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
+    prompt_logprobs: list[dict[str, Any] | None] | None = None
+    final: Any = None
 
 
-async def _collect(s: Session, request: Request) -> Collected:
-    got = Collected()
-    queue = s.handle.queue
-    while got.final is None:
-        try:
-            first = await asyncio.wait_for(queue.get(), DISCONNECT_POLL_S)
-        except asyncio.TimeoutError:
-            if await request.is_disconnected():
-                raise asyncio.CancelledError from None
-            continue
-        for item in _drain(queue, first):
+async def collect(s: Session) -> list[Collected]:
+    """Every delta of every sequence, by index. A client that leaves cancels this await
+    (``disconnect.DisconnectMiddleware``); the caller's ``finally`` frees the slots."""
+    got = [Collected() for _ in s.handles]
+    left = len(got)
+    while left:
+        for item in drain(s.queue, await s.queue.get()):
             if isinstance(item, BaseException):
                 raise item
+            one = got[item.index]
+            if item.prompt_logprobs is not None:
+                one.prompt_logprobs = item.prompt_logprobs
             c = item.chunk
-            got.text.append(c.text)
-            got.reasoning.append(c.reasoning)
+            one.text.append(c.text)
+            one.reasoning.append(c.reasoning)
             if c.tool_calls:
-                got.tool_calls.extend(c.tool_calls)
+                one.tool_calls.extend(c.tool_calls)
             if item.logprobs:
-                got.logprobs.extend(item.logprobs)
+                one.logprobs.extend(item.logprobs)
             if c.finish_reason is not None:
-                got.final = c
+                one.final = c
+                left -= 1
     return got
-
-
-async def respond(pool: ModelPool, req: ChatCompletionRequest | CompletionRequest, kind: str,
-                  request: Request) -> StreamingResponse | JSONResponse:
-    s = await start(pool, req, kind)
-    if req.stream:
-        return StreamingResponse(_events(s), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
-    try:
-        got = await _collect(s, request)
-    finally:
-        s.close()
-    c = got.final
-    use = responses.usage(c.prompt_tokens, c.completion_tokens)
-    want_lp = req.logprobs is not None and req.logprobs is not False
-    if kind == "chat":
-        lp = responses.chat_logprobs(got.logprobs, s.tokenizer) if want_lp else None
-        body = responses.chat_completion(s.reply, "".join(got.text), "".join(got.reasoning),
-                                         got.tool_calls, c.finish_reason, use, lp)
-    else:
-        lp = responses.text_logprobs(got.logprobs, s.tokenizer) if want_lp else None
-        body = responses.text_completion(s.reply, "".join(got.text), c.finish_reason, use, lp)
-    return JSONResponse(body)

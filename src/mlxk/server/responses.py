@@ -37,18 +37,30 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def token_text(tokenizer: Any, token_id: int) -> str:
+    """One token on its own, keeping the leading space a SentencePiece ``▁`` stands for."""
     try:
-        return tokenizer.decode([token_id])
+        text = tokenizer.decode([token_id])
     except Exception:
         return ""
+    convert = getattr(tokenizer, "convert_ids_to_tokens", None)
+    piece = convert(token_id) if convert else None
+    if isinstance(piece, str) and piece.startswith("\u2581") and not text.startswith(" "):
+        text = " " + text
+    return text
+
+
+def _text(entry: dict[str, Any], tokenizer: Any) -> str:
+    """The sampled token's text: what the decoder released for it, so the tokens join to the text."""
+    text = entry.get("text")
+    return text if text is not None else token_text(tokenizer, entry["id"])
 
 
 def chat_logprobs(entries: list[dict[str, Any]], tokenizer: Any) -> dict[str, Any]:
-    def one(e: dict[str, Any]) -> dict[str, Any]:
-        t = token_text(tokenizer, e["id"])
+    def one(t: str, e: dict[str, Any]) -> dict[str, Any]:
         return {"token": t, "logprob": e["logprob"], "bytes": list(t.encode())}
 
-    return {"content": [{**one(e), "top_logprobs": [one(a) for a in e.get("top", ())]}
+    return {"content": [{**one(_text(e, tokenizer), e),
+                         "top_logprobs": [one(token_text(tokenizer, a["id"]), a) for a in e.get("top", ())]}
                         for e in entries]}
 
 
@@ -56,10 +68,11 @@ def text_logprobs(entries: list[dict[str, Any]], tokenizer: Any, offset: int = 0
     tokens, lps, tops, offsets = [], [], [], []
     pos = offset
     for e in entries:
-        t = token_text(tokenizer, e["id"])
+        t = _text(e, tokenizer)
         tokens.append(t)
         lps.append(e["logprob"])
-        tops.append({token_text(tokenizer, a["id"]): a["logprob"] for a in e.get("top", ())})
+        top = e.get("top", ())
+        tops.append(None if top is None else {token_text(tokenizer, a["id"]): a["logprob"] for a in top})
         offsets.append(pos)
         pos += len(t)
     return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
@@ -74,22 +87,26 @@ def tool_call_deltas(calls: list[dict[str, Any]], start: int) -> list[dict[str, 
     return out
 
 
-def chat_completion(reply: Reply, text: str, reasoning: str, tool_calls: list[dict[str, Any]],
-                    finish_reason: str | None, use: dict[str, int],
-                    logprobs: dict[str, Any] | None) -> dict[str, Any]:
+def chat_choice(index: int, text: str, reasoning: str, tool_calls: list[dict[str, Any]],
+                finish_reason: str | None, logprobs: dict[str, Any] | None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text if (text or not tool_calls) else None}
     if reasoning:
         message["reasoning_content"] = reasoning
     if tool_calls:
         message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in tool_calls]
+    return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish_reason}
+
+
+def chat_completion(reply: Reply, choices: list[dict[str, Any]], use: dict[str, int]) -> dict[str, Any]:
     return {"id": reply.id, "object": "chat.completion", "created": reply.created, "model": reply.model,
-            "choices": [{"index": 0, "message": message, "logprobs": logprobs,
-                         "finish_reason": finish_reason}],
-            "usage": use}
+            "choices": choices, "usage": use}
 
 
-def text_completion(reply: Reply, text: str, finish_reason: str | None, use: dict[str, int],
-                    logprobs: dict[str, Any] | None) -> dict[str, Any]:
+def text_choice(index: int, text: str, finish_reason: str | None,
+                logprobs: dict[str, Any] | None) -> dict[str, Any]:
+    return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
+
+
+def text_completion(reply: Reply, choices: list[dict[str, Any]], use: dict[str, int]) -> dict[str, Any]:
     return {"id": reply.id, "object": "text_completion", "created": reply.created, "model": reply.model,
-            "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}],
-            "usage": use}
+            "choices": choices, "usage": use}

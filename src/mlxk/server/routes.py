@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from mlxk import __version__
 from mlxk.errors import ModelNotFound
-from mlxk.server import catalog, generation
+from mlxk.server import catalog, openai_completions
 from mlxk.server.metrics import CONTENT_TYPE
 from mlxk.server.pool import ModelPool
 from mlxk.server.schemas import (
@@ -70,13 +70,13 @@ async def get_model(model_id: str, request: Request) -> dict:
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERROR_RESPONSES,
              tags=["generation"])
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-    return await generation.respond(_pool(request), body, "chat", request)
+    return await openai_completions.respond(_pool(request), body, "chat")
 
 
 @router.post("/v1/completions", response_model=TextCompletion, responses=ERROR_RESPONSES,
              tags=["generation"])
 async def completions(body: CompletionRequest, request: Request) -> Response:
-    return await generation.respond(_pool(request), body, "text", request)
+    return await openai_completions.respond(_pool(request), body, "text")
 
 
 def not_found_json(path: str) -> JSONResponse:  # used by tests of the error shape

@@ -2,7 +2,7 @@
 
 Requests are strict: a wrong type is a 400, an unknown top-level field is a 400
 (never silently ignored). Fields we accept but cannot honour in a given value
-(``n > 1``, ``echo``, ``best_of > 1`` ...) are refused in ``features.py``, which
+(``best_of > 1``, ``suffix`` ...) are refused in ``features.py``, which
 is also the extension point for ``response_format`` and ``tools``.
 """
 
@@ -79,7 +79,8 @@ class ChatCompletionRequest(_SamplingFields):
 
 
 class CompletionRequest(_SamplingFields):
-    prompt: str | list[str]
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        description="a string, a list of strings, a list of token ids, or a list of lists of token ids")
     logprobs: int | None = Field(default=None, ge=0, le=20)
     echo: bool | None = None
     suffix: str | None = None

@@ -35,6 +35,7 @@ class ServerSettings:
     log_json: bool = False
     restart: bool = False
     allow_image_urls: bool = False           # images as http(s) URLs the server fetches (SSRF risk)
+    ui: bool = True                          # the browser chat page at / and /chat
     extra: dict[str, Any] = field(default_factory=dict)  # room for other tracks (distributed ranks)
 
     def to_json(self) -> str:

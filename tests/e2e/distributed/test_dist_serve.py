@@ -133,6 +133,7 @@ def test_killed_rank_stops_the_server_with_a_clear_error(serve_home: Path) -> No
     assert_valid(last, "serve")
     assert_valid(sp.startup, "serve")
     assert sp.startup["data"]["ranks"] == 2 and sp.startup["data"]["parallel"] == "tensor"
+    assert sp.startup["data"]["ui"] == f"http://127.0.0.1:{sp.port}/"  # rank 0 serves the chat page too
     msg = last["error"]["message"]
     assert "distributed server stopped" in msg and "rank 1" in msg and "SIGKILL" in msg, msg
     assert "Traceback" not in sp.stderr_text()

@@ -126,3 +126,57 @@ def test_harmony_channels_from_marker_tokens() -> None:
     text, reasoning, final = _decode(dec, [ids[w] for w in seq])
     assert (reasoning, text) == ("Think hard.", "Paris it is.")
     assert final.finish_reason == "stop" and final.completion_tokens == len(seq)
+
+
+def _pieces(dec: SequenceDecoder, ids: list[int]) -> tuple[str, list[str]]:
+    text, pieces = [], []
+    for t in ids:
+        text += [c.text for c in dec.feed(t)]
+        pieces.append(dec.piece)
+    text.append(dec.finish("length").text)
+    pieces[-1] += dec.piece
+    return "".join(text), pieces
+
+
+def test_first_token_keeps_its_leading_space_and_pieces_join(tok) -> None:
+    from mlxk.engine.text.decoder import token_pieces
+
+    ids = _ids(tok, " the cat sat")
+    text, pieces = _pieces(SequenceDecoder(tok, []), ids)
+    assert text == " the cat sat"  # mlx-lm's detokenizer alone gives "the cat sat"
+    assert "".join(pieces) == text and len(pieces) == len(ids)
+    assert token_pieces(tok, ids) == pieces
+
+
+@pytest.fixture(scope="module")
+def spm_tok(tmp_path_factory: pytest.TempPathFactory):
+    """A SentencePiece-style tokenizer (``▁`` for spaces, byte fallback), as llama/mistral use."""
+    import json
+
+    from mlx_lm.utils import load_tokenizer
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tk = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+    tk.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(),
+                                    decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    specials = ["<unk>", "<s>", "</s>", *(f"<0x{b:02X}>" for b in range(256))]
+    tk.train_from_iterator(["the cat sat on the mat", "Paris is the capital of France"] * 20,
+                           trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                               show_progress=False))
+    d = tmp_path_factory.mktemp("spm")
+    tk.save(str(d / "tokenizer.json"))
+    (d / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
+        "unk_token": "<unk>", "add_bos_token": False}))
+    return load_tokenizer(d)
+
+
+def test_sentencepiece_first_token_keeps_its_space(spm_tok) -> None:
+    from mlxk.server.responses import token_text
+
+    assert type(spm_tok.detokenizer).__name__ == "SPMStreamingDetokenizer"
+    ids = [spm_tok.convert_tokens_to_ids("\u2581cat"), *_ids(spm_tok, "the cat")[1:]]
+    text, pieces = _pieces(SequenceDecoder(spm_tok, []), ids)
+    assert text.startswith(" cat") and "".join(pieces) == text
+    assert token_text(spm_tok, ids[0]) == " cat"  # decode() alone strips it

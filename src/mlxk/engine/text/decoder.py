@@ -12,7 +12,12 @@ It guarantees:
 - a user stop string in the answer text, even one spanning several tokens, finishes
   the sequence and neither it nor a partial match is ever emitted (a possible partial
   match is held back until it is decided); reasoning text is not searched;
-- token counts are real: every fed token counts.
+- token counts are real: every fed token counts;
+- the text is exactly the decoded tokens: mlx-lm's streaming detokenizers drop the
+  first token's leading space (``" Paris"`` -> ``"Paris"``), which breaks
+  ``prompt + completion`` and the logprob tokens; ``exact_detokenizer`` turns that off;
+- ``piece`` is the raw text the last fed token released (after ``finish``: the text
+  flushed at the end), so per-token logprob strings join to the decoded text.
 """
 
 from __future__ import annotations
@@ -22,6 +27,37 @@ from typing import Any
 
 from mlxk.engine.text.reasoning import MarkerScanner, make_splitter
 from mlxk.engine.types import Chunk
+
+
+def exact_detokenizer(tokenizer: Any) -> Any:
+    """A fresh streaming detokenizer that keeps the first token's leading space."""
+    detok = tokenizer.detokenizer
+    if hasattr(detok, "trim_space"):                 # SPM
+        detok.trim_space = False
+    if hasattr(detok, "_maybe_trim_space"):          # byte-level BPE
+        detok._maybe_trim_space = _keep_space
+    return detok
+
+
+def _keep_space(text: str) -> str:
+    return text
+
+
+def token_pieces(tokenizer: Any, ids: Iterable[int]) -> list[str]:
+    """The text each token of ``ids`` adds, exactly (leading spaces kept, a character split
+    over tokens on the token that completes it); the pieces join to the decoded text."""
+    if not hasattr(tokenizer, "detokenizer"):  # a plain tokenizer: token by token
+        return [tokenizer.decode([int(t)]) for t in ids]
+    detok = exact_detokenizer(tokenizer)
+    detok.reset()
+    pieces = []
+    for t in ids:
+        detok.add_token(int(t))
+        pieces.append(detok.last_segment)
+    detok.finalize()
+    if pieces:
+        pieces[-1] += detok.last_segment
+    return pieces
 
 
 class StopMatcher:
@@ -56,7 +92,7 @@ class SequenceDecoder:
                  start_in_reasoning: bool = False, hidden_token_ids: Iterable[int] = (),
                  marker_token_ids: Iterable[int] = ()) -> None:
         self.tokenizer = tokenizer
-        self.detok = tokenizer.detokenizer  # a fresh copy per sequence
+        self.detok = exact_detokenizer(tokenizer)  # a fresh copy per sequence
         self.end_token_ids = frozenset(int(t) for t in end_token_ids)
         self.hidden_token_ids = frozenset(int(t) for t in hidden_token_ids)
         self.marker_token_ids = frozenset(int(t) for t in marker_token_ids)
@@ -68,6 +104,7 @@ class SequenceDecoder:
         self.stop_reason: str | None = None    # "eos" | "stop_string"
         self.text = ""                         # everything emitted as answer
         self.reasoning = ""                    # everything emitted as reasoning
+        self.piece = ""                        # raw text released by the last token (see module doc)
 
     # -- internals -------------------------------------------------------------------
     def _route(self, segment: str) -> list[Chunk]:
@@ -93,7 +130,9 @@ class SequenceDecoder:
     def _drain(self) -> list[Chunk]:
         """Flush the detokenizer, the splitter and (unless a stop matched) held text."""
         self.detok.finalize()
-        chunks = self._route(self.detok.last_segment)
+        segment = self.detok.last_segment
+        self.piece += segment
+        chunks = self._route(segment)
         for kind, piece in self.splitter.flush():
             chunks += self._piece(kind, piece)
         rest = self.stops.flush()
@@ -104,6 +143,7 @@ class SequenceDecoder:
 
     # -- public ----------------------------------------------------------------------
     def feed(self, token_id: int) -> list[Chunk]:
+        self.piece = ""
         if self.finished:
             return []
         token_id = int(token_id)
@@ -118,14 +158,17 @@ class SequenceDecoder:
             self.detok.finalize()
             segment = self.detok.last_segment
             self.detok.reset()
-            return self._route(segment + self.tokenizer.decode([token_id]))
+            self.piece = segment + self.tokenizer.decode([token_id])
+            return self._route(self.piece)
         if token_id in self.hidden_token_ids:
             return []
         self.detok.add_token(token_id)
-        return self._route(self.detok.last_segment)
+        self.piece = self.detok.last_segment
+        return self._route(self.piece)
 
     def finish(self, reason: str) -> Chunk:
         """The final chunk: leftover text, ``finish_reason`` and token counts."""
+        self.piece = ""
         chunks = [] if self.stop_reason else self._drain()
         self.finished = True
         if self.stop_reason:

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mlxk.engine.batch import BatchScheduler, Delta, Handle
-from mlxk.errors import ExecutionError, ServerBusy
+from mlxk.engine.batch import BatchScheduler, Delta, Handle, Submission
+from mlxk.errors import ExecutionError, ServerBusy, ValidationError
 
 log = logging.getLogger("mlxk.engine.vision")
 
@@ -35,6 +35,12 @@ class _Step:
 
 
 class VisionScheduler(BatchScheduler):
+    def submit_all(self, subs: list[Submission]) -> list[Handle]:
+        if any(s.prompt_logprobs is not None for s in subs):
+            raise ValidationError("prompt logprobs (echo) are not supported with vision models",
+                                  param="echo", code="unsupported_parameter")
+        return super().submit_all(subs)
+
     def _run(self) -> None:
         try:
             self.lm = self._load()
@@ -106,4 +112,4 @@ class VisionScheduler(BatchScheduler):
             self._complete_counts(h, final)
             h.done = True
             self._report(h, final, time.perf_counter())
-            self._post([(h, [Delta(final)])])
+            self._post([(h, [Delta(final, index=h.index)])])
