@@ -14,14 +14,12 @@ end-of-turn token, and identical run to run: the answers are noise, the plumbing
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from mlxk.cache.importer import import_directory
-from tests.support.fixtures_models import TEST_MODELS, _publish, _sha
+from tests.support.fixtures_models import TEST_MODELS, _publish, _sha, bpe_tokenizer, stage_model
 
 TINY_VLM_REPO_ID = "mlxk-test/tiny-qwen2-vl"
 
@@ -58,16 +56,7 @@ MAX_PIXELS = 28 * 28 * 16         # 112x112: 64 patches, 16 image tokens
 
 
 def _tokenizer() -> object:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=420, special_tokens=SPECIALS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_TEXT * 4, trainer=trainer)
-    return tok
+    return bpe_tokenizer(_TEXT, SPECIALS, 420)
 
 
 def _unprintable_ids(tok: object) -> list[int]:
@@ -121,19 +110,13 @@ def build_tiny_qwen2_vl(target: Path) -> Path:
     weights[head] = w.at[rows].multiply(mx.zeros((rows.size, w.shape[1]), dtype=w.dtype))
     mx.eval(weights)
 
-    staging = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    mx.save_safetensors(str(staging / "model.safetensors"), weights, metadata={"format": "mlx"})
-    (staging / "config.json").write_text(json.dumps(config, indent=2))
-    tok.save(str(staging / "tokenizer.json"))
-    (staging / "tokenizer_config.json").write_text(json.dumps({
+    staging = stage_model(target, weights, config, tok, {
         "tokenizer_class": "Qwen2Tokenizer", "add_bos_token": False,
         "clean_up_tokenization_spaces": False, "model_max_length": 4096,
         "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "unk_token": None,
         "bos_token": None, "additional_special_tokens": SPECIALS[1:],
         "chat_template": QWEN2_VL_TEMPLATE,
-    }, indent=2))
+    })
     (staging / "chat_template.json").write_text(json.dumps({"chat_template": QWEN2_VL_TEMPLATE}))
     image = {
         "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS, "patch_size": 14,

@@ -122,23 +122,34 @@ def stream(lm: Any, request: GenerationRequest, prepared: Prepared | None = None
     """Generate one sequence; yields text/reasoning chunks, then one final chunk
     (``finish_reason``, token counts, ``timing``)."""
     import mlx.core as mx
-    from mlx_lm.generate import generate_step, generation_stream, wired_limit
+    from mlx_lm.generate import generate_step, generation_stream
 
     p = prepared or prepare(lm, request)
-    sampling.apply_seed(request.sampling)
+    yield from run_steps(lm, p, lambda: generate_step(
+        mx.array(p.prompt_tokens), lm.model, max_tokens=p.max_tokens, sampler=p.sampler,
+        logits_processors=p.logits_processors or None), generation_stream)
+
+
+def run_steps(lm: Any, p: Prepared, make_steps: Callable[[], Any], gen_stream: Any) -> Iterator[Chunk]:
+    """The single-sequence token loop (text and vision engines): seed, feed every token of
+    ``make_steps()`` (an iterator of ``(token, logprobs)``) through the decoder, then the final
+    chunk with the timing."""
+    import mlx.core as mx
+    from mlx_lm.generate import wired_limit
+
+    sampling.apply_seed(p.request.sampling)
     mx.reset_peak_memory()
     started = time.perf_counter()
     first = last = None
     reason = "length"
-    steps = generate_step(mx.array(p.prompt_tokens), lm.model, max_tokens=p.max_tokens,
-                          sampler=p.sampler, logits_processors=p.logits_processors or None)
+    steps = make_steps()
     try:
-        with wired_limit(lm.model, [generation_stream]):
+        with wired_limit(lm.model, [gen_stream]):
             for token, _logprobs in steps:
                 last = time.perf_counter()
                 if first is None:
                     first = last
-                yield from p.decoder.feed(token)
+                yield from p.decoder.feed(int(token))
                 if p.decoder.finished:
                     reason = "stop"
                     break

@@ -13,13 +13,12 @@ mlx-vlm's token loop and feeds every token through the text engine's
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlxk.engine import sampling
-from mlxk.engine.generate import Prepared, default_max_tokens
+from mlxk.engine.generate import Prepared, default_max_tokens, run_steps
 from mlxk.engine.prompt import opens_reasoning, plain_prompt
 from mlxk.engine.text.decoder import SequenceDecoder
 from mlxk.engine.types import Chunk, GenerationRequest
@@ -160,38 +159,7 @@ def token_steps(lm: Any, p: VisionPrepared, sampler: Any = None,
 
 def stream(lm: Any, request: GenerationRequest, prepared: VisionPrepared | None = None) -> Iterator[Chunk]:
     """Generate one sequence; the same chunks as ``mlxk.engine.generate.stream``."""
-    import mlx.core as mx
-    from mlx_vlm.generate import generation_stream, wired_limit
+    from mlx_vlm.generate import generation_stream
 
     p = prepared or prepare(lm, request)
-    sampling.apply_seed(request.sampling)
-    mx.reset_peak_memory()
-    started = time.perf_counter()
-    first = last = None
-    reason = "length"
-    with wired_limit(lm.model, [generation_stream]):
-        steps = token_steps(lm, p)
-        try:
-            for token, _logprobs in steps:
-                last = time.perf_counter()
-                if first is None:
-                    first = last
-                yield from p.decoder.feed(int(token))
-                if p.decoder.finished:
-                    reason = "stop"
-                    break
-        finally:
-            steps.close()
-    final = p.decoder.finish(reason)
-    n = final.completion_tokens
-    ttft = (first - started) if first else 0.0
-    gen_s = (last - first) if first and last else 0.0
-    final.timing = {
-        "load_s": float(getattr(lm, "load_seconds", 0.0)),
-        "ttft_s": ttft,
-        "prompt_tps": len(p.prompt_tokens) / ttft if ttft > 0 else 0.0,
-        "generation_tps": (n - 1) / gen_s if gen_s > 0 and n > 1 else 0.0,
-        "total_s": time.perf_counter() - started,
-        "peak_memory_bytes": float(mx.get_peak_memory()),
-    }
-    yield final
+    yield from run_steps(lm, p, lambda: token_steps(lm, p), generation_stream)

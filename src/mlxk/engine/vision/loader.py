@@ -14,9 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from mlxk import config as mlxk_config
-from mlxk.engine.loader import LoadedModel, _context_length, _read_config, describe_tokens
+from mlxk.engine.loader import (
+    LoadedModel,
+    _context_length,
+    _read_config,
+    describe_tokens,
+    load_error,
+)
 from mlxk.engine.vision import require
-from mlxk.errors import ExecutionError, MlxkError, NotRuntimeCompatible
 
 
 @dataclass
@@ -37,17 +42,8 @@ def load_vision_model(path: Path, name: str | None = None) -> VisionModel:
     try:
         model, processor = vlm_load(str(path))
         tokenizer = load_tokenizer(path, eos_token_ids=raw_config.get("eos_token_id"))
-    except MlxkError:
-        raise
-    except ValueError as exc:
-        text = str(exc)
-        if "not supported" in text.lower() or "model type" in text.lower():
-            arch = raw_config.get("model_type", "?")
-            raise NotRuntimeCompatible(f"mlx-vlm cannot run architecture '{arch}': {text}") from exc
-        raise ExecutionError(f"cannot load vision model {name or path}: {text}") from exc
     except Exception as exc:
-        raise ExecutionError(f"cannot load vision model {name or path}: "
-                             f"{type(exc).__name__}: {exc}") from exc
+        raise load_error(exc, raw_config, name or str(path), engine="mlx-vlm") from exc
     template = getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
     facts = describe_tokens(tokenizer, raw_config)
     tokenizer.eos_token_ids = facts["eos"]
