@@ -97,3 +97,35 @@ def openai_image_url(part: dict[str, Any]) -> Any:
     """The URL of an OpenAI ``image_url`` part (an object with ``url``, or a bare string)."""
     value = part.get("image_url")
     return value.get("url") if isinstance(value, dict) else value
+
+
+def anthropic_image(block: dict[str, Any], label: str) -> dict[str, Any]:
+    """An Anthropic ``image`` block: ``source`` ``{"type": "base64", "data"}`` or ``{"type": "url"}``."""
+    source = block.get("source")
+    kind = source.get("type") if isinstance(source, dict) else None
+    if kind == "base64":
+        return pending("base64", source.get("data"), label)
+    if kind == "url":
+        return pending("url", source.get("url"), label)
+    raise ValidationError(f"{label}: image source type {kind!r} is not supported (base64 or url)",
+                          param="messages")
+
+
+def responses_image(part: dict[str, Any], label: str) -> dict[str, Any]:
+    """An OpenAI Responses ``input_image`` part (``image_url``: a data URI or an http(s) URL)."""
+    if part.get("file_id") and not part.get("image_url"):
+        raise ValidationError(f"{label}: file_id images are not supported (this server keeps no "
+                              "files); send image_url with a data URI", param="input")
+    return pending("url", part.get("image_url"), label)
+
+
+def ollama_images(values: Any, label: str) -> list[dict[str, Any]]:
+    """Ollama's ``images``: a list of base64 strings."""
+    if not isinstance(values, list):
+        raise ValidationError(f"{label} must be a list of base64 strings", param="messages")
+    return [pending("base64", v, f"{label}[{i}]") for i, v in enumerate(values)]
+
+
+def with_text(parts: list[dict[str, Any]], text: str) -> Any:
+    """Message content: ``text`` alone, or image parts followed by the text."""
+    return [*parts, {"type": "text", "text": text}] if parts else text

@@ -125,3 +125,30 @@ def test_pil_image_round_trip_is_lossless_for_png(tmp_path: Path) -> None:
     ours.save(buf1, format="PNG")
     theirs.save(buf2, format="PNG")
     assert buf1.getvalue() == buf2.getvalue()
+
+
+def test_dialect_image_forms_become_pending_parts(tmp_path: Path) -> None:
+    from mlxk.server import images as server_images
+
+    b64 = base64.b64encode(png_bytes(tmp_path)).decode()
+    forms = [
+        server_images.anthropic_image({"type": "image", "source": {
+            "type": "base64", "media_type": "image/png", "data": b64}}, "messages[0].content[0]"),
+        server_images.responses_image({"type": "input_image",
+                                       "image_url": f"data:image/png;base64,{b64}"}, "input[0]"),
+        *server_images.ollama_images([b64], "messages[0].images"),
+    ]
+    for part in forms:
+        img = server_images.decode_part(part, allow_urls=False)["image"]
+        assert img.size == (64, 48)
+    url_block = server_images.anthropic_image(
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}, "b")
+    with pytest.raises(ValidationError, match="image URLs are disabled"):
+        server_images.decode_part(url_block, allow_urls=False)
+    with pytest.raises(ValidationError, match="source type 'file' is not supported"):
+        server_images.anthropic_image({"type": "image", "source": {"type": "file"}}, "b")
+    with pytest.raises(ValidationError, match="file_id images are not supported"):
+        server_images.responses_image({"type": "input_image", "file_id": "file-1"}, "input[0]")
+    with pytest.raises(ValidationError, match="must be a list of base64 strings"):
+        server_images.ollama_images("abc", "messages[0].images")
+    assert server_images.with_text([], "hi") == "hi"
