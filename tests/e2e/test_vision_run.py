@@ -123,3 +123,10 @@ def test_text_engine_loads_the_text_part_of_a_vision_model(tiny_vlm_path: Path) 
     out = complete(lm, req)
     text, prompt_tokens, _ = reference(tiny_vlm_path, [])
     assert (out.text, out.prompt_tokens) == (text, prompt_tokens)
+
+
+def test_image_with_hosts_is_a_usage_error(tiny_vlm_cached: str, pictures: list[Path]) -> None:
+    r = run_mlxk("run", tiny_vlm_cached, QUESTION, "--image", str(pictures[0]),
+                 "--hosts", "127.0.0.1,127.0.0.2", "--json")
+    assert r.returncode == 2
+    assert "--image is not supported with --hosts" in r.json["error"]["message"]

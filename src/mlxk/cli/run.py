@@ -102,6 +102,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if distributed_requested(args):
         from mlxk.cli import distributed
 
+        if args.image:
+            from mlxk.errors import UsageError
+
+            raise UsageError("--image is not supported with --hosts (vision models run on one machine)")
+
         words = list(args.prompt)
         text = None
         if words:

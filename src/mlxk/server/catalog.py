@@ -82,5 +82,6 @@ def model_list(pool: ModelPool, cards: list[dict[str, Any]]) -> list[dict[str, A
             by_id[key]["loaded"] = True
             by_id[key]["context_length"] = ctx
         else:  # a preloaded local directory or a pinned revision
-            by_id[key] = _card(key, time.time(), "local", "chat", ["text-generation"], True, ctx)
+            caps = ["text-generation", *(["vision"] if getattr(lm, "vision", False) else [])]
+            by_id[key] = _card(key, time.time(), "local", "chat", caps, True, ctx)
     return [by_id[k] for k in sorted(by_id)]
