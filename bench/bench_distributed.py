@@ -58,17 +58,17 @@ class Single:
         import mlx.core as mx
         from mlx_lm.utils import load_model
 
-        from mlxk.engine.distributed.rank import engine as dist_engine
+        from mlxk.engine import loader
 
         model, config = load_model(path)
         mx.eval(model.parameters())
-        self.lm = dist_engine._wrap(path, "bench", model, config)
+        self.lm = loader.load_model(path, "bench", model=model, config=config)
         self.memory = [mx.get_active_memory()]
 
     def stream(self, request):
-        from mlxk.engine.distributed.rank import engine as dist_engine
+        from mlxk.engine.generate import stream
 
-        return dist_engine.stream(self.lm, request)
+        return stream(self.lm, request)
 
     def close(self) -> None:
         pass
@@ -78,12 +78,13 @@ class Sharded:
     def __init__(self, path: Path, mode: str) -> None:
         from mlxk.engine.distributed.launch import parse_hosts, preflight
         from mlxk.engine.distributed.session import DistributedSession
+        from mlxk.operations.distributed import RANK_ENTRY
 
         hs = parse_hosts("127.0.0.1,127.0.0.1", None, None)
         preflight(hs)
         spec = {"command": "run", "model": str(path), "name": "bench", "mode": mode, "backend": "ring",
                 "seed": 0}
-        self.session = DistributedSession(hs, spec)
+        self.session = DistributedSession(hs, spec, RANK_ENTRY)
         try:
             ready = self.session.wait_ready()
         except BaseException:

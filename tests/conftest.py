@@ -39,6 +39,25 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return hf_home
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cpu_kernels_built() -> None:
+    """Compile mlxk's CPU kernels (once per machine and mlx version) before any test loads a
+    model, with the scrubbed environment the tests see. Where they do not apply or cannot be
+    built this does nothing and the tests run on MLX's own kernels."""
+    from mlxk.engine.cpu_kernels import build, detect
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith(_SCRUB_PREFIXES):
+                mp.delenv(name)
+        version = detect.mlx_version()
+        if detect.not_applicable() is None and version:
+            try:
+                build.ensure_built(version)
+            except build.BuildError:
+                pass
+
+
 @pytest.fixture
 def hub_cache(isolated_env: Path) -> Path:
     return isolated_env / "hub"

@@ -92,3 +92,69 @@ def blas_choice() -> str | None:
     """``MLXK_BLAS``: a BLAS library path for MLX's CPU matmuls on Linux, or ``reference`` to keep
     the BLAS the mlx wheel bundles (see ``mlxk.engine.blas``)."""
     return _env("MLXK_BLAS")
+
+
+def cpu_kernels_enabled() -> bool:
+    """``MLXK_CPU_KERNELS=off`` (or 0/false/no) keeps MLX's own CPU kernels for quantized
+    matmuls instead of mlxk's (see ``mlxk.engine.cpu_kernels``)."""
+    value = _env("MLXK_CPU_KERNELS")
+    return value is None or value.strip().lower() not in {"0", "off", "false", "no", "n", "f"}
+
+
+def cpu_kernels_dir() -> Path:
+    """Where mlxk's CPU kernels are compiled (one folder per mlx version and CPU):
+    ``MLXK_CPU_KERNELS_DIR``, else ``$XDG_CACHE_HOME/mlxk/cpu-kernels``, else
+    ``~/.cache/mlxk/cpu-kernels``. Not under HF_HOME: the build belongs to the machine."""
+    explicit = _env("MLXK_CPU_KERNELS_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = _env("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "mlxk" / "cpu-kernels"
+
+
+def cpu_kernels_compiler() -> str | None:
+    """The C++ compiler for mlxk's CPU kernels: ``MLXK_CPU_KERNELS_CXX``, else ``CXX``."""
+    return _env("MLXK_CPU_KERNELS_CXX") or _env("CXX")
+
+
+# --- distributed runs (`--hosts`) ------------------------------------------------------------
+def dist_port() -> int | None:
+    """``MLXK_DIST_PORT``: the first port of the ranks' ring (default: a free one on loopback)."""
+    value = _env("MLXK_DIST_PORT")
+    return int(value) if value else None
+
+
+def dist_verbose() -> bool:
+    """``MLXK_DIST_VERBOSE=1``: the ranks' launch and ring backend say what they do."""
+    return _env("MLXK_DIST_VERBOSE") == "1"
+
+
+def dist_heartbeat_s() -> float:
+    """``MLXK_DIST_HEARTBEAT``: seconds between rank 0's heartbeats to the other ranks."""
+    return float(_env("MLXK_DIST_HEARTBEAT") or "1.0")
+
+
+def dist_timeout_s() -> float:
+    """``MLXK_DIST_TIMEOUT``: the deadline of one collective / one generation step, in seconds."""
+    return float(_env("MLXK_DIST_TIMEOUT") or "60")
+
+
+def dist_timeouts_env() -> dict[str, str]:
+    """The two timing variables as set here, passed on to every rank."""
+    names = ("MLXK_DIST_TIMEOUT", "MLXK_DIST_HEARTBEAT")
+    return {k: v for k in names if (v := _env(k)) is not None}
+
+
+def mlx_rank() -> int:
+    """``MLX_RANK``, set by mlx's launch script in each rank (the backend's own rank wins later)."""
+    return int(_env("MLX_RANK") or "0")
+
+
+def python_path() -> list[str]:
+    """The entries of ``PYTHONPATH`` (a local rank gets ours, so it imports this very mlxk)."""
+    return [p for p in (_env("PYTHONPATH") or "").split(os.pathsep) if p]
+
+
+def quiet_transformers() -> None:
+    """transformers warns on import that torch is absent (expected with mlx): keep stderr clean."""
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")

@@ -47,3 +47,12 @@ def mlx_device() -> str:
     if sys.platform == "linux" and find_spec("mlx_cuda") is not None:
         return "cuda"
     return "cpu"
+
+
+def is_linux() -> bool:
+    return sys.platform.startswith("linux")
+
+
+def cpu_arch() -> str:
+    """``x86_64``, ``aarch64``, ``arm64`` ... (lower case)."""
+    return _platform.machine().lower()

@@ -1,4 +1,8 @@
-"""Management commands must never import mlx, mlx_lm, mlx_vlm, PIL, transformers or torch."""
+"""Management commands must never import mlx, mlx_lm, mlx_vlm, PIL, transformers or torch.
+
+This runs the commands and looks at what they imported. The static side of the same rule (which
+modules may reach mlx at all, the layer directions, no cycles) is tests/unit/test_import_rules.py.
+"""
 
 from __future__ import annotations
 

@@ -377,3 +377,14 @@ def test_complete_download_of_an_unhealthy_model_reports_its_health(hub_server: 
     gguf = pull("org/some-gguf")
     assert gguf.returncode == 0 and gguf.json["data"]["message"].endswith("; healthy.")
 
+
+
+def test_pull_from_a_mirror_whose_model_info_has_no_blob_ids(hub_server: FakeHub, hub_cache: Path,
+                                                             files: dict[str, bytes]) -> None:
+    """Mirrors and proxies may omit blobId: pull takes it from the tree (issue 12: was a TypeError)."""
+    sha = hub_server.add_repo(REPO, files)
+    hub_server.omit_blob_ids = True
+    r = pull(REPO)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert r.json["data"]["download_status"] == "success" and r.json["data"]["commit_hash"] == sha
+    blobs_are_sound(hub_cache / "models--org--tiny-model")

@@ -190,3 +190,16 @@ def test_errors_are_400(client):
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=4,
                                        response_format={"type": "yaml"})
+
+
+def test_tool_choice_required_returns_no_duplicate_calls(client):
+    """SmolLM2 under `required` with parallel calls allowed repeated its call (issue 12)."""
+    r = client.chat.completions.create(model=MODEL, messages=ASK, tools=[WEATHER, TIME],
+                                       tool_choice="required", max_tokens=120, temperature=0)
+    calls = r.choices[0].message.tool_calls
+    assert r.choices[0].finish_reason == "tool_calls" and calls
+    for call in calls:
+        _check_call(call)
+    keys = [(c.function.name, json.dumps(json.loads(c.function.arguments), sort_keys=True))
+            for c in calls]
+    assert len(keys) == len(set(keys)), keys

@@ -12,33 +12,9 @@ from pathlib import Path
 import pytest
 from tests.support.cli import mlxk_argv, mlxk_env, run_mlxk
 from tests.support.schema import assert_valid
-from tests.support.tiny_vlm import write_png
+from tests.support.tiny_vlm import MAX_TOKENS, QUESTION, reference
 
 pytestmark = pytest.mark.slow
-QUESTION = "What is in the picture?"
-MAX_TOKENS = 8
-
-
-@pytest.fixture(scope="module")
-def pictures(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    d = tmp_path_factory.mktemp("pictures")
-    return [write_png(d / "red.png"), write_png(d / "green.jpg", size=(120, 90),
-                                               color=(10, 200, 10), fmt="JPEG")]
-
-
-def reference(model_dir: Path, images: list[Path], question: str = QUESTION,
-              max_tokens: int = MAX_TOKENS) -> tuple[str, int, int]:
-    """(text, prompt_tokens, generation_tokens) from ``mlx_vlm.generate``."""
-    from mlx_vlm import generate, load
-
-    model, processor = load(str(model_dir))
-    content = [*({"type": "image"} for _ in images), {"type": "text", "text": question}] \
-        if images else question
-    prompt = processor.apply_chat_template([{"role": "user", "content": content}],
-                                           add_generation_prompt=True, tokenize=False)
-    r = generate(model, processor, prompt, image=[str(p) for p in images] or None,
-                 max_tokens=max_tokens, temperature=0.0)
-    return r.text, r.prompt_tokens, r.generation_tokens
 
 
 @pytest.fixture(scope="module")

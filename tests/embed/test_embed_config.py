@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mlxk.engine.embeddings import config as embed_config
+from mlxk.errors import ValidationError
 
 
 def _write(d: Path, name: str, obj: object) -> None:
@@ -78,3 +81,18 @@ def test_detect_reports_dense_output_size(tmp_path: Path) -> None:
     desc = describe(tmp_path)
     assert desc.model_type == "embedding" and desc.embedding_dim == 256
     assert embed_config.read_spec(tmp_path).dimension == 256
+
+
+@pytest.mark.parametrize("archs,embedding", [(["BertForMaskedLM"], False), (["BertModel"], True), ([], True),
+                                             (["BertForSentenceEmbedding"], True)])
+def test_list_show_and_serve_classify_encoders_alike(tmp_path: Path, archs: list[str], embedding: bool) -> None:
+    """One rule (issue 12: `list`/`show` said "embedding" for BertForMaskedLM, `serve --model` not)."""
+    from mlxk.cache.detect import describe
+    from mlxk.cache.runnable import HTTP_EMBEDDING, HTTP_TEXT, check_runnable
+
+    _write(tmp_path, "config.json", {"model_type": "bert", "architectures": archs})
+    assert (describe(tmp_path).model_type == "embedding") is embedding
+    assert embed_config.is_embedding_model(tmp_path) is embedding
+    wrong = HTTP_TEXT if embedding else HTTP_EMBEDDING
+    with pytest.raises(ValidationError, match="embedding model"):
+        check_runnable("m", tmp_path, "text" if embedding else "embedding", wrong)

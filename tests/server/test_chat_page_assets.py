@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.server.test_serve_api_fake import KEY, make_server
+from tests.support.fake_server import KEY, make_server
 from tests.support.fixtures_server import ServeProcess, ThreadedServer
 
 from mlxk.server.ui import STATIC_DIR, page_url

@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from tests.server.test_serve_api_fake import AUTH, chat_body, make_server, sse_events
+from tests.support.fake_server import AUTH, chat_body, make_server, sse_events
 from tests.support.fixtures_server import metric_value
 
 

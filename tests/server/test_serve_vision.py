@@ -12,20 +12,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.e2e.test_vision_run import MAX_TOKENS, QUESTION, reference
 from tests.support.fixtures_models import TINY_REPO_ID, tiny_llama_dir
 from tests.support.fixtures_server import ServeProcess, get_json, module_hf_home, start_serve
-from tests.support.tiny_vlm import TINY_VLM_REPO_ID, tiny_vlm_dir, write_png
+from tests.support.tiny_vlm import (
+    MAX_TOKENS,
+    QUESTION,
+    TINY_VLM_REPO_ID,
+    reference,
+    tiny_vlm_dir,
+)
 
 pytestmark = pytest.mark.slow
 VLM = TINY_VLM_REPO_ID
-
-
-@pytest.fixture(scope="module")
-def pictures(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    d = tmp_path_factory.mktemp("pictures")
-    return [write_png(d / "red.png"), write_png(d / "green.jpg", size=(120, 90),
-                                               color=(10, 200, 10), fmt="JPEG")]
 
 
 @pytest.fixture(scope="module")

@@ -92,7 +92,7 @@ def rank_pids(root_pid: int, timeout: float = 120.0) -> dict[int, int]:
                 env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"mlxk.engine.distributed.rank.worker" in cmd:
+            if b"mlxk.operations.rank" in cmd:
                 for e in env:
                     if e.startswith(b"MLX_RANK="):
                         found[int(e.split(b"=", 1)[1])] = pid

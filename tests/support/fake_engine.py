@@ -2,7 +2,7 @@
 
 Real MLX does the batching (the model is a real mlx-lm llama); only the text side
 is fake: token ``n`` reads as the word ``w<n>``, token 0 ends the turn. The
-interfaces match the engine's (``LoadedModel``-like object, ``prepare`` returning
+interfaces are the engine's (a real ``LoadedModel``, ``prepare`` returning
 an object with prompt_tokens/sampler/logits_processors/max_tokens/decoder).
 """
 
@@ -12,10 +12,9 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-from mlxk.engine.types import Chunk, GenerationRequest
+from mlxk.engine.types import Chunk, GenerationRequest, LoadedModel
 from mlxk.errors import ModelNotFound
 from mlxk.server.pool import Target, is_path_like
 
@@ -31,7 +30,7 @@ class WordTokenizer:
         return "".join(f" w{i}" for i in ids if i)
 
 
-def load_fake(path: Path, name: str, seed: int = 3) -> SimpleNamespace:
+def load_fake(path: Path, name: str, seed: int = 3) -> LoadedModel:
     import mlx.core as mx
     from mlx_lm.models import llama
 
@@ -41,9 +40,9 @@ def load_fake(path: Path, name: str, seed: int = 3) -> SimpleNamespace:
     mx.random.seed(seed)
     model = llama.Model(args)
     mx.eval(model.parameters())
-    return SimpleNamespace(model=model, tokenizer=WordTokenizer(), eos_token_ids={0}, name=name,
-                           path=path, config={"vocab_size": VOCAB}, context_length=CONTEXT,
-                           reasoning_format=None, has_chat_template=True, load_seconds=0.0)
+    return LoadedModel(model=model, tokenizer=WordTokenizer(), eos_token_ids={0}, name=name,
+                       path=path, config={"vocab_size": VOCAB}, context_length=CONTEXT,
+                       reasoning_format=None, has_chat_template=True, load_seconds=0.0)
 
 
 @dataclass

@@ -183,7 +183,9 @@ class Handler(UploadRoutes, BaseHTTPRequestHandler):
             entry: dict = {"rfilename": path}
             if blobs:
                 size = r.size_override.get(path, f.size)
-                entry.update(size=size, blobId=f.blob_id)
+                entry.update(size=size)
+                if not self.hub.omit_blob_ids:
+                    entry["blobId"] = f.blob_id
                 if f.lfs:
                     entry["lfs"] = {"sha256": f.sha256, "size": size, "pointerSize": f.pointer_size}
             siblings.append(entry)

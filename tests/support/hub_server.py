@@ -114,6 +114,7 @@ class FakeHub:
         self.drops: dict[str, tuple[int, int | None]] = {}  # path -> (byte offset, times left|None)
         self.page_size = 1000
         self.short_revisions = True  # resolve commit prefixes in URLs (False: full sha or ref only)
+        self.omit_blob_ids = False  # model info without blobId (as some mirrors and proxies send it)
         self.failures: dict[str, tuple[int, str | None]] = {}  # route -> (status, X-Error-Code)
         self.bytes_served: dict[str, int] = {}  # "repo/path" -> body bytes sent
         self.requests: list[dict] = []  # method, path, range_start, status

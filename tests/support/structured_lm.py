@@ -1,21 +1,26 @@
 """An in-process random-weight llama with a small trained byte-level BPE tokenizer.
 
-For constrained-decoding tests that must not depend on files on disk: the object looks
-like the engine's ``LoadedModel`` as far as structured output needs (model, tokenizer,
-eos_token_ids, config).
+For constrained-decoding tests that must not depend on files on disk: a real engine
+``LoadedModel`` around an in-memory model and tokenizer.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlxk.engine.types import LoadedModel
 
 
-def build_tiny_lm(seed: int = 7) -> SimpleNamespace:
+def build_tiny_lm(seed: int = 7) -> LoadedModel:
     import mlx.core as mx
     from mlx_lm.models import llama
     from mlx_lm.tokenizer_utils import TokenizerWrapper
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+
+    from mlxk.engine.types import LoadedModel
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -36,5 +41,18 @@ def build_tiny_lm(seed: int = 7) -> SimpleNamespace:
     mx.random.seed(seed)
     model = llama.Model(args)
     eos = hf.convert_tokens_to_ids("<|end|>")
-    return SimpleNamespace(model=model, tokenizer=wrapper, eos_token_ids={eos},
-                           config={"vocab_size": vocab}, name="tiny", has_chat_template=True)
+    return LoadedModel(model=model, tokenizer=wrapper, eos_token_ids={eos}, config={"vocab_size": vocab},
+                       name="tiny", path=Path("tiny"), context_length=512, has_chat_template=True)
+
+
+def assert_one_call(chunks: list, name: str, parameters: dict) -> None:
+    """The streamed answer is exactly one call of ``name`` whose arguments validate, no text."""
+    import json
+
+    import jsonschema
+
+    calls = [c for ch in chunks for c in ch.tool_calls or []]
+    assert chunks[-1].finish_reason == "tool_calls"
+    assert len(calls) == 1 and calls[0]["function"]["name"] == name
+    jsonschema.validate(json.loads(calls[0]["function"]["arguments"]), parameters)
+    assert "".join(ch.text for ch in chunks).strip() == ""

@@ -22,6 +22,8 @@ from mlxk.cache.importer import import_directory
 from tests.support.fixtures_models import TEST_MODELS, _publish, _sha, bpe_tokenizer, stage_model
 
 TINY_VLM_REPO_ID = "mlxk-test/tiny-qwen2-vl"
+QUESTION = "What is in the picture?"
+MAX_TOKENS = 8
 
 # Qwen2-VL's chat template (as published with the Qwen2-VL-Instruct checkpoints).
 QWEN2_VL_TEMPLATE = (
@@ -171,3 +173,27 @@ def tiny_vlm_path() -> Path:
 @pytest.fixture
 def tiny_vlm_cached(tiny_vlm_path: Path, hub_cache: Path) -> str:
     return cache_tiny_vlm(hub_cache, tiny_vlm_path)
+
+
+def reference(model_dir: Path, images: list[Path], question: str = QUESTION,
+              max_tokens: int = MAX_TOKENS) -> tuple[str, int, int]:
+    """(text, prompt_tokens, generation_tokens) from ``mlx_vlm.generate`` (greedy), the images
+    before the question in one user turn, rendered with the model's chat template."""
+    from mlx_vlm import generate, load
+
+    model, processor = load(str(model_dir))
+    content = [*({"type": "image"} for _ in images), {"type": "text", "text": question}] \
+        if images else question
+    prompt = processor.apply_chat_template([{"role": "user", "content": content}],
+                                           add_generation_prompt=True, tokenize=False)
+    r = generate(model, processor, prompt, image=[str(p) for p in images] or None,
+                 max_tokens=max_tokens, temperature=0.0)
+    return r.text, r.prompt_tokens, r.generation_tokens
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """A PNG and a JPEG of different sizes."""
+    d = tmp_path_factory.mktemp("pictures")
+    return [write_png(d / "red.png"), write_png(d / "green.jpg", size=(120, 90),
+                                               color=(10, 200, 10), fmt="JPEG")]

@@ -163,3 +163,61 @@ def test_think_end_token_only_for_think_models():
 
     assert C.think_end_token(SimpleNamespace(reasoning_format="think", tokenizer=Tok())) == 42
     assert C.think_end_token(SimpleNamespace(reasoning_format=None, tokenizer=Tok())) is None
+
+
+OPEN_NESTED = {"type": "object", "properties": {
+    "person": {"type": "object", "properties": {"name": {"type": "string"}},
+               "required": ["name"]}},
+    "required": ["person"]}
+
+
+def test_strict_schema_closes_every_listed_object_and_keeps_the_input() -> None:
+    strict = C.strict_schema(OPEN_NESTED)
+    assert strict["additionalProperties"] is False
+    assert strict["properties"]["person"]["additionalProperties"] is False
+    assert "additionalProperties" not in OPEN_NESTED["properties"]["person"]
+    explicit = C.strict_schema({"type": "object", "additionalProperties": True,
+                                "$defs": {"p": {"properties": {"a": {"type": "integer"}}}},
+                                "allOf": [{"properties": {"b": {"type": "string"}}}]})
+    assert explicit["additionalProperties"] is True                 # stated by the schema: kept
+    assert explicit["$defs"]["p"]["additionalProperties"] is False
+    assert "additionalProperties" not in explicit["allOf"][0]       # allOf parts stay open
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_strict_json_schema_forbids_unlisted_keys(tiny_lm, strict: bool) -> None:
+    """OpenAI strict mode: a nested object without additionalProperties takes no extra keys
+    (issue 12); without strict, JSON Schema's default (extra keys allowed) stays."""
+    import llguidance
+
+    fmt = {"type": "json_schema", "json_schema": {"name": "p", "schema": OPEN_NESTED, "strict": strict}}
+    lltok = C.ll_tokenizer(tiny_lm.tokenizer)
+
+    def accepts(text: str) -> bool:
+        m = llguidance.LLMatcher(lltok, C.grammar_for_response_format(fmt), log_level=0)
+        m.consume_tokens(lltok.tokenize_str(text))
+        return not m.is_error()
+
+    assert accepts('{"person": {"name": "a"}}')
+    assert accepts('{"person": {"name": "a", "extra": 1}}') is (not strict)
+    assert accepts('{"person": {"name": "a"}, "more": 2}') is (not strict)
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_required_call_grammar_may_end_after_one_call(tiny_lm, parallel: bool) -> None:
+    """The grammar never forces a second call (issue 12): after one complete call the answer may
+    end; when only one call is allowed (parallel_tool_calls false), it must end."""
+    import llguidance
+
+    from mlxk.engine.structured import tools as T
+
+    tools = T.normalize_tools([{"type": "function", "function": {
+        "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                              "required": ["city"]}}}])
+    lark = T.call_grammar_lark(T.HERMES, tools, T.ToolChoice("required"), parallel, C.json_schema_lark)
+    lltok = C.ll_tokenizer(tiny_lm.tokenizer)
+    m = llguidance.LLMatcher(lltok, C.lark_grammar(lark), log_level=0)
+    one = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    m.consume_tokens(lltok.tokenize_str(one))
+    assert not m.is_error() and m.is_accepting()
+    assert m.is_stopped() is (not parallel)

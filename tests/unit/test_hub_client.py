@@ -119,3 +119,21 @@ def test_os_errors_map_to_contract_errors() -> None:
     assert isinstance(translate(PermissionError(13, "Permission denied"), REPO), PermissionDenied)
     full = translate(OSError(28, "No space left on device"), REPO)
     assert isinstance(full, DownloadFailed) and "No space left" in full.message
+
+
+@pytest.mark.parametrize("tree_fails", [False, True], ids=["from-tree", "from-file-metadata"])
+def test_model_info_without_blob_ids_falls_back(hub_server: FakeHub, hub_cache: Path,
+                                                files: dict[str, bytes], tree_fails: bool) -> None:
+    """Mirrors and proxies may omit blobId: the tree listing, else each file's metadata, gives it
+    (issue 12: this was a TypeError)."""
+    sha = hub_server.add_repo(REPO, files)
+    hub_server.omit_blob_ids = True
+    if tree_fails:
+        hub_server.fail("tree", 404, "EntryNotFound")
+    remote = client.preflight(REPO)
+    served = hub_server.repos[REPO].commits[sha].files
+    assert {f.path: (f.etag, f.size, f.lfs) for f in remote.files} == \
+        {p: (h.etag, h.size, h.lfs) for p, h in served.items()}
+    if not tree_fails:  # huggingface_hub's own download lists the tree too
+        path = client.snapshot(remote, hub_cache, progress=False)
+        assert {p.name for p in path.iterdir()} == set(files)

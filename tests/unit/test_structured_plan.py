@@ -10,7 +10,7 @@ import pytest
 mx = pytest.importorskip("mlx.core")
 jsonschema = pytest.importorskip("jsonschema")
 
-from tests.support.structured_lm import build_tiny_lm  # noqa: E402
+from tests.support.structured_lm import assert_one_call, build_tiny_lm  # noqa: E402
 
 from mlxk.engine.structured import plan as S  # noqa: E402
 from mlxk.engine.structured import tools as T  # noqa: E402
@@ -86,12 +86,7 @@ def test_named_tool_choice_forces_valid_call_from_random_model(tiny_lm):
                             tool_choice={"type": "function", "function": {"name": "add"}})
     for seed in range(3):
         _p, chunks = run_plan(tiny_lm, req, seed=seed)
-        calls = [c for ch in chunks for c in ch.tool_calls or []]
-        assert chunks[-1].finish_reason == "tool_calls"
-        assert len(calls) == 1 and calls[0]["function"]["name"] == "add"
-        jsonschema.validate(json.loads(calls[0]["function"]["arguments"]),
-                            ADD["function"]["parameters"])
-        assert "".join(ch.text for ch in chunks).strip() == ""
+        assert_one_call(chunks, "add", ADD["function"]["parameters"])
 
 
 def test_required_picks_any_tool_and_validates(tiny_lm):

@@ -189,3 +189,25 @@ def test_call_schema_named_and_required():
     lark = T.call_grammar_lark(T.HERMES, tools, T.ToolChoice("required"), True,
                                lambda s: "%json " + json.dumps(s))
     assert "<tool_call>" in lark and "%json" in lark
+
+
+@pytest.mark.parametrize("fmt,text", [
+    (T.HERMES, '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n'
+               '<tool_call>\n{"name": "get_weather", "arguments": {"city":"Paris"}}\n</tool_call>\n'
+               '<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>'),
+    (T.LLAMA3, '{"name": "get_weather", "parameters": {"city": "Paris"}}; '
+               '{"name": "get_weather", "parameters": {"city": "Paris"}}'),
+    (T.MISTRAL, '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}}, '
+                '{"name": "get_weather", "arguments": {"city": "Paris"}}]'),
+])
+def test_an_identical_repeated_call_is_dropped_and_ends_the_answer(fmt: str, text: str) -> None:
+    """SmolLM2 under tool_choice=required repeated its call (issue 12): one call comes back."""
+    _, calls = all_splits(text, fmt)
+    assert calls == [(0, "function", "get_weather", {"city": "Paris"})]
+
+
+def test_the_same_function_with_other_arguments_is_a_second_call() -> None:
+    text = ('<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+            '<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>')
+    _, calls = all_splits(text, T.HERMES)
+    assert [c[3] for c in calls] == [{"city": "Paris"}, {"city": "Rome"}]

@@ -17,8 +17,10 @@ from mlxk import config as mlxk_config
 from mlxk.cache import runtime
 from mlxk.cache.safetensors import HeaderError, read_header
 
-ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "xlm_roberta", "distilbert", "mpnet", "modernbert",
-                 "nomic_bert", "electra", "deberta", "deberta-v2", "camembert", "albert", "e5"}
+ENCODER_TYPES = {"bert", "roberta", "xlm_roberta", "distilbert", "mpnet", "modernbert", "nomic_bert",
+                 "electra", "deberta", "deberta_v2", "camembert", "albert", "e5"}
+# Architectures (config.json) that are encoders without a language-model head.
+ENCODER_ARCH_SUFFIXES = ("Model", "ForSentenceEmbedding", "ForTextEmbedding")
 ST_MARKERS = ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json",
               "1_Pooling/config.json")
 CHAT_NAME_HINT = re.compile(r"(instruct|chat|[-_]it\b|[-_]it[-_])", re.IGNORECASE)
@@ -182,15 +184,24 @@ def _is_mlx(files: Files, st: list[str], cfg: dict | None, repo_id: str | None) 
     return _readme_says_mlx(files)
 
 
-def _is_embedding(files: Files, cfg: dict | None) -> bool:
+def template_supports_tools(template: object) -> bool:
+    """The one rule for "the chat template renders tools": it uses the ``tools`` variable.
+    (``show``'s tools capability, the prompt renderer and the server all ask here.)"""
+    return isinstance(template, str) and "tools" in template
+
+
+def is_embedding(files: Files, cfg: dict | None) -> bool:
+    """The one rule for "this is an embedding model" (list, show, run, embed, serve all ask here):
+    a sentence-transformers layout, or an encoder family whose architectures (if listed) are a
+    bare encoder (``BertModel``, ``...ForSentenceEmbedding``), not an LM head (``...ForMaskedLM``)."""
     if any(m in files for m in ST_MARKERS):
         return True
     if not cfg:
         return False
-    mt = str(cfg.get("model_type") or "").lower()
+    mt = str(cfg.get("model_type") or "").lower().replace("-", "_")
     archs = [str(a) for a in (cfg.get("architectures") or [])]
     if mt in ENCODER_TYPES:
-        return not any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in archs)
+        return not archs or any(a.endswith(ENCODER_ARCH_SUFFIXES) for a in archs)
     return False
 
 
@@ -231,7 +242,7 @@ def _capabilities(model_type: str, cfg: dict | None, template: str | None,
         caps.append("chat")
     if cfg and (cfg.get("vision_config") or "preprocessor_config.json" in files):
         caps.append("vision")
-    if template and "tools" in template:
+    if template_supports_tools(template):
         caps.append("tools")
     mt = str((cfg or {}).get("model_type") or "")
     if (template and ("<think>" in template or "<|channel|>" in template)) or mt == "gpt_oss":
@@ -277,7 +288,7 @@ def describe(path: Path, files: Files | None = None, repo_id: str | None = None,
     if cfg is None and config_error is None:
         cfg, config_error = load_json(files.get("config.json"))
     template = chat_template(files) if cfg is not None or files else None
-    if _is_embedding(files, cfg):
+    if is_embedding(files, cfg):
         model_type = "embedding"
     elif cfg is None:
         model_type = "unknown"

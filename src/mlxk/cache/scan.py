@@ -51,11 +51,6 @@ class CachedFile:
         """The path to read content from (only meaningful when ``ok``)."""
         return self.sblob if self.sblob is not None else self.spath
 
-    @property
-    def real_path(self) -> Path:
-        return Path(self.real)
-
-
 @dataclass(frozen=True)
 class Revision:
     commit: str

@@ -97,6 +97,7 @@ def _guess_command(argv: Sequence[str]) -> str:
 def _version_data() -> dict:
     from mlxk import JSON_API_SPEC_VERSION, __version__
     from mlxk import platform as plat
+    from mlxk.engine import cpu_kernels
 
     return {
         "cli_version": __version__,
@@ -105,6 +106,7 @@ def _version_data() -> dict:
             "platform": plat.system_name(),
             "memory_total_bytes": plat.memory_total_bytes(),
             "mlx_device": plat.mlx_device(),
+            "cpu_kernels": cpu_kernels.status().as_dict(),
         },
     }
 
@@ -112,7 +114,8 @@ def _version_data() -> dict:
 def _version_human(d: dict) -> str:
     s = d["system"]
     return (f"mlxk {d['cli_version']} (JSON API {d['json_api_spec_version']}) "
-            f"on {s['platform']}, MLX device: {s['mlx_device']}")
+            f"on {s['platform']}, MLX device: {s['mlx_device']}\n"
+            f"CPU kernels: {s['cpu_kernels']['state']} ({s['cpu_kernels']['reason']})")
 
 
 def _wants_json(argv: Sequence[str]) -> bool:

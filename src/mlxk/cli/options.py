@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlxk.operations.distributed import HostOptions
+    from mlxk.operations.run import RunOptions
 
 
 def add_json_flag(p: argparse.ArgumentParser) -> None:
@@ -55,3 +60,34 @@ def add_distributed_flags(p: argparse.ArgumentParser) -> None:
 
 def distributed_requested(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "hosts", None) or getattr(args, "hostfile", None))
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """`run`'s sampling and prompt flags, checked (shared by local and ``--hosts`` runs)."""
+    from mlxk.engine.types import SamplingParams
+    from mlxk.errors import ValidationError
+    from mlxk.operations.run import RunOptions
+
+    sampling = SamplingParams.given(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                                    min_p=args.min_p, repetition_penalty=args.repetition_penalty,
+                                    seed=args.seed)
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise ValidationError("--max-tokens must be at least 1")
+    from mlxk.engine.sampling import validate
+
+    validate(sampling)
+    response_format = None
+    if args.json_schema:
+        from mlxk.engine.structured.plan import response_format_from_file
+
+        response_format = response_format_from_file(args.json_schema)
+    return RunOptions(sampling=sampling, max_tokens=args.max_tokens, stop=tuple(args.stop),
+                      system=args.system, use_chat_template=not args.no_chat_template,
+                      response_format=response_format)
+
+
+def host_options(args: argparse.Namespace) -> HostOptions:
+    from mlxk.operations.distributed import HostOptions
+
+    return HostOptions(hosts=args.hosts, hostfile=args.hostfile, backend=args.backend,
+                       parallel=args.parallel)

@@ -50,36 +50,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_distributed_flags(p)
 
 
-def _options(args: argparse.Namespace):
-    from mlxk.engine.types import SamplingParams
-    from mlxk.errors import ValidationError
-    from mlxk.operations.run import RunOptions
-
-    defaults = SamplingParams()
-    sampling = SamplingParams(
-        temperature=defaults.temperature if args.temperature is None else args.temperature,
-        top_p=defaults.top_p if args.top_p is None else args.top_p,
-        top_k=defaults.top_k if args.top_k is None else args.top_k,
-        min_p=defaults.min_p if args.min_p is None else args.min_p,
-        repetition_penalty=(defaults.repetition_penalty if args.repetition_penalty is None
-                            else args.repetition_penalty),
-        seed=args.seed,
-    )
-    if args.max_tokens is not None and args.max_tokens < 1:
-        raise ValidationError("--max-tokens must be at least 1")
-    from mlxk.engine.sampling import validate
-
-    validate(sampling)
-    response_format = None
-    if getattr(args, "json_schema", None):
-        from mlxk.engine.structured.plan import response_format_from_file
-
-        response_format = response_format_from_file(args.json_schema)
-    return RunOptions(sampling=sampling, max_tokens=args.max_tokens, stop=tuple(args.stop),
-                      system=args.system, use_chat_template=not args.no_chat_template,
-                      response_format=response_format)
-
-
 def _prompt_text(args: argparse.Namespace, out: Output) -> str | None:
     """The single-shot prompt, or None for interactive chat."""
     from mlxk.operations.run import combine_stdin
@@ -115,10 +85,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
             text = combine_stdin(words, out.stdin.read() if "-" in words else None)
         return distributed.run_cli(args, out, text)
 
+    from mlxk.cli.options import run_options
     from mlxk.errors import UsageError
     from mlxk.operations import run as ops
 
-    options = _options(args)
+    options = run_options(args)
     if prompt is not None and not prompt.strip():
         raise UsageError("the prompt is empty")
     if prompt is None and out.json_mode:
@@ -146,16 +117,7 @@ def _single(lm, prompt: str, options, args: argparse.Namespace, out: Output,
     if out.json_mode:
         for _ in chunks:
             pass
-        if options.response_format is not None:
-            import json
-
-            try:
-                parsed = json.loads(turn.text)
-            except ValueError:
-                parsed = None   # cut by --max-tokens: finish_reason says "length"
-            out.result(ops.result_data(lm.name, prompt, turn, parsed, images=args.image))
-            return 0
-        out.result(ops.result_data(lm.name, prompt, turn, images=args.image))
+        out.result(ops.single_result(lm.name, prompt, turn, options, images=args.image))
         return 0
     print_answer(chunks, turn, out, lm.name, hide_reasoning=args.hide_reasoning,
                  no_stream=args.no_stream, verbose=args.verbose)

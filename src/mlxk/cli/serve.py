@@ -87,11 +87,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from mlxk.cli.options import distributed_requested
 
     if distributed_requested(args):
-        from dataclasses import asdict
-
         from mlxk.cli import distributed
 
-        return distributed.serve(args, out, asdict(settings))
+        return distributed.serve(args, out, settings)
 
     def on_ready(msg: dict) -> None:
         from mlxk.server.ui import page_url

@@ -47,7 +47,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlxk.engine.types import Chunk, SamplingParams
+from mlxk.engine.types import Chunk, LoadedModel, SamplingParams
 from mlxk.errors import ExecutionError, MlxkError, ServerBusy, ValidationError
 
 log = logging.getLogger("mlxk.engine.batch")
@@ -156,7 +156,7 @@ class BatchScheduler:
         self.max_queue = max(0, max_queue)
         self.prefill_step_size = prefill_step_size
         self.on_finish = on_finish
-        self.lm: Any = None
+        self.lm: LoadedModel | None = None
         self.prompt_cache_size = prompt_cache_size
         self.prompt_cache_bytes = prompt_cache_bytes
         self._pcache: Any = None
@@ -254,7 +254,7 @@ class BatchScheduler:
             if self.prompt_cache_size > 0:
                 self._pcache = LRUPromptCache(self.prompt_cache_size, self.prompt_cache_bytes)
             stream = mx.default_stream(mx.default_device())
-            gen = self._new_generator(BatchGenerator, stream)
+            gen = self.new_generator(BatchGenerator, stream)
         except BaseException as exc:  # report to whoever waits for the load
             self._ready.set_exception(exc)
             return
@@ -274,35 +274,64 @@ class BatchScheduler:
                 gc.collect()
                 mx.clear_cache()
 
-    def _new_generator(self, cls: Any, stream: Any) -> Any:
-        eos = sorted(getattr(self.lm, "eos_token_ids", ()) or ())
-        return cls(self.lm.model, stop_tokens=[[t] for t in eos] or None,
-                   completion_batch_size=self.max_batch,
-                   prefill_batch_size=min(self.max_batch, 8),
-                   prefill_step_size=self.prefill_step_size, stream=stream)
+    # --- hooks: a subclass (the distributed lockstep scheduler) changes these, not the loop ------
+    idle_wait: float | None = None   # seconds the loop waits for work before on_idle(); None: forever
+
+    def generator_kwargs(self) -> dict[str, Any]:
+        """mlx-lm ``BatchGenerator`` settings for this model (stream and model aside)."""
+        assert self.lm is not None
+        eos = sorted(self.lm.eos_token_ids)
+        return {"stop_tokens": [[t] for t in eos] or None, "completion_batch_size": self.max_batch,
+                "prefill_batch_size": min(self.max_batch, 8),
+                "prefill_step_size": self.prefill_step_size}
+
+    def new_generator(self, cls: Any, stream: Any) -> Any:
+        """The batch generator the loop steps (built again after a failed step)."""
+        assert self.lm is not None
+        return cls(self.lm.model, stream=stream, **self.generator_kwargs())
+
+    def on_loop_start(self, gen: Any) -> None:
+        """The model is loaded and the loop is about to take requests."""
+
+    def on_idle(self, gen: Any) -> None:
+        """``idle_wait`` passed with nothing to do."""
+
+    def on_loop_end(self, gen: Any) -> None:
+        """The scheduler was closed (not called after a step error that ended the loop)."""
+
+    def on_step_error(self, exc: Exception) -> bool:
+        """A step failed: fail its batch; True keeps serving (with a fresh generator)."""
+        log.exception("batch step failed for %s", self.name)
+        self.fail_active(ExecutionError(f"generation failed: {type(exc).__name__}: {exc}"))
+        if self._pcache is not None:
+            self._pcache.trim_to(n_sequences=0)
+        return True
 
     def _loop(self, gen: Any, gen_cls: Any, stream: Any) -> None:
+        self.on_loop_start(gen)
         while True:
             with self._cv:
-                while not (self._closing or self._waiting or self._cancels or self._active):
-                    self._cv.wait()
+                if not (self._closing or self._waiting or self._cancels or self._active):
+                    self._cv.wait(timeout=self.idle_wait)
                 if self._closing:
-                    return
+                    break
                 cancels, self._cancels = self._cancels, []
                 admit = []
                 while self._waiting and len(self._active) + len(admit) < self.max_batch:
                     admit.append(self._waiting.popleft())
             try:
+                if not (cancels or admit or self._active):
+                    self.on_idle(gen)
+                    continue
                 self._remove(gen, cancels)
                 self._insert(gen, admit)
                 if self._active:
                     self._step(gen)
             except Exception as exc:  # a failed step fails its batch, not the server
-                log.exception("batch step failed for %s", self.name)
-                self._fail_active(ExecutionError(f"generation failed: {type(exc).__name__}: {exc}"))
-                if self._pcache is not None:
-                    self._pcache.trim_to(n_sequences=0)
-                gen = self._new_generator(gen_cls, stream)
+                if not self.on_step_error(exc):
+                    return
+                gen = self.new_generator(gen_cls, stream)
+        self.on_loop_end(gen)
 
     def _remove(self, gen: Any, cancels: list[Handle]) -> None:
         uids = [h.uid for h in cancels if h.uid is not None and h.uid in self._active]
@@ -497,7 +526,7 @@ class BatchScheduler:
             with contextlib.suppress(RuntimeError):  # loop already closed
                 loop.call_soon_threadsafe(_deliver, batch)
 
-    def _fail_active(self, exc: MlxkError) -> None:
+    def fail_active(self, exc: MlxkError) -> None:
         items = [(h, [exc]) for h in self._active.values() if not h.done]
         for h, _ in items:
             h.done = True
@@ -511,5 +540,5 @@ class BatchScheduler:
             self._waiting.clear()
         for h in waiting:
             h.done = True
-        self._fail_active(exc)
+        self.fail_active(exc)
         self._post([(h, [exc]) for h in waiting])

@@ -10,7 +10,7 @@ processor and tool-call decoder inside it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from mlxk import config as mlxk_config
 from mlxk.engine import prompt as prompt_mod
 from mlxk.engine import sampling
 from mlxk.engine.text.decoder import SequenceDecoder
-from mlxk.engine.types import Chunk, GenerationRequest
+from mlxk.engine.types import Chunk, GenerationRequest, LoadedModel
 from mlxk.errors import ValidationError
 
 
@@ -44,19 +44,19 @@ class Completion:
     tool_calls: list[dict[str, Any]] | None = None
 
 
-def default_max_tokens(lm: Any, n_prompt: int) -> int:
+def default_max_tokens(lm: LoadedModel, n_prompt: int) -> int:
     """Context length minus the prompt, capped at ``DEFAULT_MAX_TOKENS_CAP``."""
-    room = int(getattr(lm, "context_length", 0) or 0) - n_prompt
+    room = int(lm.context_length or 0) - n_prompt
     return max(1, min(mlxk_config.DEFAULT_MAX_TOKENS_CAP, room))
 
 
-def vocab_size(lm: Any) -> int:
+def vocab_size(lm: LoadedModel) -> int:
     """How many token ids the model knows (its embedding rows, else the tokenizer's)."""
-    size = (getattr(lm, "config", None) or {}).get("vocab_size")
+    size = (lm.config or {}).get("vocab_size")
     return int(size) if size else len(lm.tokenizer)
 
 
-def checked_ids(lm: Any, ids: Any) -> list[int]:
+def checked_ids(lm: LoadedModel, ids: Iterable[int]) -> list[int]:
     """A token-id prompt as a list, or a 400 naming the first id outside the vocabulary."""
     tokens = [int(t) for t in ids]
     size = vocab_size(lm)
@@ -74,7 +74,7 @@ def _needs_structured(request: GenerationRequest) -> bool:
     return any(m.get("role") == "tool" or m.get("tool_calls") for m in request.messages or [])
 
 
-def prepare(lm: Any, request: GenerationRequest) -> Prepared:
+def prepare(lm: LoadedModel, request: GenerationRequest) -> Prepared:
     """Everything a token loop needs for ``request`` on the loaded model ``lm``."""
     plan = None
     to_render = request
@@ -91,7 +91,7 @@ def prepare(lm: Any, request: GenerationRequest) -> Prepared:
         tokens = prompt_mod.encode_text(lm, text, templated)
     if not tokens:
         raise ValidationError("the prompt is empty", param="messages" if request.messages else "prompt")
-    ctx = int(getattr(lm, "context_length", 0) or 0)
+    ctx = int(lm.context_length or 0)
     if ctx and len(tokens) >= ctx:
         raise ValidationError(f"the prompt is {len(tokens)} tokens; this model's context length is {ctx}",
                               param="messages" if request.messages else "prompt",
@@ -101,10 +101,10 @@ def prepare(lm: Any, request: GenerationRequest) -> Prepared:
     max_tokens = request.max_tokens or default_max_tokens(lm, len(tokens))
     decoder = SequenceDecoder(
         lm.tokenizer, lm.eos_token_ids, stop=request.stop, prompt_tokens=len(tokens),
-        reasoning_format=getattr(lm, "reasoning_format", None),
+        reasoning_format=lm.reasoning_format,
         start_in_reasoning=prompt_mod.opens_reasoning(lm, text),
-        hidden_token_ids=getattr(lm, "hidden_token_ids", ()),
-        marker_token_ids=getattr(lm, "marker_token_ids", ()),
+        hidden_token_ids=lm.hidden_token_ids,
+        marker_token_ids=lm.marker_token_ids,
     )
     prepared = Prepared(
         prompt_tokens=tokens, sampler=sampling.make_sampler(request.sampling),
@@ -118,7 +118,7 @@ def prepare(lm: Any, request: GenerationRequest) -> Prepared:
     return prepared
 
 
-def stream(lm: Any, request: GenerationRequest, prepared: Prepared | None = None) -> Iterator[Chunk]:
+def stream(lm: LoadedModel, request: GenerationRequest, prepared: Prepared | None = None) -> Iterator[Chunk]:
     """Generate one sequence; yields text/reasoning chunks, then one final chunk
     (``finish_reason``, token counts, ``timing``)."""
     import mlx.core as mx
@@ -160,7 +160,7 @@ def run_steps(lm: Any, p: Prepared, make_steps: Callable[[], Any], gen_stream: A
     ttft = (first - started) if first else 0.0
     gen_s = (last - first) if first and last else 0.0
     final.timing = {
-        "load_s": float(getattr(lm, "load_seconds", 0.0)),
+        "load_s": float(lm.load_seconds),
         "ttft_s": ttft,
         "prompt_tps": len(p.prompt_tokens) / ttft if ttft > 0 else 0.0,
         "generation_tps": (n - 1) / gen_s if gen_s > 0 and n > 1 else 0.0,
@@ -170,7 +170,7 @@ def run_steps(lm: Any, p: Prepared, make_steps: Callable[[], Any], gen_stream: A
     yield final
 
 
-def complete(lm: Any, request: GenerationRequest) -> Completion:
+def complete(lm: LoadedModel, request: GenerationRequest) -> Completion:
     text: list[str] = []
     reasoning: list[str] = []
     calls: list[dict[str, Any]] = []

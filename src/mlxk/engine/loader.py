@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlxk.engine import cpu_kernels
+from mlxk.engine.text.reasoning import HARMONY_MARKERS
+from mlxk.engine.types import LoadedModel as LoadedModel
 from mlxk.errors import ExecutionError, MlxkError, NotRuntimeCompatible
 
 # Tokens that end an assistant turn in common chat formats (besides the eos ids).
@@ -19,27 +21,10 @@ END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<|re
                       "<|endoftext|>", "<end_of_turn>", "<|end_of_text|>", "</s>", "<|call|>")
 # In harmony (GPT-OSS) ``<|end|>`` only ends one message (e.g. the analysis channel).
 HARMONY_NOT_END = ("<|end|>",)
-HARMONY_MARKUP = ("<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|constrain|>")
 DEFAULT_CONTEXT = 4096
 # Special tokens that carry meaning in the output (tool-call markers the tool parser reads).
 VISIBLE_SPECIALS = ("<tool_call>", "</tool_call>", "[TOOL_CALLS]", "<|python_tag|>", "[ARGS]",
                     "[CALL_ID]")
-
-
-@dataclass
-class LoadedModel:
-    model: Any
-    tokenizer: Any                      # mlx_lm TokenizerWrapper
-    config: dict[str, Any]
-    name: str
-    path: Path
-    eos_token_ids: set[int]             # every id that ends the assistant's turn
-    context_length: int
-    load_seconds: float = 0.0
-    reasoning_format: str | None = None  # None | "think" | "harmony"
-    has_chat_template: bool = False
-    hidden_token_ids: set[int] = field(default_factory=set)   # special tokens never shown
-    marker_token_ids: set[int] = field(default_factory=set)   # markup for the reasoning parser
 
 
 def _context_length(config: dict[str, Any], tokenizer: Any) -> int:
@@ -101,9 +86,10 @@ def describe_tokens(tokenizer: Any, config: dict[str, Any]) -> dict[str, Any]:
             end.add(vocab[tok])
     if fmt == "harmony":
         end.discard(vocab.get("<|end|>", -1))
-    markers = {vocab[t] for t in HARMONY_MARKUP if t in vocab} if fmt == "harmony" else set()
+    # Harmony's markup tokens go to the decoder as markers; the ones that end the turn stay eos.
+    markers = ({vocab[t] for t in HARMONY_MARKERS if t in vocab} - end) if fmt == "harmony" else set()
     visible = set(VISIBLE_SPECIALS)
-    for attr in ("_tool_call_start", "_tool_call_end"):
+    for attr in ("tool_call_start", "tool_call_end"):   # mlx-lm TokenizerWrapper's public markers
         marker = getattr(tokenizer, attr, None)
         if isinstance(marker, str):
             visible.add(marker)
@@ -155,6 +141,7 @@ def load_model(path: Path, name: str | None = None, *, model: Any = None,
         tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
     except Exception as exc:
         raise load_error(exc, raw_config, name or str(path)) from exc
+    cpu_kernels.accelerate(model)   # Linux CPU: quantized layers on mlxk's kernel (never raises)
     facts = describe_tokens(tokenizer, config)
     tokenizer.eos_token_ids = facts["eos"]   # mlx-lm's own loops stop at every end-of-turn id
     return LoadedModel(

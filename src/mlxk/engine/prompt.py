@@ -4,32 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlxk.engine.types import GenerationRequest
+from mlxk.cache.detect import template_supports_tools
+from mlxk.engine.text.reasoning import THINK_OPEN
+from mlxk.engine.types import GenerationRequest, LoadedModel, message_text
 from mlxk.errors import ValidationError
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return "" if content is None else str(content)
-
-
-def template_supports_tools(template: Any) -> bool:
-    return isinstance(template, str) and "tools" in template
 
 
 def plain_prompt(messages: list[dict[str, Any]]) -> str:
     """A chat rendered without a template (base models, ``--no-chat-template``)."""
     if len(messages) == 1 or (len(messages) == 2 and messages[0].get("role") == "system"):
-        return "\n\n".join(_content_text(m.get("content")) for m in messages)
-    lines = [f"{str(m.get('role', 'user')).capitalize()}: {_content_text(m.get('content'))}"
+        return "\n\n".join(message_text(m.get("content")) for m in messages)
+    lines = [f"{str(m.get('role', 'user')).capitalize()}: {message_text(m.get('content'))}"
              for m in messages]
     return "\n".join([*lines, "Assistant:"])
 
 
-def render(lm: Any, request: GenerationRequest) -> tuple[str, bool]:
+def render(lm: LoadedModel, request: GenerationRequest) -> tuple[str, bool]:
     """``(prompt_text, templated)``: the text the model sees."""
     tok = lm.tokenizer
     if request.messages is None:
@@ -38,7 +28,7 @@ def render(lm: Any, request: GenerationRequest) -> tuple[str, bool]:
         return request.prompt, False
     if not request.messages:
         raise ValidationError("messages must not be empty", param="messages")
-    if request.use_chat_template and getattr(lm, "has_chat_template", False):
+    if request.use_chat_template and lm.has_chat_template:
         kwargs: dict[str, Any] = {}
         if request.tools and template_supports_tools(getattr(tok, "chat_template", None)):
             kwargs["tools"] = request.tools
@@ -48,7 +38,7 @@ def render(lm: Any, request: GenerationRequest) -> tuple[str, bool]:
     return plain_prompt(request.messages), False
 
 
-def encode_text(lm: Any, text: str, templated: bool) -> list[int]:
+def encode_text(lm: LoadedModel, text: str, templated: bool) -> list[int]:
     tok = lm.tokenizer
     if templated:
         # Templates write their own BOS; do not add another.
@@ -58,14 +48,11 @@ def encode_text(lm: Any, text: str, templated: bool) -> list[int]:
     return list(tok.encode(text, add_special_tokens=add))
 
 
-def encode_request(lm: Any, request: GenerationRequest) -> list[int]:
-    text, templated = render(lm, request)
-    return encode_text(lm, text, templated)
+def ends_in_open_think(prompt_text: str) -> bool:
+    """The rendered prompt ends inside an opened ``<think>`` block (the one textual rule)."""
+    return prompt_text.rstrip().endswith(THINK_OPEN)
 
 
-def opens_reasoning(lm: Any, prompt_text: str) -> bool:
+def opens_reasoning(lm: LoadedModel, prompt_text: str) -> bool:
     """The template pre-opened a ``<think>`` block (DeepSeek-R1, Qwen3 …)."""
-    if getattr(lm, "reasoning_format", None) != "think":
-        return False
-    tail = prompt_text.rstrip()
-    return tail.endswith("<think>")
+    return lm.reasoning_format == "think" and ends_in_open_think(prompt_text)

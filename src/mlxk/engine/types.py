@@ -6,8 +6,30 @@ The engine's one streaming primitive yields ``Chunk``s; `run`, interactive chat,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
+
+
+@dataclass
+class LoadedModel:
+    """A text model ready to generate: what every part of the engine, the server and the CLI
+    read. ``engine.loader.load_model`` builds it; test fakes build it too (with a stand-in
+    tokenizer), so code reads these fields directly instead of probing with ``getattr``."""
+
+    model: Any                          # the mlx-lm nn.Module (mlx types stay out of this module)
+    tokenizer: Any                      # mlx_lm TokenizerWrapper (or a stand-in with decode())
+    config: dict[str, Any]
+    name: str
+    path: Path
+    eos_token_ids: set[int]             # every id that ends the assistant's turn
+    context_length: int
+    load_seconds: float = 0.0
+    reasoning_format: str | None = None  # None | "think" | "harmony"
+    has_chat_template: bool = False
+    hidden_token_ids: set[int] = field(default_factory=set)   # special tokens never shown
+    marker_token_ids: set[int] = field(default_factory=set)   # markup for the reasoning parser
+
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 
@@ -22,6 +44,26 @@ class SamplingParams:
     min_p: float = 0.0
     repetition_penalty: float = 1.0
     seed: int | None = None
+
+    @classmethod
+    def given(cls, *, temperature: float | None = None, top_p: float | None = None,
+              top_k: int | None = None, min_p: float | None = None,
+              repetition_penalty: float | None = None, seed: int | None = None) -> SamplingParams:
+        """The values a user gave (CLI flags, request fields); None keeps the default."""
+        values = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "min_p": min_p,
+                  "repetition_penalty": repetition_penalty}
+        return replace(cls(seed=seed), **{k: v for k, v in values.items() if v is not None})
+
+
+def message_text(content: Any) -> str:
+    """The text of a chat message's ``content``: a string, OpenAI text parts, or nothing."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # OpenAI content parts
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content)
 
 
 @dataclass(frozen=True)

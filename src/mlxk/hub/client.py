@@ -115,11 +115,7 @@ def preflight(repo_id: str, revision: str | None = None) -> RemoteRevision:
         full = expand_commit_prefix(repo_id, revision)
         info = _call(lambda: api().model_info(repo_id, revision=full, files_metadata=True),
                      repo_id, revision)
-    files = []
-    for s in info.siblings or []:
-        lfs = s.lfs is not None
-        etag = s.lfs.sha256 if lfs else s.blob_id
-        files.append(RemoteFile(s.rfilename, int(s.size or (s.lfs.size if lfs else 0) or 0), etag, lfs))
+    files = _complete(repo_id, info.sha, [_from_sibling(s) for s in info.siblings or []])
     remote = RemoteRevision(repo_id, info.sha, tuple(files), gated=bool(info.gated),
                             private=bool(info.private))
     if remote.gated and remote.files:
@@ -127,6 +123,45 @@ def preflight(repo_id: str, revision: str | None = None) -> RemoteRevision:
         probe = min(remote.files, key=lambda f: f.size)
         _call(lambda: file_metadata(repo_id, probe.path, remote.commit), repo_id, revision)
     return remote
+
+
+def _from_sibling(s: Any) -> RemoteFile:
+    lfs = s.lfs is not None
+    etag = (s.lfs.sha256 if lfs else s.blob_id) or ""
+    return RemoteFile(s.rfilename, int(s.size or (s.lfs.size if lfs else 0) or 0), etag, lfs)
+
+
+def _complete(repo_id: str, commit: str, files: list[RemoteFile]) -> list[RemoteFile]:
+    """Fill in the blob ids a mirror or proxy left out of the model info.
+
+    First from the tree listing of the commit, then (for what is still missing) from each
+    file's own metadata (a HEAD request: ``X-Linked-Etag`` for LFS files, ``ETag`` otherwise).
+    """
+    if all(f.etag for f in files):
+        return files
+    from huggingface_hub.hf_api import RepoFile
+
+    try:
+        entries = _call(lambda: list(api().list_repo_tree(repo_id, recursive=True, revision=commit)),
+                        repo_id, commit)
+        tree = {e.path: e for e in entries if isinstance(e, RepoFile)}
+    except MlxkError:
+        tree = {}  # no listing either: per-file metadata below
+    out = []
+    for f in files:
+        e = tree.get(f.path)
+        if not f.etag and e is not None:
+            lfs = e.lfs is not None
+            etag = (e.lfs.sha256 if lfs else e.blob_id) or ""
+            f = RemoteFile(f.path, f.size or int(e.size or 0), etag, lfs)
+        if not f.etag:
+            meta = _call(lambda p=f.path: file_metadata(repo_id, p, commit), repo_id, commit)
+            etag = str(meta.etag or "").strip('"')
+            if not etag:
+                raise DownloadFailed(f"the Hub gave no blob id for {f.path} of {repo_id}", model=repo_id)
+            f = RemoteFile(f.path, f.size or int(meta.size or 0), etag, len(etag) == 64)
+        out.append(f)
+    return out
 
 
 def expand_commit_prefix(repo_id: str, prefix: str) -> str:

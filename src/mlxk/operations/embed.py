@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlxk.errors import NotRuntimeCompatible, ValidationError
+from mlxk.errors import ValidationError
 
 if TYPE_CHECKING:
     from mlxk.engine.embeddings.encoder import EmbeddingModel
@@ -44,21 +44,12 @@ def resolve_target(ref: str) -> EmbedTarget:
 
 def ensure_embedding_model(target: EmbedTarget) -> None:
     """Refuse a model that is not an encoder (as ``list``/``show`` classify it), before loading."""
-    from mlxk.cache.detect import describe
+    from mlxk.cache import runnable
 
     if not (target.path / "config.json").is_file():
         raise ValidationError(f"'{target.name}' has no config.json; not a model directory",
                               param="model")
-    desc = describe(target.path)
-    if desc.model_type != "embedding":
-        kind = "chat" if desc.model_type == "chat" else "text-generation"
-        raise ValidationError(
-            f"'{target.name}' is a {kind} model, not an embedding model; "
-            f"use 'mlxk run' (or /v1/chat/completions) for it, and an embedding model "
-            f"such as sentence-transformers/all-MiniLM-L6-v2 for embeddings",
-            param="model", model_type=desc.model_type)
-    if not desc.runtime_compatible:
-        raise NotRuntimeCompatible(f"'{target.name}' cannot run here: {desc.runtime_reason}")
+    runnable.check_runnable(target.name, target.path, "embedding", runnable.CLI_EMBEDDING)
 
 
 def load(ref: str) -> EmbeddingModel:

@@ -34,9 +34,12 @@ class HealthEntry:
 def entry_from(ev: Evaluated, name: str | None = None, extra: list[str] | None = None) -> HealthEntry:
     problems = [*ev.problems, *(extra or [])]
     d = ev.description
+    # Broken files cannot run whatever the config says; the reason is then the first problem.
+    runtime_ok = d.runtime_compatible and not problems
+    runtime_reason = d.runtime_reason if not d.runtime_compatible else (problems[0] if problems else None)
     return HealthEntry(name or ev.name, "unhealthy" if problems else "healthy",
                        problems[0] if problems else None, ev.commit, tuple(problems),
-                       d.runtime_compatible, d.runtime_reason)
+                       runtime_ok, runtime_reason)
 
 
 def check_revision(repo_id: str, commit: str | None = None, root: Path | None = None,

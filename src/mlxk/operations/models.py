@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlxk.cache import detect, integrity, scan
-from mlxk.cache.detect import ModelDescription
-from mlxk.cache.resolve import ResolvedModel, resolve
+from mlxk.cache import scan
+from mlxk.cache.evaluate import Evaluated, evaluate, evaluate_revision
+from mlxk.cache.resolve import resolve
 from mlxk.cache.safetensors import HeaderError, count_parameters, read_header
-from mlxk.cache.scan import CachedRepo, Revision
+from mlxk.cache.scan import CachedRepo
 from mlxk.output.human import iso_utc
 
 TOKENIZER_NAMES = ("tokenizer", "vocab", "merges.txt", "special_tokens_map.json", "added_tokens.json",
@@ -19,74 +18,6 @@ TOKENIZER_NAMES = ("tokenizer", "vocab", "merges.txt", "special_tokens_map.json"
 CONFIG_NAMES = ("config.json", "generation_config.json", "preprocessor_config.json",
                 "processor_config.json", "modules.json", "config_sentence_transformers.json",
                 "sentence_bert_config.json")
-
-
-@dataclass(frozen=True)
-class Evaluated:
-    """Everything list/show/health learn about one revision (or local directory)."""
-
-    name: str
-    commit: str | None
-    path: Path
-    cached: bool
-    files: dict[str, str | Path]
-    description: ModelDescription
-    problems: tuple[str, ...]
-    size_bytes: int
-    last_modified: float
-    repo: CachedRepo | None = None
-    revision: Revision | None = None
-
-    @property
-    def healthy(self) -> bool:
-        return not self.problems
-
-    @property
-    def reason(self) -> str | None:
-        if self.problems:
-            return self.problems[0]
-        return None if self.description.runtime_compatible else self.description.runtime_reason
-
-
-def evaluate_revision(repo: CachedRepo, rev: Revision | None) -> Evaluated:
-    files = integrity.readable_files(rev) if rev else {}
-    cfg, cfg_err = detect.load_json(files.get("config.json"))
-    path = rev.path if rev else repo.path
-    desc = detect.describe(path, files, repo.repo_id, cfg, cfg_err)
-    problems = integrity.check(repo, rev, cfg_err, config_parsed=cfg is not None)
-    problems += integrity.vision_problems(files, cfg, desc.has_chat_template)
-    return Evaluated(repo.repo_id, rev.commit if rev else None, path, True, files, desc,
-                     tuple(problems), rev.size_bytes if rev else 0,
-                     rev.last_modified if rev else _mtime(repo.path), repo, rev)
-
-
-def evaluate_local(path: Path) -> Evaluated:
-    files = detect.local_files(path)
-    cfg, cfg_err = detect.load_json(files.get("config.json"))
-    desc = detect.describe(path, files, None, cfg, cfg_err)
-    entries = tuple(scan.CachedFile(n, str(p), None, p.stat().st_size, p.stat().st_mtime, True)
-                    for n, p in sorted(files.items()))
-    fake_rev = Revision("0" * 40, path, (), entries)
-    fake_repo = CachedRepo(str(path), path, (fake_rev,), ())
-    problems = integrity.check(fake_repo, fake_rev, cfg_err)
-    problems += integrity.vision_problems(files, cfg, desc.has_chat_template)
-    return Evaluated(str(path), None, path, False, files, desc, tuple(problems),
-                     fake_rev.size_bytes, fake_rev.last_modified)
-
-
-def evaluate(resolved: ResolvedModel, root: Path | None = None) -> Evaluated:
-    if not resolved.cached:
-        return evaluate_local(resolved.path)
-    repo = scan.scan_repo(resolved.repo_id or resolved.name, root)
-    rev = repo.revision(resolved.commit) if resolved.commit else repo.default_revision
-    return evaluate_revision(repo, rev)
-
-
-def _mtime(p: Path) -> float:
-    try:
-        return p.stat().st_mtime
-    except OSError:
-        return 0.0
 
 
 def model_object(ev: Evaluated) -> dict[str, Any]:
@@ -101,7 +32,7 @@ def model_object(ev: Evaluated) -> dict[str, Any]:
         "model_type": d.model_type,
         "capabilities": list(d.capabilities),
         "health": "healthy" if ev.healthy else "unhealthy",
-        "runtime_compatible": d.runtime_compatible,
+        "runtime_compatible": ev.runtime_compatible,
         "reason": ev.reason,
         "cached": ev.cached,
     }
@@ -195,7 +126,7 @@ def _parallel_modes(cfg: dict, model_type: str) -> list[str]:
     """Sharding modes (`run`/`serve --hosts --parallel`) mlx-lm offers for this model."""
     if model_type == "embedding" or not cfg:
         return []
-    from mlxk.engine.distributed.shardplan import supported_modes  # pure: no mlx import
+    from mlxk.engine.distributed.shardplan import supported_modes
 
     return supported_modes(cfg)
 

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mlxk.engine.types import Chunk, GenerationRequest, SamplingParams
-from mlxk.errors import NotRuntimeCompatible
+from mlxk.cache import runnable
+from mlxk.cache.resolve import ResolvedModel
+from mlxk.engine.types import Chunk, GenerationRequest, LoadedModel, SamplingParams
 
 
 @dataclass(frozen=True)
@@ -20,20 +21,9 @@ class RunOptions:
     response_format: dict[str, Any] | None = None   # run --json-schema (structured output)
 
 
-def resolve_runnable(ref: str) -> Any:
+def resolve_runnable(ref: str) -> ResolvedModel:
     """Resolve ``ref`` and refuse, before loading, what ``run`` cannot run."""
-    from mlxk.cache.detect import describe
-    from mlxk.cache.resolve import resolve
-
-    resolved = resolve(ref)
-    d = describe(resolved.path, repo_id=resolved.repo_id)
-    if d.model_type == "embedding":
-        raise NotRuntimeCompatible(
-            f"{resolved.name} is an embedding model; use 'mlxk embed {resolved.name}' instead")
-    if not d.runtime_compatible:
-        raise NotRuntimeCompatible(
-            f"{resolved.name} cannot be run: {d.runtime_reason or 'not runtime compatible'}")
-    return resolved
+    return runnable.resolve_runnable(ref, "text", runnable.CLI_TEXT)
 
 
 def load(ref: str) -> Any:
@@ -107,11 +97,17 @@ class Turn:
     final: Chunk | None = None
     interrupted: bool = False
 
+    def add(self, chunk: Chunk) -> None:
+        self.text += chunk.text
+        self.reasoning += chunk.reasoning
+        if chunk.finish_reason:
+            self.final = chunk
+
 
 class ChatSession:
     """Interactive chat state: the full message history, the system prompt, options."""
 
-    def __init__(self, lm: Any, options: RunOptions) -> None:
+    def __init__(self, lm: LoadedModel, options: RunOptions) -> None:
         self.lm = lm
         self.options = options
         self.system = options.system
@@ -138,10 +134,7 @@ class ChatSession:
         request = replace(single_request(text, self.options), messages=self.messages())
         try:
             for chunk in stream(self.lm, request):
-                turn.text += chunk.text
-                turn.reasoning += chunk.reasoning
-                if chunk.finish_reason:
-                    turn.final = chunk
+                turn.add(chunk)
                 yield chunk
         except (KeyboardInterrupt, GeneratorExit):
             turn.interrupted = True
@@ -176,3 +169,19 @@ def result_data(model: str, prompt: str, turn: Turn, parsed: Any = _UNSET,
     if parsed is not _UNSET:
         data["parsed"] = parsed
     return data
+
+
+def single_result(model: str, prompt: str, turn: Turn, options: RunOptions,
+                  images: list[str] | None = None) -> dict[str, Any]:
+    """The ``--json`` data of a finished single-shot run, local or distributed: with
+    ``--json-schema`` it also carries ``parsed`` (None when ``--max-tokens`` cut the JSON),
+    with ``--image`` the image files."""
+    if options.response_format is None:
+        return result_data(model, prompt, turn, images=images)
+    import json
+
+    try:
+        parsed = json.loads(turn.text)
+    except ValueError:
+        parsed = None   # cut by --max-tokens: finish_reason says "length"
+    return result_data(model, prompt, turn, parsed, images=images)

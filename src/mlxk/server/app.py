@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlxk import __version__
-from mlxk.server import errors, routes, ui
+from mlxk.server import errors, routes, routes_embeddings, ui
 from mlxk.server.disconnect import CLIENT_GONE, DisconnectMiddleware
 from mlxk.server.metrics import Metrics
 from mlxk.server.pool import ModelPool
@@ -20,7 +19,6 @@ from mlxk.server.security import ApiKeyMiddleware, BodyLimitMiddleware, cors_kwa
 from mlxk.server.settings import ServerSettings
 
 log = logging.getLogger("mlxk.server")
-OPTIONAL_ROUTERS = ("mlxk.server.routes_embeddings",)
 
 
 class MetricsMiddleware:
@@ -52,17 +50,6 @@ class MetricsMiddleware:
             self.metrics.requests.labels(endpoint, str(status)).inc()
 
 
-def _include_optional(app: FastAPI) -> None:
-    for name in OPTIONAL_ROUTERS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        app.include_router(module.router)
-
-
 def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,7 +73,7 @@ def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     app.state.ready = False
     errors.install(app)
     app.include_router(routes.router)
-    _include_optional(app)
+    app.include_router(routes_embeddings.router)
     app.add_middleware(DisconnectMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=pool.metrics)
     if settings.api_key:

@@ -26,8 +26,8 @@ def _card(mid: str, created: float, owned_by: str, model_type: str | None,
 
 
 def _evaluate_cache(include_embeddings: bool) -> list[dict[str, Any]]:
+    from mlxk.cache.evaluate import evaluate_revision
     from mlxk.cache.scan import scan_cache
-    from mlxk.operations.models import evaluate_revision
 
     types = LISTED_TYPES | ({"embedding"} if include_embeddings else set())
     cards = []
@@ -40,7 +40,7 @@ def _evaluate_cache(include_embeddings: bool) -> list[dict[str, Any]]:
         except Exception:  # one broken repo never hides the others
             continue
         desc = ev.description
-        if not ev.healthy or not desc.runtime_compatible or desc.model_type not in types:
+        if not ev.runtime_compatible or desc.model_type not in types:
             continue
         org = repo.repo_id.split("/", 1)[0] if "/" in repo.repo_id else "local"
         cards.append(_card(repo.repo_id, ev.last_modified, org, desc.model_type,
@@ -63,21 +63,15 @@ def cached_models(include_embeddings: bool = False) -> list[dict[str, Any]]:
     return [dict(c) for c in cards]
 
 
-def loaded_encoders(pool: ModelPool) -> list[str]:
-    """Embedding models loaded by /v1/embeddings (kept beside the pool, see routes_embeddings)."""
-    models = getattr(pool, "embedding_models", None)
-    return models.loaded_names() if models is not None else []
-
-
 def model_list(pool: ModelPool, cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_id = {c["id"]: c for c in cards}
-    for key in loaded_encoders(pool):
+    for key in pool.loaded_names("embedding"):
         if key in by_id:
             by_id[key]["loaded"] = True
-    for key in pool.loaded_names():
+    for key in pool.loaded_names("text"):
         entry = pool.entry(key)
         lm = entry.lm if entry else None
-        ctx = getattr(lm, "context_length", None)
+        ctx = lm.context_length if lm is not None else None
         if key in by_id:
             by_id[key]["loaded"] = True
             by_id[key]["context_length"] = ctx

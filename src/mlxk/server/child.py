@@ -79,8 +79,7 @@ def serve(settings_json: str, ready_fd: int, parent_fd: int | None) -> int:
             await super().startup(sockets=sockets)
             if self.started:
                 _write(ready_fd, {"host": host, "port": port, "pid": os.getpid(),
-                                  "model": pool.default_model or getattr(
-                                      getattr(pool, "embedding_models", None), "default", None)})
+                                  "model": pool.default_model})
 
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                             timeout_graceful_shutdown=int(settings.stop_timeout) or None,

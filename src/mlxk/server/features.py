@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlxk.cache.detect import template_supports_tools
 from mlxk.engine.generate import checked_ids
-from mlxk.engine.types import GenerationRequest, SamplingParams
+from mlxk.engine.types import GenerationRequest, LoadedModel, SamplingParams
 from mlxk.errors import ValidationError
 from mlxk.server.schemas import MAX_STOP_STRINGS, ChatCompletionRequest, CompletionRequest
 
@@ -52,7 +53,7 @@ def _unknown_keys(given: dict[str, Any], known: frozenset[str], where: str) -> N
                               param=f"{where}.{extra[0]}", code="unknown_parameter")
 
 
-def check_response_format(req: ChatCompletionRequest, lm: Any) -> None:
+def check_response_format(req: ChatCompletionRequest, lm: LoadedModel) -> None:
     fmt = req.response_format
     if fmt is None:
         return
@@ -69,21 +70,17 @@ def check_response_format(req: ChatCompletionRequest, lm: Any) -> None:
                                   "'schema' (a JSON schema object)", param="response_format")
 
 
-def supports_tools(lm: Any) -> bool:
-    explicit = getattr(lm, "supports_tools", None)
-    if explicit is not None:
-        return bool(explicit)
-    template = getattr(getattr(lm, "tokenizer", None), "chat_template", None) or ""
-    return isinstance(template, str) and "tools" in template
+def supports_tools(lm: LoadedModel) -> bool:
+    return template_supports_tools(getattr(lm.tokenizer, "chat_template", None))
 
 
-def check_tools(req: ChatCompletionRequest, lm: Any) -> None:
+def check_tools(req: ChatCompletionRequest, lm: LoadedModel) -> None:
     if req.tools:
         # A template without tool support gets the documented fallback system prompt
         # (engine/structured/tools/); only a model with no chat template at all cannot take tools.
-        if not supports_tools(lm) and not getattr(lm, "has_chat_template", True):
+        if not supports_tools(lm) and not lm.has_chat_template:
             raise _refuse("tools", "this model has no chat template, so it cannot take tools")
-        from mlxk.engine.structured import tools as tool_spec  # pure module, no mlx
+        from mlxk.engine.structured import tools as tool_spec
 
         tool_spec.resolve_tool_choice(req.tool_choice, tool_spec.normalize_tools(req.tools))
     elif req.tool_choice not in (None, "none"):
@@ -131,16 +128,9 @@ def chat_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
 
 
 def sampling(req: ChatCompletionRequest | CompletionRequest) -> SamplingParams:
-    d = SamplingParams()
-    return SamplingParams(
-        temperature=d.temperature if req.temperature is None else req.temperature,
-        top_p=d.top_p if req.top_p is None else req.top_p,
-        top_k=d.top_k if req.top_k is None else req.top_k,
-        min_p=d.min_p if req.min_p is None else req.min_p,
-        repetition_penalty=d.repetition_penalty if req.repetition_penalty is None
-        else req.repetition_penalty,
-        seed=req.seed,
-    )
+    return SamplingParams.given(temperature=req.temperature, top_p=req.top_p, top_k=req.top_k,
+                                min_p=req.min_p, repetition_penalty=req.repetition_penalty,
+                                seed=req.seed)
 
 
 def _stops(req: ChatCompletionRequest | CompletionRequest) -> tuple[str, ...]:
@@ -151,7 +141,7 @@ def _stops(req: ChatCompletionRequest | CompletionRequest) -> tuple[str, ...]:
     return tuple(s for s in items if s)
 
 
-def chat_request(req: ChatCompletionRequest, lm: Any) -> GenerationRequest:
+def chat_request(req: ChatCompletionRequest, lm: LoadedModel) -> GenerationRequest:
     check_common(req)
     check_response_format(req, lm)
     check_tools(req, lm)
@@ -168,7 +158,7 @@ def chat_request(req: ChatCompletionRequest, lm: Any) -> GenerationRequest:
     )
 
 
-def completion_prompts(prompt: Any, lm: Any) -> list[str | list[int]]:
+def completion_prompts(prompt: Any, lm: LoadedModel) -> list[str | list[int]]:
     """OpenAI's prompt forms as a list of prompts: a string, a list of strings, a list of
     token ids, or a list of lists of token ids (ids outside the vocabulary: 400)."""
     if isinstance(prompt, str):
@@ -187,7 +177,7 @@ def completion_prompts(prompt: Any, lm: Any) -> list[str | list[int]]:
     return out
 
 
-def completion_requests(req: CompletionRequest, lm: Any) -> list[GenerationRequest]:
+def completion_requests(req: CompletionRequest, lm: LoadedModel) -> list[GenerationRequest]:
     """One ``GenerationRequest`` per prompt of a text completion."""
     check_common(req)
     if req.suffix:
@@ -202,8 +192,8 @@ def completion_requests(req: CompletionRequest, lm: Any) -> list[GenerationReque
             for p in completion_prompts(req.prompt, lm)]
 
 
-def check_bias(req: ChatCompletionRequest | CompletionRequest, lm: Any) -> None:
-    vocab = (getattr(lm, "config", None) or {}).get("vocab_size")
+def check_bias(req: ChatCompletionRequest | CompletionRequest, lm: LoadedModel) -> None:
+    vocab = (lm.config or {}).get("vocab_size")
     if req.logit_bias and vocab:
         bad = [k for k in req.logit_bias if int(k) >= int(vocab)]
         if bad:

@@ -26,7 +26,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from mlxk.engine.batch import Submission
-from mlxk.engine.types import GenerationRequest
+from mlxk.engine.types import GenerationRequest, LoadedModel
 from mlxk.errors import MlxkError, ValidationError
 from mlxk.server import images, sse
 from mlxk.server.pool import ModelEntry, ModelPool
@@ -95,7 +95,7 @@ class SessionStream(StreamingResponse):
             self.session.close()
 
 
-def _prepare(prepare: Any, lm: Any, greq: Any) -> Any:
+def _prepare(prepare: Any, lm: LoadedModel, greq: Any) -> Any:
     try:
         return prepare(lm, greq)
     except MlxkError:
@@ -104,8 +104,8 @@ def _prepare(prepare: Any, lm: Any, greq: Any) -> Any:
         raise ValidationError(f"could not build the prompt: {exc}", param="messages") from exc
 
 
-def _check_context(lm: Any, prepared: Any, requested_max: int | None, param: str) -> None:
-    ctx = getattr(lm, "context_length", None)
+def _check_context(lm: LoadedModel, prepared: Any, requested_max: int | None, param: str) -> None:
+    ctx = lm.context_length
     n = len(prepared.prompt_tokens)
     if n == 0:
         raise ValidationError("the prompt is empty", param=param)
@@ -125,7 +125,7 @@ def _seeded(greq: GenerationRequest, index: int) -> GenerationRequest:
     return dataclasses.replace(greq, sampling=dataclasses.replace(greq.sampling, seed=seed + index))
 
 
-def _submissions(pool: ModelPool, lm: Any, plan: Plan) -> list[Submission]:
+def _submissions(pool: ModelPool, lm: LoadedModel, plan: Plan) -> list[Submission]:
     """Prepare every sequence (each its own decoder, grammar and sampler state)."""
     subs = []
     for p, greq in enumerate(plan.requests):
@@ -143,7 +143,7 @@ def _submissions(pool: ModelPool, lm: Any, plan: Plan) -> list[Submission]:
 
 
 async def start(pool: ModelPool, model: str | None,
-                build: Callable[[Any], Plan]) -> Session:
+                build: Callable[[LoadedModel], Plan]) -> Session:
     """Acquire ``model``, build its ``Plan`` (``build(lm)`` validates the request against
     the loaded model) and admit every sequence; raises before any output when it cannot run."""
     entry = await pool.acquire(model)

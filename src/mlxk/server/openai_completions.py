@@ -15,6 +15,7 @@ from typing import Any
 from fastapi.responses import JSONResponse, Response
 
 from mlxk.engine.text.decoder import token_pieces
+from mlxk.engine.types import LoadedModel
 from mlxk.errors import MlxkError
 from mlxk.server import features, generation, responses, sse
 from mlxk.server.errors import mlxk_error_body
@@ -23,14 +24,14 @@ from mlxk.server.responses import Reply
 from mlxk.server.schemas import ChatCompletionRequest, CompletionRequest
 
 
-def chat_plan(req: ChatCompletionRequest, lm: Any) -> Plan:
+def chat_plan(req: ChatCompletionRequest, lm: LoadedModel) -> Plan:
     greq = features.chat_request(req, lm)
     return Plan([greq], n=req.n or 1, top_logprobs=greq.logprobs,
                 extra_processors=lambda: features.extra_processors(req), param="messages",
                 requested_max=req.max_completion_tokens or req.max_tokens)
 
 
-def completion_plan(req: CompletionRequest, lm: Any) -> Plan:
+def completion_plan(req: CompletionRequest, lm: LoadedModel) -> Plan:
     greqs = features.completion_requests(req, lm)
     return Plan(greqs, n=req.n or 1, top_logprobs=req.logprobs,
                 prompt_logprobs=req.logprobs if req.echo else None,

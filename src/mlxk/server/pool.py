@@ -1,11 +1,13 @@
 """ModelPool: which models are loaded, loading on demand, LRU + memory budget, idle unload.
 
 A client names a model; the pool resolves that name against the cache only
-(never a path, never a download), loads it on first use into its own
-``BatchScheduler`` thread and keeps it while it is used. ``--max-loaded`` and
-the memory budget evict the least recently used idle model; ``--keep-alive``
-unloads idle models (0: right after each request, -1: never). The ``--model``
-given at start may be a path; it is preloaded and pinned (never evicted).
+(never a path, never a download), loads it on first use and keeps it while it is
+used: a text model into its own ``BatchScheduler`` thread, an embedding model as
+the encoder ``/v1/embeddings`` calls. Both kinds share one set of rules:
+``--max-loaded`` and the memory budget evict the least recently used idle model;
+``--keep-alive`` unloads idle models (0: right after each request, -1: never).
+The ``--model`` given at start may be a path; it is preloaded and pinned (never
+evicted) and answers requests that name no model.
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlxk import platform as plat
+from mlxk.cache import runnable
+from mlxk.cache.resolve import ResolvedModel
+from mlxk.cache.runnable import Job
+from mlxk.cache.runnable import is_path_like as is_path_like
+from mlxk.engine.types import GenerationRequest, LoadedModel
 from mlxk.errors import (
     MlxkError,
     ModelNotFound,
@@ -30,7 +37,14 @@ from mlxk.errors import (
 from mlxk.server.metrics import Metrics
 from mlxk.server.settings import ServerSettings
 
+if TYPE_CHECKING:
+    from mlxk.engine.batch import BatchScheduler, RequestStats
+    from mlxk.engine.embeddings.encoder import EmbeddingModel
+    from mlxk.engine.generate import Prepared
+
 log = logging.getLogger("mlxk.server")
+NO_DEFAULT = {"text": "'model' is required (the server has no default model)",
+              "embedding": "'model' is required (an embedding model in the cache)"}
 WEIGHT_SUFFIXES = (".safetensors", ".npz", ".gguf", ".bin")
 
 
@@ -40,8 +54,9 @@ class ModelEntry:
     path: Path
     size_bytes: int
     pinned: bool = False
-    scheduler: Any = None           # BatchScheduler
-    lm: Any = None                  # LoadedModel once ready
+    job: Job = "text"               # text: a BatchScheduler; embedding: an encoder, no scheduler
+    scheduler: BatchScheduler | None = None   # text models only
+    lm: LoadedModel | EmbeddingModel | None = None   # once ready (text: LoadedModel)
     in_use: int = 0
     loads: int = 0
     last_used: float = field(default_factory=time.monotonic)
@@ -58,13 +73,7 @@ class Target:
 
     key: str
     path: Path
-
-
-def is_path_like(name: str) -> bool:
-    """Names a client may never use: anything that could address the filesystem."""
-    n = name.strip()
-    return (n.startswith(("/", ".", "~", "\\")) or "\\" in n or ".." in n
-            or (len(n) > 1 and n[1] == ":") or "\x00" in n)
+    job: Job = "text"
 
 
 def weights_size(path: Path) -> int:
@@ -77,44 +86,43 @@ def weights_size(path: Path) -> int:
     return total
 
 
+def _target(resolved: ResolvedModel, job: Job) -> Target:
+    key = resolved.name
+    if resolved.revision_explicit and resolved.commit:
+        key = f"{resolved.name}@{resolved.commit[:12]}"
+    return Target(key, Path(resolved.path), job)
+
+
 def default_resolver(name: str) -> Target:
     """Resolve a client's model name in the cache; refuse paths, embeddings, unrunnable models."""
-    from mlxk.cache.detect import describe
-    from mlxk.cache.resolve import resolve, validate_name
-
-    if is_path_like(name):
-        raise ValidationError(f"model '{name}' is not a model name (paths are not accepted)",
-                              param="model")
-    base = name.rsplit("@", 1)[0]
-    validate_name(base)
-    resolved = resolve(name)
-    if not resolved.cached:
-        raise ValidationError(f"model '{name}' is not in the cache", param="model")
-    desc = describe(resolved.path)
-    if desc.model_type == "embedding":
-        raise ValidationError(f"model '{resolved.name}' is an embedding model; use /v1/embeddings",
-                              param="model")
-    if not desc.runtime_compatible:
-        raise NotRuntimeCompatible(f"model '{resolved.name}' cannot run here: {desc.runtime_reason}")
-    key = resolved.name
-    if getattr(resolved, "revision_explicit", False) and resolved.commit:
-        key = f"{resolved.name}@{resolved.commit[:12]}"
-    return Target(key, resolved.path)
+    return _target(runnable.resolve_client_model(name, "text", runnable.HTTP_TEXT), "text")
 
 
-def default_loader(path: Path, name: str) -> Any:
+def embedding_resolver(name: str) -> Target:
+    """Resolve a client's model name for ``/v1/embeddings``; only cached embedding models qualify."""
+    return _target(runnable.resolve_client_model(name, "embedding", runnable.HTTP_EMBEDDING),
+                   "embedding")
+
+
+def default_loader(path: Path, name: str) -> LoadedModel:
     from mlxk.engine.choose import load
 
     return load(path, name=name)
 
 
-def default_prepare(lm: Any, request: Any) -> Any:
+def default_embedding_loader(path: Path, name: str) -> EmbeddingModel:
+    from mlxk.engine.embeddings.encoder import load_embedding_model
+
+    return load_embedding_model(path, name)
+
+
+def default_prepare(lm: LoadedModel, request: GenerationRequest) -> Prepared:
     from mlxk.engine.choose import prepare
 
     return prepare(lm, request)
 
 
-def scheduler_class(path: Path) -> Any:
+def scheduler_class(path: Path) -> type[BatchScheduler]:
     """Vision models (with the extra installed) run on the vision scheduler, the rest batch."""
     from mlxk.engine.choose import uses_vision_engine
 
@@ -130,20 +138,24 @@ def scheduler_class(path: Path) -> Any:
 class ModelPool:
     def __init__(self, settings: ServerSettings, metrics: Metrics | None = None,
                  resolver: Callable[[str], Target] = default_resolver,
-                 loader: Callable[[Path, str], Any] = default_loader,
-                 scheduler_factory: Callable[..., Any] | None = None,
-                 prepare: Callable[[Any, Any], Any] = default_prepare) -> None:
+                 loader: Callable[[Path, str], LoadedModel] = default_loader,
+                 scheduler_factory: Callable[..., BatchScheduler] | None = None,
+                 prepare: Callable[[LoadedModel, GenerationRequest], Prepared] = default_prepare,
+                 embedding_resolver: Callable[[str], Target] = embedding_resolver,
+                 embedding_loader: Callable[[Path, str], EmbeddingModel] = default_embedding_loader) -> None:
         self.settings = settings
         self.prepare = prepare
         self.metrics = metrics or Metrics()
-        self._resolver = resolver
+        self._resolvers: dict[Job, Callable[[str], Target]] = {"text": resolver,
+                                                               "embedding": embedding_resolver}
         self._loader = loader
+        self._embedding_loader = embedding_loader
         self._scheduler_factory = scheduler_factory
         self._entries: dict[str, ModelEntry] = {}
-        self._aliases: dict[str, str] = {}       # client name -> entry key (loaded models)
+        self._aliases: dict[tuple[Job, str], str] = {}   # (job, client name) -> entry key
         self._lock = asyncio.Lock()
         self._reaper: asyncio.Task | None = None
-        self.default_model: str | None = None
+        self.defaults: dict[Job, str | None] = {"text": None, "embedding": None}
         total = plat.memory_total_bytes() or 0
         self.budget = settings.memory_budget_bytes or int(total * 0.75) or None
 
@@ -154,17 +166,21 @@ class ModelPool:
         if self.settings.keep_alive > 0:
             self._reaper = asyncio.create_task(self._reap_forever())
 
-    async def preload(self, ref: str) -> ModelEntry | None:
+    @property
+    def default_model(self) -> str | None:
+        """The preloaded model (either kind): what the server says it serves."""
+        return self.defaults["text"] or self.defaults["embedding"]
+
+    @default_model.setter
+    def default_model(self, key: str | None) -> None:
+        self.defaults["text"] = key
+
+    async def preload(self, ref: str) -> ModelEntry:
         """Load the ``--model`` given at start (a name or a path) and pin it."""
         target = await asyncio.to_thread(_resolve_start_model, ref)
-        if await asyncio.to_thread(_is_encoder, target.path):  # served by /v1/embeddings
-            from mlxk.server.routes_embeddings import embedding_models
-
-            await embedding_models(self).preload(target.key, target.path)
-            return None
         entry = await self._ensure(target, pinned=True)
-        self._aliases[ref] = entry.key
-        self.default_model = entry.key
+        self._aliases[(target.job, ref)] = entry.key
+        self.defaults[target.job] = entry.key
         return entry
 
     async def close(self) -> None:
@@ -174,19 +190,19 @@ class ModelPool:
             await self._unload(entry)
 
     # --- use ------------------------------------------------------------------------
-    async def acquire(self, name: str | None) -> ModelEntry:
+    async def acquire(self, name: str | None, job: Job = "text") -> ModelEntry:
         """The loaded model for ``name`` (loading it if needed), marked in use. Pair with release()."""
         if not name:
-            if self.default_model is None:
-                raise ValidationError("'model' is required (the server has no default model)",
-                                      param="model")
-            name = self.default_model
-        key = self._aliases.get(name) or name
+            default = self.defaults[job]
+            if default is None:
+                raise ValidationError(NO_DEFAULT[job], param="model")
+            name = default
+        key = self._aliases.get((job, name)) or name
         entry = self._entries.get(key)
-        if entry is None:
-            target = await asyncio.to_thread(self._resolver, name)
+        if entry is None or entry.job != job:
+            target = await asyncio.to_thread(self._resolvers[job], name)
             entry = await self._ensure(target)
-            self._aliases[name] = entry.key
+            self._aliases[(job, name)] = entry.key
         elif entry.ready is not None and not entry.ready.done():
             await asyncio.shield(entry.ready)
         entry.in_use += 1
@@ -199,8 +215,9 @@ class ModelPool:
         if entry.in_use == 0 and self.settings.keep_alive == 0 and not entry.pinned:
             asyncio.get_running_loop().create_task(self._unload_if_idle(entry))
 
-    def loaded_names(self) -> list[str]:
-        return sorted(k for k, e in self._entries.items() if e.loaded)
+    def loaded_names(self, job: Job | None = None) -> list[str]:
+        return sorted(k for k, e in self._entries.items()
+                      if e.loaded and (job is None or e.job == job))
 
     def entry(self, key: str) -> ModelEntry | None:
         return self._entries.get(key)
@@ -214,7 +231,8 @@ class ModelPool:
         async with self._lock:
             entry = self._entries.get(target.key)
             if entry is None:
-                entry = ModelEntry(target.key, target.path, weights_size(target.path), pinned=pinned)
+                entry = ModelEntry(target.key, target.path, weights_size(target.path), pinned=pinned,
+                                   job=target.job)
                 await self._make_room(entry)
                 entry.ready = asyncio.get_running_loop().create_future()
                 self._entries[entry.key] = entry
@@ -239,11 +257,11 @@ class ModelPool:
                                  f"(--max-loaded {self.settings.max_loaded}); retry later")
             await self._unload(min(idle, key=lambda e: e.last_used))
 
-    def _make_scheduler(self, entry: ModelEntry) -> Any:
+    def _make_scheduler(self, entry: ModelEntry) -> BatchScheduler:
         s, m, key = self.settings, self.metrics, entry.key
         path = entry.path
 
-        def on_finish(stats: Any) -> None:
+        def on_finish(stats: RequestStats) -> None:
             m.tokens_in.labels(key).inc(stats.prompt_tokens)
             m.tokens_out.labels(key).inc(stats.completion_tokens)
             if stats.ttft_s is not None:
@@ -259,8 +277,11 @@ class ModelPool:
         assert entry.ready is not None
         t0 = time.perf_counter()
         try:
-            entry.scheduler = self._make_scheduler(entry)
-            entry.lm = await entry.scheduler.ready()
+            if entry.job == "embedding":
+                entry.lm = await asyncio.to_thread(self._embedding_loader, entry.path, entry.key)
+            else:
+                entry.scheduler = self._make_scheduler(entry)
+                entry.lm = await entry.scheduler.ready()
         except BaseException as exc:
             self._entries.pop(entry.key, None)
             if entry.scheduler is not None:
@@ -270,10 +291,11 @@ class ModelPool:
             return
         entry.loads += 1
         sched = entry.scheduler
-        self.metrics.active.labels(entry.key).set_function(lambda: sched.active_count)
-        self.metrics.queue_depth.labels(entry.key).set_function(lambda: sched.queue_depth)
-        self.metrics.cached_tokens.labels(entry.key).set_function(
-            lambda: getattr(sched, "cached_prompt_tokens", 0))
+        if sched is not None:
+            self.metrics.active.labels(entry.key).set_function(lambda: sched.active_count)
+            self.metrics.queue_depth.labels(entry.key).set_function(lambda: sched.queue_depth)
+            self.metrics.cached_tokens.labels(entry.key).set_function(
+                lambda: getattr(sched, "cached_prompt_tokens", 0))
         self.metrics.loads.labels(entry.key).inc()
         self.metrics.load_seconds.labels(entry.key).observe(time.perf_counter() - t0)
         self.metrics.loaded.set(len(self.loaded_names()))
@@ -288,6 +310,9 @@ class ModelPool:
     async def _unload(self, entry: ModelEntry) -> None:
         self._entries.pop(entry.key, None)
         self._aliases = {k: v for k, v in self._aliases.items() if v != entry.key}
+        for job, key in self.defaults.items():
+            if key == entry.key:
+                self.defaults[job] = None
         if entry.scheduler is not None:
             await asyncio.to_thread(entry.scheduler.close)
         was_loaded = entry.lm is not None
@@ -314,17 +339,13 @@ class ModelPool:
 
 def _resolve_start_model(ref: str) -> Target:
     """``--model`` may be a path (operator's choice) or any cache reference."""
+    from mlxk.cache.detect import describe
     from mlxk.cache.resolve import resolve
 
     resolved = resolve(ref)
     key = resolved.name if resolved.cached else Path(resolved.path).name
-    return Target(key, Path(resolved.path))
-
-
-def _is_encoder(path: Path) -> bool:
-    from mlxk.engine.embeddings.config import is_embedding_model
-
-    return is_embedding_model(path)
+    job: Job = "embedding" if describe(Path(resolved.path)).model_type == "embedding" else "text"
+    return Target(key, Path(resolved.path), job)
 
 
 def _load_error(key: str, exc: BaseException) -> MlxkError:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from mlxk import __version__
 from mlxk.errors import ModelNotFound
@@ -31,12 +30,8 @@ def _pool(request: Request) -> ModelPool:
     return request.app.state.pool
 
 
-def _has_embeddings() -> bool:
-    return importlib.util.find_spec("mlxk.server.routes_embeddings") is not None
-
-
 async def _models(request: Request) -> list[dict]:
-    cards = await asyncio.to_thread(catalog.cached_models, _has_embeddings())
+    cards = await asyncio.to_thread(catalog.cached_models, True)
     return catalog.model_list(_pool(request), cards)
 
 
@@ -44,7 +39,7 @@ async def _models(request: Request) -> list[dict]:
 async def health(request: Request) -> dict:
     ready = bool(getattr(request.app.state, "ready", False))
     return {"status": "ok" if ready else "starting", "ready": ready,
-            "loaded_models": _pool(request).loaded_names() + catalog.loaded_encoders(_pool(request)),
+            "loaded_models": _pool(request).loaded_names(),
             "version": __version__}
 
 
@@ -77,9 +72,3 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
              tags=["generation"])
 async def completions(body: CompletionRequest, request: Request) -> Response:
     return await openai_completions.respond(_pool(request), body, "text")
-
-
-def not_found_json(path: str) -> JSONResponse:  # used by tests of the error shape
-    from mlxk.server.errors import error_body
-
-    return JSONResponse(error_body(404, f"no route {path}", "not_found"), status_code=404)

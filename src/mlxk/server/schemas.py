@@ -174,3 +174,34 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
                        (404, "unknown model"), (413, "request body too large"),
                        (503, "queue full or model cannot be loaded now"))
 }
+
+
+# --- /v1/embeddings ------------------------------------------------------------------
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(default=None, max_length=512, description="an embedding model in the cache")
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="text, list of texts, token array, or list of token arrays")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
+    truncate: bool = Field(default=False, description="(mlxk) cut inputs longer than the model's limit")
+
+
+class EmbeddingItem(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingItem]
+    model: str
+    usage: EmbeddingUsage

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from mlxk import config
 
@@ -36,7 +35,6 @@ class ServerSettings:
     restart: bool = False
     allow_image_urls: bool = False           # images as http(s) URLs the server fetches (SSRF risk)
     ui: bool = True                          # the browser chat page at / and /chat
-    extra: dict[str, Any] = field(default_factory=dict)  # room for other tracks (distributed ranks)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -170,3 +170,18 @@ def test_a_piped_prompt_works_as_in_one_process(dist_cache: Path) -> None:
                  timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.json["data"]["response"] == single["response"]
+
+
+def test_json_schema_envelope_carries_parsed_like_a_single_process(dist_cache: Path, tmp_path: Path) -> None:
+    """`run --hosts --json-schema --json` builds its envelope with the local run's code (issue 12)."""
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"n": {"type": "integer"}},
+                                  "required": ["n"], "additionalProperties": False}))
+    args = ("mlxk-test/dist-qwen2", PROMPT, "--temperature", "0", "--max-tokens", "24",
+            "--json-schema", str(schema))
+    single = _run_json(*args)
+    sharded = _run_json(*args, "--hosts", TWO_LOCAL)
+    assert "parsed" in single and "parsed" in sharded
+    assert sharded["response"] == single["response"] and sharded["parsed"] == single["parsed"]
+    if sharded["finish_reason"] == "stop":
+        assert sharded["parsed"] == json.loads(sharded["response"])

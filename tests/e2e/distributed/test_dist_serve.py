@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.cli import run_mlxk
 from tests.support.dist_procs import TWO_LOCAL, alive, descendants, rank_pids
 from tests.support.fixtures_server import module_hf_home, port_is_free, start_serve
 from tests.support.schema import assert_valid
@@ -149,3 +150,11 @@ def test_sigterm_stops_every_rank(serve_home: Path) -> None:
     time.sleep(0.5)
     assert [p for p in family if alive(p)] == []
     assert port_is_free(sp.port)
+
+
+def test_bad_settings_fail_before_any_rank_starts() -> None:
+    """`serve --hosts` runs the local server's setting checks first (issue 12)."""
+    r = run_mlxk("serve", "--model", "mlxk-test/dist-llama", "--hosts", TWO_LOCAL, "--max-batch", "0",
+                 timeout=60)
+    assert r.returncode != 0 and "--max-batch must be at least 1" in r.stderr, r.stderr
+    assert "Starting" not in r.stderr

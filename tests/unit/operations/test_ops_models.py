@@ -97,3 +97,18 @@ def test_show_unknown_model() -> None:
                                             ("generation_config.json", "config"), ("LICENSE", "other")])
 def test_file_type(name: str, kind: str) -> None:
     assert file_type(name) == kind
+
+
+@pytest.mark.parametrize("variant", ["lfs_pointer", "truncated_safetensors", "missing_shard"])
+def test_broken_files_are_not_runtime_compatible(hub_cache: Path, variant: str) -> None:
+    """The config alone says the model runs; broken weights say it cannot (issue 12)."""
+    repo_id, _, reason = cf.add_broken(hub_cache, variant)
+    m = show_model(repo_id)["model"]
+    assert m["health"] == "unhealthy" and m["runtime_compatible"] is False
+    assert m["reason"].startswith(reason)
+    listed = {x["name"]: x for x in list_models()["models"]}
+    assert listed[repo_id]["runtime_compatible"] is False
+    from mlxk.operations.health import check_revision
+
+    h = check_revision(repo_id).to_dict()
+    assert h["runtime_compatible"] is False and h["runtime_reason"].startswith(reason)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlxk import config
 from mlxk.engine.distributed import protocol as rankproto
 from mlxk.errors import ExecutionError, ValidationError
 
@@ -55,6 +56,8 @@ class HostSet:
 
 def parse_hosts(hosts: str | None, hostfile: str | None, backend: str | None) -> HostSet:
     """Parse ``--hosts`` / ``--hostfile`` exactly as mlx.launch does, then normalise."""
+    # Private module: mlx (0.32.4 here) has no public API for mlx.launch's hostfile parsing or its
+    # remote processes, only the CLI. Kept to mlx.launch's own behaviour; revisit on mlx upgrades.
     from mlx._distributed_utils.common import Hostfile
 
     try:
@@ -144,7 +147,7 @@ def backend_env(hs: HostSet) -> tuple[dict[str, str], list[str]]:
     if hs.backend == "ring":
         count = sum(len(h.ips) for h in hs.hosts)
         all_local = all(h.local for h in hs.hosts)
-        port = int(os.environ.get("MLXK_DIST_PORT") or (_free_port_run(count) if all_local else DEFAULT_PORT))
+        port = config.dist_port() or (_free_port_run(count) if all_local else DEFAULT_PORT)
         ring = []
         for h in hs.hosts:
             node = []
@@ -154,7 +157,7 @@ def backend_env(hs: HostSet) -> tuple[dict[str, str], list[str]]:
             ring.append(node)
         files["MLX_HOSTFILE"] = json.dumps(ring)
     elif hs.backend == "nccl":
-        env += [f"NCCL_HOST_IP={hs.hosts[0].ips[0]}", f"NCCL_PORT={os.environ.get('MLXK_DIST_PORT', '12345')}",
+        env += [f"NCCL_HOST_IP={hs.hosts[0].ips[0]}", f"NCCL_PORT={config.dist_port() or 12345}",
                 f"MLX_WORLD_SIZE={len(hs.hosts)}"]
     elif hs.backend in ("jaccl", "jaccl-ring"):
         env.append(f"MLX_JACCL_COORDINATOR={hs.hosts[0].ips[0]}:{DEFAULT_PORT}")
@@ -186,7 +189,7 @@ class RankProcess:
 
     def __init__(self, host: RankHost, python: str, files: dict[str, str], env: list[str],
                  command: list[str]) -> None:
-        from mlx._distributed_utils.launch import RemoteProcess
+        from mlx._distributed_utils.launch import RemoteProcess  # private, see parse_hosts
 
         self.host = host
         self.rank = host.rank
@@ -233,7 +236,7 @@ class RankGroup:
         files, env = backend_env(hs)
         for k, v in (extra_env or {}).items():
             env.append(f"{k}={v}")
-        self.verbose = os.environ.get("MLXK_DIST_VERBOSE") == "1"
+        self.verbose = config.dist_verbose()
         if self.verbose and hs.backend == "ring":
             env.append("MLX_RING_VERBOSE=1")
         self.ranks = [RankProcess(h, python or sys.executable, files,
@@ -352,13 +355,14 @@ def _local_env() -> list[str]:
     import mlxk
 
     src = str(Path(mlxk.__file__).resolve().parent.parent)
-    parts = [src] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
+    parts = [src] + [p for p in config.python_path() if p != src]
     return [f"PYTHONPATH={os.pathsep.join(parts)}"]
 
 
-def worker_command(spec: dict[str, Any]) -> list[str]:
-    """The argv every rank runs (mlx's launch script prefixes the python interpreter)."""
-    return ["-m", "mlxk.engine.distributed.rank.worker", json.dumps(spec, separators=(",", ":"))]
+def worker_command(spec: dict[str, Any], entry: str) -> list[str]:
+    """The argv every rank runs (mlx's launch script prefixes the python interpreter); ``entry``
+    is the module the caller picked as the rank's main (``mlxk.operations.rank``)."""
+    return ["-m", entry, json.dumps(spec, separators=(",", ":"))]
 
 
 def model_ref_for_ranks(name: str, commit: str | None, path: Path, cached: bool) -> str:

@@ -15,7 +15,6 @@ from typing import Any
 PREFIX = "\x1emlxk-rank "
 
 # Exit codes of a rank process.
-EXIT_OK = 0
 EXIT_ERROR = 1          # an error event was emitted before exiting
 EXIT_LOST_PEER = 75     # a collective failed or timed out: another rank is gone
 

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from mlxk import config
 from mlxk.engine.distributed import protocol as rankproto
 from mlxk.engine.distributed.launch import HostSet, RankGroup, worker_command
 from mlxk.engine.types import Chunk, GenerationRequest
@@ -57,12 +58,13 @@ def request_from_dict(d: dict[str, Any]) -> GenerationRequest:
 class DistributedSession:
     """Ranks started and loaded; ``stream`` runs one request on all of them."""
 
-    def __init__(self, hs: HostSet, spec: dict[str, Any], stdout_passthrough: bool = False) -> None:
+    def __init__(self, hs: HostSet, spec: dict[str, Any], entry: str,
+                 stdout_passthrough: bool = False) -> None:
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.ready: dict[str, Any] | None = None
-        self.group = RankGroup(hs, worker_command(spec), self.events.put,
+        self.group = RankGroup(hs, worker_command(spec, entry), self.events.put,
                                stdout_passthrough=stdout_passthrough,
-                               extra_env=_timeouts_env())
+                               extra_env=config.dist_timeouts_env())
 
     # -- waiting for rank 0 ------------------------------------------------------------------
     def _next_event(self) -> dict[str, Any]:
@@ -118,28 +120,15 @@ class DistributedSession:
         self.group.send(rankproto.encode_op("shutdown"))
         return self.group.wait(grace=5.0, timeout=15.0)
 
-    def __enter__(self) -> DistributedSession:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.group.send(rankproto.encode_op("shutdown"))
-        self.group.wait(grace=5.0, timeout=15.0)
-
-
-def _timeouts_env() -> dict[str, str]:
-    import os
-
-    return {k: os.environ[k] for k in ("MLXK_DIST_TIMEOUT", "MLXK_DIST_HEARTBEAT") if os.environ.get(k)}
-
-
-def supervise(hs: HostSet, spec: dict[str, Any], on_event: Any = None,
+def supervise(hs: HostSet, spec: dict[str, Any], entry: str, on_event: Any = None,
               first_op: dict[str, Any] | None = None) -> int:
     """Run the ranks of a distributed server until SIGINT/SIGTERM or a rank fails.
 
     Rank 0's stdout (the startup line, logs) passes through. Returns 0 after a clean
     stop; raises ExecutionError naming the failed rank otherwise.
     """
-    session = DistributedSession(hs, spec, stdout_passthrough=True)
+    session = DistributedSession(hs, spec, entry, stdout_passthrough=True)
     if first_op is not None:
         session.group.send(rankproto.encode_op(**first_op))
     stop = threading.Event()

@@ -10,8 +10,6 @@ A family supports ``tensor`` when its mlx-lm ``Model`` has ``shard(group)`` and
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 import json
 import re
 import struct
@@ -20,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from mlxk.cache import runtime
 from mlxk.errors import NotRuntimeCompatible, ValidationError
 
 MODES = ("tensor", "pipeline")
@@ -30,42 +29,14 @@ _SHARDED_PARTS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 _LAYER_RE = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
 
-@lru_cache(maxsize=1)
-def _mlx_lm_dir() -> Path | None:
-    spec = importlib.util.find_spec("mlx_lm")  # top-level: locates without importing
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-@lru_cache(maxsize=1)
-def _remapping() -> dict[str, str]:
-    root = _mlx_lm_dir()
-    if root is None:
-        return {}
-    try:
-        tree = ast.parse((root / "utils.py").read_text(encoding="utf-8"))
-    except (OSError, SyntaxError):
-        return {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "MODEL_REMAPPING" for t in node.targets):
-            try:
-                value = ast.literal_eval(node.value)
-            except ValueError:
-                return {}
-            return {str(k): str(v) for k, v in value.items()}
-    return {}
-
-
 def family(config: dict[str, Any]) -> str:
-    model_type = str(config.get("model_type") or "")
-    return _remapping().get(model_type, model_type)
+    """The mlx-lm model module for ``config`` (mlx-lm's own remapping, read by ``cache.runtime``)."""
+    return runtime.lm_model_type(config)
 
 
 @lru_cache(maxsize=256)
 def _family_modes(fam: str) -> tuple[str, ...]:
-    root = _mlx_lm_dir()
+    root = runtime.package_dir("mlx_lm")
     if root is None or not re.fullmatch(r"[A-Za-z0-9_]+", fam or "-"):
         return ()
     try:

@@ -14,13 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlxk.cache.detect import is_embedding, local_files
+
 # mlx_embeddings model modules that embed text (the others are vision/colpali models).
 _TEXT_ENCODER_MODULES = ("bert", "xlm_roberta", "modernbert", "qwen3", "gemma3_text", "lfm2",
                          "llama_bidirec")
-# Architectures (config.json) that are encoders without a language-model head.
-_ENCODER_ARCH_SUFFIXES = ("Model", "ForSentenceEmbedding", "ForTextEmbedding")
-_ENCODER_FAMILIES = ("bert", "xlm_roberta", "roberta", "modernbert", "distilbert", "mpnet",
-                     "nomic_bert", "electra", "deberta", "deberta_v2", "camembert")
 
 POOLING_MODES = ("cls", "mean", "max", "mean_sqrt_len", "weightedmean", "lasttoken")
 _ST = "sentence_transformers.models."
@@ -126,17 +124,11 @@ def read_spec(model_dir: Path, config: dict[str, Any] | None = None) -> EmbedSpe
 
 
 def is_embedding_model(model_dir: Path, config: dict[str, Any] | None = None) -> bool:
-    """True for encoder models: a sentence-transformers layout or an encoder-only architecture."""
+    """True for encoder models, by the rule ``list``/``show`` use (``cache.detect.is_embedding``)."""
     model_dir = Path(model_dir)
-    if (model_dir / "modules.json").is_file() or (model_dir / "sentence_bert_config.json").is_file():
-        return True
     if config is None:
         config = _read_json(model_dir / "config.json") or {}
-    family = str(config.get("model_type", "")).replace("-", "_")
-    archs = config.get("architectures") or []
-    if family in _ENCODER_FAMILIES:
-        return not archs or any(str(a).endswith(_ENCODER_ARCH_SUFFIXES) for a in archs)
-    return False
+    return is_embedding(local_files(model_dir), config)
 
 
 def embeddings_library_version() -> str | None:

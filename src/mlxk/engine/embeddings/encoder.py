@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import os
 import tempfile
 import threading
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlxk import config as mlxk_config
 from mlxk.engine import blas
 from mlxk.engine.embeddings import config as embed_config
 from mlxk.engine.embeddings.config import EmbedSpec
@@ -242,8 +242,7 @@ def load_embedding_model(path: Path, name: str | None = None) -> EmbeddingModel:
     spec = embed_config.read_spec(path, config)
     blas.use_fast_blas()  # before the first mlx import in this process
     started = time.perf_counter()
-    # transformers warns on import that torch is absent (expected here): keep stderr clean.
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    mlxk_config.quiet_transformers()
     try:
         import transformers
 

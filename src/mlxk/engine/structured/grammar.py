@@ -29,6 +29,7 @@ import llguidance
 import mlx.core as mx
 import numpy as np
 
+from mlxk.engine.types import LoadedModel
 from mlxk.errors import ValidationError
 
 # Compact, deterministic JSON: no free whitespace (small models otherwise emit endless
@@ -113,6 +114,53 @@ def regex_grammar(pattern: str) -> str:
     return llguidance.LLMatcher.grammar_from_regex(pattern)
 
 
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "prefixItems")
+_SUBSCHEMA_ONE = ("items", "additionalProperties", "not", "if", "then", "else", "contains",
+                  "unevaluatedItems")
+
+
+def strict_schema(schema: Any) -> Any:
+    """OpenAI's ``strict: true``: an object schema admits only the properties it lists.
+
+    Every object subschema without ``additionalProperties`` (or ``unevaluatedProperties``)
+    gets ``additionalProperties: false``, as OpenAI's strict mode and xgrammar's strict mode
+    treat it. ``allOf`` branches are left open: each lists only part of the properties, and
+    closing them one by one would forbid the others. Returns a new schema; the input is kept.
+    """
+    if isinstance(schema, list):
+        return [strict_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {k: strict_schema(v) for k, v in out[key].items()}
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [strict_schema(v) for v in out[key]]
+    for key in _SUBSCHEMA_ONE:
+        if key in out:
+            out[key] = strict_schema(out[key])
+    if isinstance(out.get("allOf"), list):
+        out["allOf"] = [_strict_inside(v) for v in out["allOf"]]
+    is_object = out.get("type") == "object" or (isinstance(out.get("type"), list)
+                                                and "object" in out["type"]) or "properties" in out
+    if is_object and "additionalProperties" not in out and "unevaluatedProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
+def _strict_inside(branch: Any) -> Any:
+    """An ``allOf`` branch: its nested schemas are strict, its own property list stays open."""
+    if not isinstance(branch, dict):
+        return branch
+    closed = strict_schema(branch)
+    if "additionalProperties" not in branch and isinstance(closed, dict):
+        closed.pop("additionalProperties", None)
+    return closed
+
+
 def grammar_for_response_format(response_format: dict[str, Any] | None) -> str | None:
     """The grammar for an OpenAI ``response_format``; None for plain text.
 
@@ -135,6 +183,8 @@ def grammar_for_response_format(response_format: dict[str, Any] | None) -> str |
             raise ValidationError("response_format.json_schema must be an object "
                                   "with 'name' and 'schema'", param="response_format")
         schema = spec.get("schema", {"type": "object"})
+        if spec.get("strict") is True:
+            schema = strict_schema(schema)
         return json_schema_grammar(schema)
     raise ValidationError(f"unsupported response_format type {kind!r} "
                           "(supported: text, json_object, json_schema)",
@@ -243,9 +293,9 @@ def make_processor(lltok: llguidance.LLTokenizer, grammar: str,
     return GrammarLogitsProcessor(lltok, grammar, eos_token_ids, start_after)
 
 
-def think_end_token(lm: Any) -> int | None:
+def think_end_token(lm: LoadedModel) -> int | None:
     """The single token id of ``</think>`` for a ``think`` reasoning model, else None."""
-    if getattr(lm, "reasoning_format", None) != "think":
+    if lm.reasoning_format != "think":
         return None
     try:
         ids = lm.tokenizer.encode("</think>", add_special_tokens=False)
@@ -254,14 +304,14 @@ def think_end_token(lm: Any) -> int | None:
     return int(ids[0]) if len(ids) == 1 else None
 
 
-def processor_for_model(lm: Any, grammar: str,
+def processor_for_model(lm: LoadedModel, grammar: str,
                         start_after: int | None = None) -> GrammarLogitsProcessor:
     """A fresh processor for a loaded model (``LoadedModel``-like: tokenizer, eos ids, config).
 
     ``start_after``: leave the output unconstrained until this token (``</think>``) appears.
     """
-    eos = set(getattr(lm, "eos_token_ids", None) or [])
-    config = getattr(lm, "config", None) or {}
+    eos = set(lm.eos_token_ids or [])
+    config = lm.config or {}
     n_vocab = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
     lltok = ll_tokenizer(lm.tokenizer, eos or None, n_vocab)
     return make_processor(lltok, grammar, eos or set(lltok.eos_tokens), start_after)

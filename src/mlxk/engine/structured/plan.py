@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlxk.engine.structured import tools as T
-from mlxk.engine.types import Chunk, GenerationRequest
+from mlxk.engine.types import Chunk, GenerationRequest, LoadedModel
 from mlxk.errors import ValidationError
 
 
@@ -65,32 +65,31 @@ def response_format_from_file(path: str) -> dict[str, Any]:
                                                    "schema": data}}
 
 
-def chat_template_text(lm: Any) -> str | None:
-    tok = getattr(lm, "tokenizer", None)
+def chat_template_text(lm: LoadedModel) -> str | None:
+    tok = lm.tokenizer
     template = getattr(tok, "chat_template", None)
     return template if isinstance(template, str) else None
 
 
-def model_tool_format(lm: Any) -> tuple[bool, str]:
+def model_tool_format(lm: LoadedModel) -> tuple[bool, str]:
     """(template renders tools, tool-call format the model emits)."""
     template = chat_template_text(lm)
     supports = T.template_supports_tools(template)
-    start = getattr(getattr(lm, "tokenizer", None), "_tool_call_start", None)
-    fmt = {"<tool_call>": T.HERMES, "[TOOL_CALLS]": T.MISTRAL,
-           "<|python_tag|>": T.LLAMA3}.get(start or "")
+    start = getattr(lm.tokenizer, "tool_call_start", None)
+    fmt = T.format_for_tokenizer(start)
     if not supports:
         return False, T.HERMES        # our fallback prompt asks for the hermes format
     return True, fmt or T.detect_format(template)
 
 
-def plan(lm: Any, request: GenerationRequest) -> StructuredPlan:
+def plan(lm: LoadedModel, request: GenerationRequest) -> StructuredPlan:
     """Validate the structured parts of ``request`` and decide how to honour them."""
     from mlxk.engine.structured import grammar as C
 
     grammar = C.grammar_for_response_format(request.response_format)
     tools = T.normalize_tools(request.tools)
     choice = T.resolve_tool_choice(request.tool_choice, tools)
-    parallel = bool(getattr(request, "parallel_tool_calls", True))
+    parallel = request.parallel_tool_calls
     has_tool_history = any(m.get("role") == "tool" or m.get("tool_calls")
                            for m in request.messages or [])
     if not tools and not has_tool_history:
@@ -134,13 +133,13 @@ def _response_format_lark(response_format: dict[str, Any], C: Any) -> str:
     return C.json_schema_lark(schema)
 
 
-def check(lm: Any, p: StructuredPlan) -> None:
+def check(lm: LoadedModel, p: StructuredPlan) -> None:
     """Compile the plan's grammar for the model's tokenizer now (400 before streaming)."""
     if p.grammar or p.grammar_lark:
         make_processor(lm, p)
 
 
-def make_processor(lm: Any, p: StructuredPlan, prompt_text: str = "") -> Any | None:
+def make_processor(lm: LoadedModel, p: StructuredPlan, prompt_text: str = "") -> Any | None:
     """A fresh per-sequence grammar processor for ``p`` (None when unconstrained).
 
     When the prompt pre-opens a ``<think>`` block (Qwen3, DeepSeek-R1 templates), the model
@@ -156,16 +155,17 @@ def make_processor(lm: Any, p: StructuredPlan, prompt_text: str = "") -> Any | N
         grammar = p.grammar
     else:
         return None
-    start_after = None
-    if prompt_text.rstrip().endswith("<think>"):
-        start_after = C.think_end_token(lm)
+    from mlxk.engine.prompt import ends_in_open_think
+
+    # think_end_token is None unless the model is a <think> reasoning model.
+    start_after = C.think_end_token(lm) if ends_in_open_think(prompt_text) else None
     try:
         return C.processor_for_model(lm, grammar, start_after)
     except ValidationError as exc:
         raise ValidationError(exc.message, param=param) from exc
 
 
-def attach(lm: Any, p: StructuredPlan, prepared: Any) -> Any:
+def attach(lm: LoadedModel, p: StructuredPlan, prepared: Any) -> Any:
     """Add the grammar processor and the tool-call decoder to an engine ``Prepared``."""
     proc = make_processor(lm, p, getattr(prepared, "prompt_text", "") or "")
     if proc is not None:

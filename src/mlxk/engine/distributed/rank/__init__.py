@@ -1,1 +1,1 @@
-"""Code that runs inside one rank of a distributed run (started as ``python -m mlxk.engine.distributed.rank.worker``)."""
+"""Code that runs inside one rank of a distributed run (entry point: ``python -m mlxk.operations.rank``)."""

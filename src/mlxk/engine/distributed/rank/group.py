@@ -25,13 +25,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mlxk import config
 from mlxk.engine.distributed import protocol as rankproto
 
+# Read once per rank process (a rank lives for one run or one server).
 # Followers expect a message (work or heartbeat) from rank 0 at least this often.
-HEARTBEAT_S = float(os.environ.get("MLXK_DIST_HEARTBEAT", "1.0"))
+HEARTBEAT_S = config.dist_heartbeat_s()
 # Deadline for one collective / one generation step; generous: a cold prefill of a
 # long prompt on a slow machine is one step.
-COLLECTIVE_TIMEOUT_S = float(os.environ.get("MLXK_DIST_TIMEOUT", "60"))
+COLLECTIVE_TIMEOUT_S = config.dist_timeout_s()
 
 MSG_NOOP, MSG_WORK, MSG_SHUTDOWN = 0, 1, 2
 
@@ -234,3 +236,15 @@ def load_sharded_model(path: Path, group: Any, mode: str) -> tuple[Any, dict[str
         raise ValueError(mode)
     mx.eval(model.parameters())
     return model, config
+
+
+def load_sharded(ref: str, name: str | None, group: Any, mode: str) -> Any:
+    """Resolve ``ref`` in this rank's own cache, shard it, and hand the shard to the engine's
+    ``loader.load_model``, so prompts, decoding, stops and reasoning run the single-process code."""
+    from mlxk.cache import runnable
+    from mlxk.engine import loader
+
+    resolved = runnable.resolve_runnable(ref, "text", runnable.CLI_TEXT)
+    path = Path(resolved.path)
+    model, config = load_sharded_model(path, group, mode)
+    return loader.load_model(path, name or resolved.name, model=model, config=config)

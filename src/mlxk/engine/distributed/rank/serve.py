@@ -1,6 +1,7 @@
 """`serve --hosts`: rank 0 runs the normal HTTP server; every rank steps the same batch.
 
-Rank 0 uses the serve track's app, pool and ``BatchScheduler`` unchanged, except
+Rank 0 uses the server's app, pool and ``BatchScheduler`` unchanged (the HTTP side is
+``server.distributed``, handed in by the rank's entry point), except
 that its scheduler talks to mlx-lm's ``BatchGenerator`` through ``LockstepGen``:
 before each ``next()`` the ops since the previous step (new sequences with their
 prompt tokens and max_tokens, removed uids) are broadcast to the other ranks
@@ -13,12 +14,13 @@ see the same tokens. Idle, rank 0 sends a heartbeat every ``HEARTBEAT_S``.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from mlxk.engine.distributed import protocol as rankproto
 from mlxk.engine.distributed.rank.group import (
@@ -30,7 +32,11 @@ from mlxk.engine.distributed.rank.group import (
     Channel,
     LostPeer,
 )
-from mlxk.errors import ExecutionError, ModelNotFound
+from mlxk.errors import ExecutionError
+
+if TYPE_CHECKING:
+    from mlxk.engine.batch import BatchScheduler
+    from mlxk.engine.distributed.rank.worker import Rank
 
 
 def _lead_sampler(sampler: Any, group: Any) -> Any:
@@ -117,12 +123,12 @@ class Heartbeat:
         self._thread.join()
 
 
-def _fatal(rank: Any, message: str) -> None:
+def _fatal(rank: Rank, message: str) -> None:
     rank.events.error("execution_error", message)
     threading.Timer(1.0, lambda: os._exit(rankproto.EXIT_LOST_PEER)).start()
 
 
-def _scheduler_class(rank: Any, heartbeat: Heartbeat) -> Any:
+def _scheduler_class(rank: Rank, heartbeat: Heartbeat) -> type[BatchScheduler]:
     from mlxk.engine.batch import BatchScheduler
 
     channel: Channel = rank.channel
@@ -134,44 +140,35 @@ def _scheduler_class(rank: Any, heartbeat: Heartbeat) -> Any:
             kwargs["prompt_cache_size"] = 0
             super().__init__(*args, **kwargs)
 
-        def _new_generator(self, cls: Any, stream: Any) -> Any:
-            eos = sorted(getattr(self.lm, "eos_token_ids", ()) or ())
-            kwargs = {"stop_tokens": [[t] for t in eos] or None, "completion_batch_size": self.max_batch,
-                      "prefill_batch_size": min(self.max_batch, 8),
-                      "prefill_step_size": self.prefill_step_size}
+        # Idle, rank 0 still feeds the followers' deadline.
+        idle_wait = HEARTBEAT_S
+
+        def new_generator(self, cls: Any, stream: Any) -> Any:
+            assert self.lm is not None
+            kwargs = self.generator_kwargs()
             channel.stream = stream
             return LockstepGen(cls(self.lm.model, stream=stream, **kwargs), channel, kwargs)
 
-        def _loop(self, gen: Any, gen_cls: Any, stream: Any) -> None:
-            heartbeat.stop()
-            try:
-                while True:
-                    with self._cv:
-                        if not (self._closing or self._waiting or self._cancels or self._active):
-                            self._cv.wait(timeout=HEARTBEAT_S)
-                        if self._closing:
-                            break
-                        cancels, self._cancels = self._cancels, []
-                        admit = []
-                        while self._waiting and len(self._active) + len(admit) < self.max_batch:
-                            admit.append(self._waiting.popleft())
-                    if not (cancels or admit or self._active):
-                        gen.heartbeat()
-                        continue
-                    self._remove(gen, cancels)
-                    self._insert(gen, admit)
-                    if self._active:
-                        self._step(gen)
-                channel.broadcast(MSG_SHUTDOWN)
-            except Exception as exc:  # lockstep is broken: the server cannot go on
-                msg = str(exc) if isinstance(exc, LostPeer) else f"batch step failed: {exc}"
-                self._fail_active(ExecutionError(f"distributed server failed: {msg}"))
-                _fatal(rank, msg)
+        def on_loop_start(self, gen: Any) -> None:
+            heartbeat.stop()   # the loop's on_idle heartbeats from now on
+
+        def on_idle(self, gen: Any) -> None:
+            gen.heartbeat()
+
+        def on_loop_end(self, gen: Any) -> None:
+            channel.broadcast(MSG_SHUTDOWN)
+
+        def on_step_error(self, exc: Exception) -> bool:
+            # Lockstep is broken (a step or a heartbeat failed): the server cannot go on.
+            msg = str(exc) if isinstance(exc, LostPeer) else f"batch step failed: {exc}"
+            self.fail_active(ExecutionError(f"distributed server failed: {msg}"))
+            _fatal(rank, msg)
+            return False
 
     return LeaderScheduler
 
 
-def _follow(rank: Any) -> None:
+def _follow(rank: Rank) -> None:
     import mlx.core as mx
     from mlx_lm.generate import BatchGenerator
 
@@ -204,81 +201,28 @@ def _follow(rank: Any) -> None:
                     gen.next()
 
 
-def _lead(rank: Any) -> None:
-    import uvicorn
+@dataclass
+class Leader:
+    """What rank 0's HTTP server (``server.distributed``) needs from the lockstep machinery."""
 
-    from mlxk.server import logs
-    from mlxk.server.app import create_app
-    from mlxk.server.child import bind_socket
-    from mlxk.server.pool import ModelPool, Target, default_resolver
-    from mlxk.server.settings import ServerSettings
+    rank: Rank
+    heartbeat: Heartbeat
+    scheduler_factory: type[BatchScheduler]
 
-    spec = rank.spec
-    heartbeat = Heartbeat(rank.channel)
-    first = rank.ops.get()  # the launcher sends the server settings first, over stdin
-    if first is None or first.get("op") != "serve":
-        heartbeat.stop()
-        rank.channel.broadcast(MSG_SHUTDOWN)
-        raise ExecutionError("the launcher went away before sending the server settings")
-    opts = dict(first.get("server") or {})
-    opts.update(model=spec["model"], keep_alive=-1, max_loaded=1)
-    settings = ServerSettings.from_json(json.dumps(opts))
-    logs.configure(settings.log_json)
-    served = os.path.realpath(str(rank.lm.path))
-
-    def resolver(name: str) -> Target:
-        target = default_resolver(name)
-        if os.path.realpath(str(target.path)) != served:
-            raise ModelNotFound(f"model '{name}' is not served here: this distributed server runs "
-                                f"only {spec.get('name') or spec['model']}")
-        return target
-
-    from mlxk.engine.distributed.rank import engine as dist_engine
-
-    pool = ModelPool(settings, resolver=resolver, loader=lambda path, key: rank.lm,
-                     scheduler_factory=_scheduler_class(rank, heartbeat), prepare=dist_engine.prepare)
-    try:
-        sock = bind_socket(settings.host, settings.port)
-    except OSError as exc:
-        heartbeat.stop()
-        rank.channel.broadcast(MSG_SHUTDOWN)
-        raise ExecutionError(f"cannot bind {settings.host}:{settings.port}: {exc}") from exc
-    host, port = sock.getsockname()[:2]
-    app = create_app(settings, pool)
-
-    class _Server(uvicorn.Server):
-        async def startup(self, sockets: list | None = None) -> None:
-            await super().startup(sockets=sockets)
-            if self.started:
-                rank.events.emit("listening", host=host, port=port, model=pool.default_model,
-                                 pid=os.getpid())
-
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=int(settings.stop_timeout) or None,
-                            timeout_keep_alive=5)
-    server = _Server(config)
-
-    def watch_launcher() -> None:  # EOF or a shutdown op from the launcher: stop serving
-        while True:
-            op = rank.ops.get()
-            if op is None or op.get("op") == "shutdown":
-                server.should_exit = True
-                return
-
-    threading.Thread(target=watch_launcher, daemon=True).start()
-    server.run(sockets=[sock])
-    err = getattr(app.state, "startup_error", None)
-    if err is not None:
-        raise ExecutionError(f"server failed to start: {err}")
-    if not pool.loaded_names():
-        # never got as far as the scheduler: release the followers ourselves
-        heartbeat.stop()
-        rank.channel.broadcast(MSG_SHUTDOWN)
+    def release_followers(self) -> None:
+        """Stop the heartbeat and tell the other ranks to exit (rank 0 will not step a batch)."""
+        self.heartbeat.stop()
+        self.rank.channel.broadcast(MSG_SHUTDOWN)
 
 
-def run(rank: Any) -> None:
+ServeHttp = Callable[[Leader], None]
+
+
+def run(rank: Rank, serve_http: ServeHttp) -> None:
+    """Rank 0 serves HTTP (``serve_http``, given by the entry point); the others follow its steps."""
     if rank.lead:
-        _lead(rank)
+        heartbeat = Heartbeat(rank.channel)
+        serve_http(Leader(rank, heartbeat, _scheduler_class(rank, heartbeat)))
     else:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # rank 0 decides when to stop
         _follow(rank)

@@ -1,6 +1,7 @@
-"""Entry point of one rank: ``python -m mlxk.engine.distributed.rank.worker SPEC_JSON``.
+"""The life of one rank: start, load its shard, then lead (rank 0) or follow.
 
-Started by ``engine.launcher`` through mlx.launch's launch script, which sets
+``main`` is called by the rank's entry point (``python -m mlxk.operations.rank SPEC_JSON``),
+started by ``engine.distributed.launch`` through mlx.launch's launch script, which sets
 ``MLX_RANK`` (and ``MLX_HOSTFILE`` for the ring backend). Every rank loads only its
 shard; rank 0 leads: it takes work from the launching process (``run``) or from
 HTTP clients (``serve``) and broadcasts it to the other ranks through MLX
@@ -17,8 +18,10 @@ import queue
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
+from mlxk import config
 from mlxk.engine.distributed import protocol as rankproto
 from mlxk.engine.distributed.rank.group import (
     COLLECTIVE_TIMEOUT_S,
@@ -30,7 +33,11 @@ from mlxk.engine.distributed.rank.group import (
     LostPeer,
     Watchdog,
 )
+from mlxk.engine.types import Chunk, GenerationRequest, LoadedModel
 from mlxk.errors import ExecutionError, MlxkError
+
+if TYPE_CHECKING:
+    from mlxk.engine.distributed.rank.serve import ServeHttp
 
 
 class Events:
@@ -68,20 +75,20 @@ def _stdin_reader(q: queue.Queue) -> None:
 class Rank:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
-        self.rank = int(os.environ.get("MLX_RANK", "0"))
+        self.rank = config.mlx_rank()
         self.lead = self.rank == 0
         self.events = Events(self.lead)
         self.watchdog = Watchdog(self.rank, on_fire=lambda m: self.events.error("execution_error", m))
         self.ops: queue.Queue = queue.Queue()
-        self.lm: Any = None
+        self.lm: LoadedModel | None = None
         self.channel: Channel | None = None
 
     # -- start-up ---------------------------------------------------------------------------
     def start(self) -> None:
         import mlx.core as mx
+        from mlx_lm.generate import generation_stream
 
-        from mlxk.engine.distributed.rank import engine as dist_engine
-        from mlxk.engine.distributed.rank.group import init_group
+        from mlxk.engine.distributed.rank.group import init_group, load_sharded
 
         threading.Thread(target=_stdin_reader, args=(self.ops,), daemon=True).start()
         group = init_group(self.spec.get("backend", "ring"), self.watchdog)
@@ -94,11 +101,10 @@ class Rank:
         t0 = time.perf_counter()
         self.watchdog.arm("loading the model shards", max(600.0, COLLECTIVE_TIMEOUT_S))
         try:
-            self.lm = dist_engine.load_sharded(self.spec["model"], self.spec.get("name"), group,
-                                               self.spec["mode"])
+            self.lm = load_sharded(self.spec["model"], self.spec.get("name"), group, self.spec["mode"])
         finally:
             self.watchdog.disarm()
-        self.channel = Channel(group, self.watchdog, stream=dist_engine.generation_stream())
+        self.channel = Channel(group, self.watchdog, stream=generation_stream)
         # ranks finish loading at different times (disk, cores): the load deadline applies
         self.channel.barrier("waiting for every rank to load its shard", max(600.0, COLLECTIVE_TIMEOUT_S))
         load_s = time.perf_counter() - t0
@@ -110,7 +116,7 @@ class Rank:
     # -- run: one request at a time from the launcher ------------------------------------
     def lead_run(self) -> None:
         assert self.channel is not None
-        from mlxk.engine.distributed.session import request_from_dict
+        from mlxk.engine.distributed.session import request_from_dict, request_to_dict
 
         while True:
             try:
@@ -126,7 +132,7 @@ class Rank:
             req = request_from_dict(op["request"])
             req = _with_seed(req, self.spec.get("seed"))
             try:
-                self.channel.send_json(MSG_WORK, _req_dict(req))
+                self.channel.send_json(MSG_WORK, request_to_dict(req))
                 for chunk in self._generate(req):
                     self.events.emit("chunk", chunk=_chunk_dict(chunk))
                 self.events.emit("done")
@@ -149,12 +155,14 @@ class Rank:
                 except MlxkError:
                     pass  # rank 0 reports request errors
 
-    def _generate(self, req: Any) -> Any:
-        from mlxk.engine.distributed.rank import engine as dist_engine
+    def _generate(self, req: GenerationRequest) -> Iterator[Chunk]:
+        # The single-process engine on the sharded model: every rank runs the same request
+        # with the same seed; the collectives inside the sharded forward pass keep them in step.
+        from mlxk.engine.generate import stream
 
         self.watchdog.arm("a generation step", COLLECTIVE_TIMEOUT_S)
         try:
-            for chunk in dist_engine.stream(self.lm, req):
+            for chunk in stream(self.lm, req):
                 self.watchdog.kick()
                 yield chunk
         except RuntimeError as exc:
@@ -168,19 +176,13 @@ class Rank:
             self.watchdog.disarm()
 
 
-def _with_seed(req: Any, seed: Any) -> Any:
+def _with_seed(req: GenerationRequest, seed: int | None) -> GenerationRequest:
     """All ranks must draw the same random numbers: pin a seed when the client gave none."""
     import dataclasses
 
     if req.sampling.seed is not None or seed is None:
         return req
     return dataclasses.replace(req, sampling=dataclasses.replace(req.sampling, seed=int(seed)))
-
-
-def _req_dict(req: Any) -> dict[str, Any]:
-    from mlxk.engine.distributed.session import request_to_dict
-
-    return request_to_dict(req)
 
 
 def _chunk_dict(chunk: Any) -> dict[str, Any]:
@@ -198,7 +200,8 @@ def _report(rank: Rank, code: str, message: str) -> None:
         sys.stderr.flush()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None, serve_http: ServeHttp) -> int:
+    """Run this rank to the end; ``serve_http`` is rank 0's HTTP server for `serve --hosts`."""
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(argv[0])
     rank = Rank(spec)
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         if spec.get("command") == "serve":
             from mlxk.engine.distributed.rank import serve as dist_serve
 
-            dist_serve.run(rank)
+            dist_serve.run(rank, serve_http)
         elif rank.lead:
             rank.lead_run()
         else:
@@ -230,7 +233,3 @@ def main(argv: list[str] | None = None) -> int:
     sys.stderr.flush()
     # Skip interpreter teardown: MLX's backend threads may still hold sockets open.
     os._exit(0)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,16 +1,7 @@
 """OpenAI tools for chat models: validation, prompt rendering and tool-call parsing. Pure: no mlx.
 
-Formats (``detect_format`` picks one from the chat template):
-
-* ``hermes`` (Hermes, Qwen 2/2.5/3, SmolLM3, many others, and our fallback)::
-
-      <tool_call>
-      {"name": "get_weather", "arguments": {"city": "Paris"}}
-      </tool_call>
-
-* ``llama3`` (Llama 3.1+): the answer is a bare JSON object ``{"name": ..., "parameters":
-  ...}`` (or ``"arguments"``), optionally after ``<|python_tag|>``; several separated by ``;``.
-* ``mistral``: ``[TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]``.
+Formats: one module each (``hermes.py``, ``llama3.py``, ``mistral.py``, see ``formats.py``);
+``detect_format`` picks one from the chat template, in ``FORMAT_ORDER``.
 
 Fallback: when the chat template does not reference ``tools``, the tools are described in
 a system prompt (:func:`fallback_system_prompt`) that asks for the ``hermes`` format
@@ -30,10 +21,30 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlxk.cache.detect import template_supports_tools as template_supports_tools
+from mlxk.engine.structured.tools import hermes, llama3, mistral
+from mlxk.engine.structured.tools.formats import ToolFormat
+from mlxk.engine.text.reasoning import held_suffix
+from mlxk.engine.types import message_text
 from mlxk.errors import ValidationError
 
-HERMES, LLAMA3, MISTRAL = "hermes", "llama3", "mistral"
-FORMATS = (HERMES, LLAMA3, MISTRAL)
+# Detection order: the first format whose marks the chat template shows wins; hermes otherwise.
+FORMAT_ORDER: tuple[ToolFormat, ...] = (mistral.FORMAT, hermes.FORMAT, llama3.FORMAT)
+_BY_NAME = {f.name: f for f in FORMAT_ORDER}
+HERMES, LLAMA3, MISTRAL = hermes.FORMAT.name, llama3.FORMAT.name, mistral.FORMAT.name
+FORMATS = tuple(_BY_NAME)
+
+
+def format_of(name: str) -> ToolFormat:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown tool-call format {name!r}") from None
+
+
+def format_for_tokenizer(tool_call_start: str | None) -> str | None:
+    """The format whose calls open with mlx-lm's ``tool_call_start`` marker, if any."""
+    return next((f.name for f in FORMAT_ORDER if f.tokenizer_start == tool_call_start), None)
 
 
 # ---------------------------------------------------------------- request side
@@ -101,20 +112,9 @@ def resolve_tool_choice(tool_choice: Any, tools: list[dict[str, Any]]) -> ToolCh
     raise ValidationError("tool_choice must be a string or an object", param="tool_choice")
 
 
-def template_supports_tools(chat_template: str | None) -> bool:
-    """True when the Jinja chat template renders the ``tools`` variable."""
-    return bool(chat_template) and "tools" in chat_template
-
-
 def detect_format(chat_template: str | None) -> str:
     t = chat_template or ""
-    if "[TOOL_CALLS]" in t:
-        return MISTRAL
-    if "<tool_call>" in t:
-        return HERMES
-    if "<|python_tag|>" in t or ("<|start_header_id|>" in t and "tools" in t):
-        return LLAMA3
-    return HERMES
+    return next((f.name for f in FORMAT_ORDER if f.in_template(t)), HERMES)
 
 
 def fallback_system_prompt(tools: list[dict[str, Any]], choice: ToolChoice) -> str:
@@ -163,16 +163,6 @@ def _render_call_text(call: dict[str, Any]) -> str:
     return "<tool_call>\n" + json.dumps(body, ensure_ascii=False) + "\n</tool_call>"
 
 
-def _content_text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return str(content)
-
-
 def messages_for_template(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Messages for a template that handles tools: ``arguments`` become objects (HF style)."""
     out = []
@@ -194,7 +184,7 @@ def messages_for_fallback(messages: list[dict[str, Any]], tools: list[dict[str, 
     out: list[dict[str, Any]] = []
     for msg in messages:
         role = msg.get("role")
-        text = _content_text(msg.get("content"))
+        text = message_text(msg.get("content"))
         if role == "assistant" and msg.get("tool_calls"):
             calls = "\n".join(_render_call_text(c) for c in msg["tool_calls"])
             out.append({"role": "assistant", "content": (text + "\n" if text else "") + calls})
@@ -248,17 +238,8 @@ def call_grammar_lark(fmt: str, tools: list[dict[str, Any]], choice: ToolChoice,
 
     ``json_lark(schema) -> str`` renders an inline ``%json`` rule (see constrained.py).
     """
-    if fmt == LLAMA3:
-        call = json_lark(call_schema(tools, choice, "parameters"))
-        more = '(";" call)*' if parallel else ""
-        return f"start: call {more}\ncall: {call}\n"
-    if fmt == MISTRAL:
-        call = json_lark(call_schema(tools, choice))
-        more = '(", " call)*' if parallel else ""
-        return f'start: "[TOOL_CALLS][" call {more} "]"\ncall: {call}\n'
-    call = json_lark(call_schema(tools, choice))
-    more = '("\\n" one)*' if parallel else ""
-    return f'start: one {more}\none: "<tool_call>\\n" call "\\n</tool_call>"\ncall: {call}\n'
+    f = format_of(fmt)
+    return f.grammar(json_lark(call_schema(tools, choice, f.args_key)), parallel)
 
 
 # ---------------------------------------------------------------- parsing
@@ -307,18 +288,23 @@ def _as_call(obj: Any) -> dict[str, Any] | None:
     return {"name": obj["name"], "arguments": args_text}
 
 
-def _held_prefix(text: str, marker: str) -> int:
-    """Length of the longest suffix of ``text`` that is a proper prefix of ``marker``."""
-    for n in range(min(len(marker) - 1, len(text)), 0, -1):
-        if marker.startswith(text[-n:]):
-            return n
-    return 0
-
-
 @dataclass
 class ParseResult:
     text: str = ""
     calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI tool_calls, with index
+
+
+def _same_call(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    def args(call: dict[str, Any]) -> Any:
+        value = call.get("arguments")
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                return value
+        return value
+
+    return a.get("name") == b.get("name") and args(a) == args(b)
 
 
 class ToolCallParser:
@@ -326,12 +312,13 @@ class ToolCallParser:
 
     Returns content text outside calls and completed calls in OpenAI shape
     ``{"index", "id", "type": "function", "function": {"name", "arguments"}}``.
-    With ``parallel=False`` only the first call is kept.
+    With ``parallel=False`` only the first call is kept. A call identical (same name, same
+    arguments) to an earlier one of the same answer is a model repeating itself (small models
+    do, e.g. SmolLM2 under ``tool_choice: required``): it is dropped and the answer ends there.
     """
 
     def __init__(self, fmt: str = HERMES, parallel: bool = True) -> None:
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown tool-call format {fmt!r}")
+        self.format = format_of(fmt)
         self.fmt = fmt
         self.parallel = parallel
         self.calls: list[dict[str, Any]] = []
@@ -343,6 +330,9 @@ class ToolCallParser:
     # -- helpers
     def _emit_call(self, call: dict[str, Any], res: ParseResult) -> None:
         if self.done:
+            return
+        if any(_same_call(call, c["function"]) for c in self.calls):
+            self.done = True
             return
         item = {"index": len(self.calls), "id": new_call_id(), "type": "function",
                 "function": call}
@@ -363,7 +353,7 @@ class ToolCallParser:
 
     @property
     def _open(self) -> str:
-        return {MISTRAL: "[TOOL_CALLS]", LLAMA3: "<|python_tag|>"}.get(self.fmt, "<tool_call>")
+        return self.format.open_tag
 
     # -- main loop
     def feed(self, text: str) -> ParseResult:
@@ -396,15 +386,15 @@ class ToolCallParser:
             stripped = buf.lstrip()
             if not stripped:
                 return False if not final else self._to_text()
-            if self.fmt in (LLAMA3, MISTRAL):
-                tag = "<|python_tag|>" if self.fmt == LLAMA3 else "[TOOL_CALLS]"
+            if self.format.close_tag is None:   # bare JSON after an optional tag
+                tag = self.format.open_tag
                 if tag.startswith(stripped) and not final:
                     return False
                 if stripped.startswith(tag):
                     self._buf = stripped[len(tag):]
                     self._mode = "json"
                     return True
-                if stripped[0] in ("{[" if self.fmt == MISTRAL else "{"):
+                if stripped[0] in self.format.bare_starts:
                     self._buf = stripped
                     self._mode = "json"
                     return True
@@ -416,23 +406,24 @@ class ToolCallParser:
             if pos >= 0:
                 self._emit_text(buf[:pos], res)
                 self._buf = buf[pos + len(marker):]
-                self._mode = "call" if self.fmt == HERMES else "json"
+                self._mode = "call" if self.format.close_tag else "json"
                 return True
-            keep = 0 if final else _held_prefix(buf, marker)
+            keep = 0 if final else held_suffix(buf, (marker,))
             self._emit_text(buf[: len(buf) - keep], res)
             self._buf = buf[len(buf) - keep:]
             return False
-        if self._mode == "call":  # hermes body up to </tool_call>
-            end = buf.find("</tool_call>")
+        if self._mode == "call":  # a wrapped call's body, up to its close tag
+            close = self.format.close_tag or ""
+            end = buf.find(close)
             if end < 0 and not final:
                 return False
             body = buf if end < 0 else buf[:end]
             call = self._parse_json_call(body.strip())
             if call is None:
-                self._emit_text("<tool_call>" + (buf if end < 0 else buf[: end + 12]), res)
+                self._emit_text(self._open + (buf if end < 0 else buf[: end + len(close)]), res)
             else:
                 self._emit_call(call, res)
-            self._buf = "" if end < 0 else buf[end + 12:]
+            self._buf = "" if end < 0 else buf[end + len(close):]
             self._mode = "text"
             return True
         # json mode: llama3 objects / mistral arrays, separated by ; , whitespace

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.support.structured_lm import assert_one_call
 
 from mlxk.engine.types import GenerationRequest, SamplingParams
 
@@ -52,12 +53,7 @@ def test_named_tool_call_through_engine_stream(tiny_lm):
     # the tiny template has no tool support: the fallback system turn describes the tool
     assert "<tool_call>" in p.prompt_text and '"name":"add"' in p.prompt_text
     chunks = list(stream(tiny_lm, req, p))
-    calls = [c for ch in chunks for c in ch.tool_calls or []]
-    assert chunks[-1].finish_reason == "tool_calls"
-    assert len(calls) == 1 and calls[0]["function"]["name"] == "add"
-    jsonschema.validate(json.loads(calls[0]["function"]["arguments"]),
-                        ADD["function"]["parameters"])
-    assert "".join(ch.text for ch in chunks).strip() == ""
+    assert_one_call(chunks, "add", ADD["function"]["parameters"])
     assert chunks[-1].completion_tokens > 0 and chunks[-1].prompt_tokens == len(p.prompt_tokens)
 
 
