@@ -152,3 +152,15 @@ def test_dialect_image_forms_become_pending_parts(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="must be a list of base64 strings"):
         server_images.ollama_images("abc", "messages[0].images")
     assert server_images.with_text([], "hi") == "hi"
+
+
+def test_allow_image_urls_flag_reaches_the_server_settings() -> None:
+    from mlxk.cli import serve as serve_cmd
+    from mlxk.cli.main import build_parser
+    from mlxk.server.settings import ServerSettings
+
+    parser, _ = build_parser("serve")
+    assert serve_cmd.build_settings(parser.parse_args(["serve"])).allow_image_urls is False
+    on = serve_cmd.build_settings(parser.parse_args(["serve", "--allow-image-urls"]))
+    assert on.allow_image_urls is True
+    assert ServerSettings.from_json(on.to_json()).allow_image_urls is True  # survives the child hop
