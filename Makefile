@@ -6,7 +6,7 @@ MLXK    = $(VENV)/bin/mlxk
 WHEELS  = .cache/wheels
 export HF_HOME ?= $(CURDIR)/.cache/hf_home
 
-.PHONY: setup demo test lint bench clean wheels
+.PHONY: setup demo test lint bench clean wheels sysdeps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ wheels: setup
 demo: wheels
 	$(PY) scripts/demo.py
 
-test: wheels
+# Debian's chromium + chromium-driver (browser tests) and g++ + Python headers (CPU kernels).
+sysdeps:
+	bash scripts/system_deps.sh
+
+test: sysdeps wheels
 	$(PY) -m ruff check src tests bench
 	MLXK_TEST_WHEELS=$(CURDIR)/$(WHEELS) $(PY) -m pytest -q
 

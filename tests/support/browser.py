@@ -31,7 +31,7 @@ def _which(names: tuple[str, ...]) -> str:
         if found:
             return found
     raise RuntimeError(f"{names[0]} is not installed: apt-get install chromium chromium-driver "
-                       "(.ci/run does this)")
+                       "(make test does this through scripts/system_deps.sh)")
 
 
 @contextmanager

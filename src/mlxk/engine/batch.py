@@ -88,6 +88,7 @@ class Handle:
     submitted: float = field(default_factory=time.perf_counter)
     first_token: float | None = None
     n_tokens: int = 0
+    cached_tokens: int = 0                 # prompt tokens served from the prefix cache
     done: bool = False
     pending_logprobs: list[dict[str, Any]] = field(default_factory=list)
     index: int = 0
@@ -353,7 +354,8 @@ class BatchScheduler:
             prompts.append(rest)
             caches.append(cache)
             known.append(tokens[:len(tokens) - len(rest)])
-            self.cached_prompt_tokens += len(tokens) - len(rest)
+            h.cached_tokens = len(tokens) - len(rest)
+            self.cached_prompt_tokens += h.cached_tokens
         uids = gen.insert(prompts, max_tokens=[int(h.prepared.max_tokens) for h in admit],
                           caches=caches, all_tokens=known,
                           samplers=[h.sampler for h in admit],

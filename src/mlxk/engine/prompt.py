@@ -10,6 +10,11 @@ from mlxk.engine.types import GenerationRequest, LoadedModel, message_text
 from mlxk.errors import ValidationError
 
 
+def has_thinking_switch(template: Any) -> bool:
+    """The template turns reasoning on and off with ``enable_thinking`` (Qwen3, SmolLM3 ...)."""
+    return isinstance(template, str) and "enable_thinking" in template
+
+
 def plain_prompt(messages: list[dict[str, Any]]) -> str:
     """A chat rendered without a template (base models, ``--no-chat-template``)."""
     if len(messages) == 1 or (len(messages) == 2 and messages[0].get("role") == "system"):
@@ -32,6 +37,8 @@ def render(lm: LoadedModel, request: GenerationRequest) -> tuple[str, bool]:
         kwargs: dict[str, Any] = {}
         if request.tools and template_supports_tools(getattr(tok, "chat_template", None)):
             kwargs["tools"] = request.tools
+        if request.reasoning is not None and has_thinking_switch(getattr(tok, "chat_template", None)):
+            kwargs["enable_thinking"] = request.reasoning
         text = tok.apply_chat_template(request.messages, add_generation_prompt=True,
                                        tokenize=False, **kwargs)
         return text, True

@@ -82,6 +82,7 @@ class GenerationRequest:
     response_format: dict[str, Any] | None = None  # OpenAI response_format
     logprobs: int | None = None            # top-k logprobs per token (None: off)
     parallel_tool_calls: bool = True       # False: at most one tool call
+    reasoning: bool | None = None          # the template's thinking switch (None: its default)
 
 
 @dataclass

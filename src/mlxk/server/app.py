@@ -11,7 +11,16 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlxk import __version__
-from mlxk.server import errors, routes, routes_embeddings, ui
+from mlxk.server import (
+    errors,
+    routes,
+    routes_anthropic,
+    routes_embeddings,
+    routes_ollama,
+    routes_responses,
+    ui,
+)
+from mlxk.server.dialects import dialect_of
 from mlxk.server.disconnect import CLIENT_GONE, DisconnectMiddleware
 from mlxk.server.metrics import Metrics
 from mlxk.server.pool import ModelPool
@@ -19,6 +28,7 @@ from mlxk.server.security import ApiKeyMiddleware, BodyLimitMiddleware, cors_kwa
 from mlxk.server.settings import ServerSettings
 
 log = logging.getLogger("mlxk.server")
+DIALECT_ROUTERS = (routes_anthropic, routes_responses, routes_ollama)
 
 
 class MetricsMiddleware:
@@ -48,6 +58,9 @@ class MetricsMiddleware:
             if scope.get(CLIENT_GONE):
                 status = 499
             self.metrics.requests.labels(endpoint, str(status)).inc()
+            dialect = dialect_of(scope.get("path", ""))
+            if dialect is not None:
+                self.metrics.dialect_requests.labels(dialect, str(status)).inc()
 
 
 def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
@@ -74,6 +87,8 @@ def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(routes_embeddings.router)
+    for dialect in DIALECT_ROUTERS:
+        app.include_router(dialect.router)
     app.add_middleware(DisconnectMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=pool.metrics)
     if settings.api_key:

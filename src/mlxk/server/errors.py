@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlxk import config
 from mlxk.errors import MlxkError, ServerBusy
+from mlxk.server.dialects import shape_error
 
 log = logging.getLogger("mlxk.server")
 
@@ -53,10 +54,16 @@ def mlxk_error_body(exc: MlxkError) -> tuple[int, dict[str, Any]]:
     return exc.http_status, error_body(exc.http_status, exc.message, code, param, **extra)
 
 
-def error_response(exc: MlxkError) -> JSONResponse:
+def error_response(exc: MlxkError, path: str = "") -> JSONResponse:
     status, body = mlxk_error_body(exc)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, ServerBusy) else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(shape_error(path, status, body), status_code=status, headers=headers)
+
+
+def _json(request: Request, body: dict[str, Any], status: int, headers: Any = None) -> JSONResponse:
+    """An error answer in the shape of the dialect the request's path speaks."""
+    return JSONResponse(shape_error(request.url.path, status, body), status_code=status,
+                        headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -83,21 +90,21 @@ def install(app: FastAPI) -> None:
     """Register the exception handlers on ``app``."""
 
     @app.exception_handler(MlxkError)
-    async def _mlxk(_: Request, exc: MlxkError) -> JSONResponse:
-        return error_response(exc)
+    async def _mlxk(request: Request, exc: MlxkError) -> JSONResponse:
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = _validation_message(exc)
-        return JSONResponse(error_body(400, message, "invalid_request", param), status_code=400)
+        return _json(request, error_body(400, message, "invalid_request", param), 400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = "not_found" if exc.status_code == 404 else None
-        return JSONResponse(error_body(exc.status_code, str(exc.detail), code),
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return _json(request, error_body(exc.status_code, str(exc.detail), code), exc.status_code,
+                     getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return JSONResponse(internal_error_body(exc), status_code=500)
+        return _json(request, internal_error_body(exc), 500)

@@ -43,6 +43,7 @@ class Plan:
     extra_processors: Callable[[], list[Any]] = list  # called once per sequence
     param: str = "messages"                # the wire field named in prompt errors
     requested_max: int | None = None       # the max_tokens the client asked for, if any
+    context_cap: int | None = None         # a client's own cap on prompt + output (Ollama num_ctx)
 
     @property
     def size(self) -> int:
@@ -84,9 +85,10 @@ class SessionStream(StreamingResponse):
     client gone and the handler cancelled mid-write, where the generator's own
     ``finally`` would wait for garbage collection)."""
 
-    def __init__(self, content: AsyncIterator[bytes], session: Session) -> None:
-        super().__init__(content, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
-        self.session = session
+    def __init__(self, content: AsyncIterator[bytes], session: Session | Any,
+                 media_type: str = sse.MEDIA_TYPE) -> None:
+        super().__init__(content, media_type=media_type, headers=sse.HEADERS)
+        self.session = session  # anything with close(): a Session, or a dialect's run over one
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -118,6 +120,16 @@ def _check_context(lm: LoadedModel, prepared: Any, requested_max: int | None, pa
                               code="context_length_exceeded")
 
 
+def _apply_cap(prepared: Any, cap: int | None, param: str) -> None:
+    if not cap:
+        return
+    n = len(prepared.prompt_tokens)
+    if n >= cap:
+        raise ValidationError(f"the prompt is {n} tokens; the context cap (num_ctx) is {cap}",
+                              param=param, code="context_length_exceeded")
+    prepared.max_tokens = max(1, min(int(prepared.max_tokens), cap - n))
+
+
 def _seeded(greq: GenerationRequest, index: int) -> GenerationRequest:
     seed = greq.sampling.seed
     if seed is None or index == 0:
@@ -137,6 +149,7 @@ def _submissions(pool: ModelPool, lm: LoadedModel, plan: Plan) -> list[Submissio
             one = _seeded(greq, p * plan.n + j)
             prepared = _prepare(pool.prepare, lm, one)
             _check_context(lm, prepared, plan.requested_max, plan.param)
+            _apply_cap(prepared, plan.context_cap, plan.param)
             subs.append(Submission(prepared, one.sampling, plan.top_logprobs, plan.prompt_logprobs,
                                    plan.extra_processors()))
     return subs

@@ -15,6 +15,9 @@ class Metrics:
         r = self.registry = CollectorRegistry()
         self.requests = Counter("mlxk_requests", "HTTP requests by route and status",
                                 ["endpoint", "status"], registry=r)
+        self.dialect_requests = Counter("mlxk_dialect_requests", "HTTP requests by API dialect "
+                                        "(anthropic, openai_responses, ollama, openai_chat ...) and "
+                                        "status", ["dialect", "status"], registry=r)
         self.tokens_in = Counter("mlxk_prompt_tokens", "prompt tokens processed", ["model"], registry=r)
         self.tokens_out = Counter("mlxk_completion_tokens", "tokens generated", ["model"], registry=r)
         self.ttft = Histogram("mlxk_time_to_first_token_seconds", "time from admission to first token",

@@ -68,6 +68,22 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class LoadedModelInfo:
+    """One loaded (or loading) model; times are wall-clock epoch seconds."""
+
+    name: str
+    kind: str                       # chat | embedding | vision
+    state: str                      # loading | idle | busy
+    memory_bytes: int               # bytes of its weights
+    active_requests: int
+    queued_requests: int
+    loaded_at: float | None         # None while loading (or not tracked)
+    expires_at: float | None        # None: never (pinned, keep-alive -1, or still loading)
+    keep_alive: float               # seconds; -1 never
+    pinned: bool
+
+
+@dataclass(frozen=True)
 class Target:
     """A resolved, loadable model."""
 
@@ -214,6 +230,33 @@ class ModelPool:
         entry.last_used = time.monotonic()
         if entry.in_use == 0 and self.settings.keep_alive == 0 and not entry.pinned:
             asyncio.get_running_loop().create_task(self._unload_if_idle(entry))
+
+    async def unload_when_idle(self, key: str) -> bool:
+        """Unload ``key`` now if nothing uses it (a client's keep-alive 0); pinned models stay."""
+        entry = self._entries.get(key)
+        if entry is None or entry.pinned:
+            return False
+        await self._unload_if_idle(entry)
+        return entry.key not in self._entries
+
+    def snapshot(self) -> list[LoadedModelInfo]:
+        """What is loaded now, for Ollama's ``/api/ps`` (sorted by name)."""
+        now_wall, now = time.time(), time.monotonic()
+        ka = self.settings.keep_alive
+        out = []
+        for e in sorted(self._entries.values(), key=lambda e: e.key):
+            sched = e.scheduler if e.loaded else None
+            active = int(getattr(sched, "active_count", 0) or 0)
+            queued = int(getattr(sched, "queue_depth", 0) or 0)
+            if not e.loaded:
+                state, expires = "loading", None
+            else:
+                state = "busy" if e.in_use or active or queued else "idle"
+                expires = None if e.pinned or ka < 0 else (
+                    now_wall + ka if state == "busy" else now_wall + max(0.0, e.last_used + ka - now))
+            out.append(LoadedModelInfo(e.key, "embedding" if e.job == "embedding" else "chat", state, e.size_bytes, active, queued, None,
+                                       expires, -1.0 if e.pinned else ka, e.pinned))
+        return out
 
     def loaded_names(self, job: Job | None = None) -> list[str]:
         return sorted(k for k, e in self._entries.items()

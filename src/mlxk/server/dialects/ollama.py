@@ -1,0 +1,347 @@
+"""Ollama's API (``/api/chat``, ``/api/generate``, ``/api/embed`` ...) <-> the core.
+
+Names: the cached repo id is the model name; ``name:latest`` is accepted as ``name``
+(any other tag is a 404: the cache has no tags). ``options`` map onto sampling
+(``temperature``, ``top_p``, ``top_k``, ``min_p``, ``seed``, ``repeat_penalty``,
+``presence_penalty``, ``frequency_penalty``), ``num_predict`` (max tokens; negative:
+as much as fits), ``stop`` and ``num_ctx`` (a cap on prompt + output); other options
+are ignored, as Ollama does. ``think`` turns the chat template's reasoning switch on or off
+where it has one. ``format`` is ``"json"`` or a JSON schema, enforced by
+constrained decoding. Streaming (the default) is NDJSON; the final object carries
+``done_reason`` and measured durations in nanoseconds.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlxk.engine.types import GenerationRequest
+from mlxk.errors import ModelNotFound, ValidationError
+from mlxk.server import core
+from mlxk.server.dialects import OLLAMA
+from mlxk.server.dialects.common import (
+    arguments_obj,
+    arguments_text,
+    checked_tools,
+    dumps,
+    function_tool,
+    refuse,
+    sampling,
+    stops,
+)
+
+MEDIA_TYPE = "application/x-ndjson"
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+REFUSED = {  # route -> what to use instead (no client may make the server download or delete)
+    "pull": "run `mlxk pull <model>` on the server's machine",
+    "push": "run `mlxk push <dir> <repo>` on the server's machine",
+    "create": "run `mlxk convert` on the server's machine",
+    "copy": "models are named by their HuggingFace repo id; there are no copies to make",
+    "delete": "run `mlxk rm <model>` on the server's machine",
+}
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=512)
+    options: dict[str, Any] | None = None
+    keep_alive: float | str | None = None
+
+
+class ChatRequest(_Base):
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+    format: str | dict[str, Any] | None = None
+    stream: bool = True
+    think: bool | str | None = None
+
+
+class GenerateRequest(_Base):
+    prompt: str | None = None
+    system: str | None = None
+    suffix: str | None = None
+    template: str | None = None
+    raw: bool = False
+    images: list[str] | None = None
+    context: list[int] | None = None
+    format: str | dict[str, Any] | None = None
+    stream: bool = True
+    think: bool | str | None = None
+
+
+class EmbedRequest(_Base):
+    input: str | list[str]
+    truncate: bool = True
+    dimensions: int | None = Field(default=None, ge=1)
+
+
+class LegacyEmbeddingsRequest(_Base):
+    prompt: str
+
+
+class ModelRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = Field(default=None, max_length=512)
+    name: str | None = Field(default=None, max_length=512)
+    verbose: bool | None = None
+
+    @property
+    def ref(self) -> str:
+        ref = self.model or self.name
+        if not ref:
+            raise ValidationError("'model' is required", param="model")
+        return model_name(ref)
+
+
+# --- request -----------------------------------------------------------------------------------
+
+def model_name(name: str) -> str:
+    """``org/name:latest`` -> ``org/name``; other tags do not exist in a HuggingFace cache."""
+    base, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag:
+        return name
+    if tag != "latest":
+        raise ModelNotFound(f"model '{name}' not found (the cache has no tags; use '{base}')")
+    return base
+
+
+def keep_alive_seconds(value: float | str | None) -> float | None:
+    """Ollama's ``keep_alive``: seconds, or a Go duration (``"5m"``, ``"1h30m"``); <0: forever."""
+    if value is None or isinstance(value, (int, float)):
+        return None if value is None else float(value)
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    sign = -1.0 if text.startswith("-") else 1.0
+    parts = _DURATION.findall(text.lstrip("+-"))
+    if not parts or "".join(n + u for n, u in parts) != text.lstrip("+-"):
+        raise ValidationError(f"keep_alive {value!r} is not a duration (e.g. 300, '5m', '1h')",
+                              param="keep_alive")
+    return sign * sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def _num(opts: dict[str, Any], key: str, kind: type = float) -> Any:
+    value = opts.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"options.{key} must be a number", param=f"options.{key}")
+    return kind(value)
+
+
+def _max_tokens(opts: dict[str, Any]) -> int | None:
+    n = _num(opts, "num_predict", int)
+    return None if n is None or n < 0 else max(1, n)
+
+
+def _response_format(fmt: Any) -> dict[str, Any] | None:
+    if fmt in (None, ""):
+        return None
+    if fmt == "json":
+        return {"type": "json_object"}
+    if isinstance(fmt, dict):
+        return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt}}
+    raise ValidationError('format must be "json" or a JSON schema object', param="format")
+
+
+def _tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    if not tools:
+        return None
+    out = []
+    for i, t in enumerate(tools):
+        fn = t.get("function") if isinstance(t, dict) else None
+        if not isinstance(fn, dict) or t.get("type", "function") != "function":
+            raise refuse("tools", f"tools[{i}] must be a function tool")
+        out.append(function_tool(fn.get("name"), fn.get("description"), fn.get("parameters"),
+                                 "tools"))
+    return checked_tools(out, "auto", "tools")
+
+
+def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    pending: dict[str, list[str]] = {}    # tool name -> ids of calls not yet answered
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        role = m.get("role")
+        content = m.get("content") or ""
+        if role not in ("system", "user", "assistant", "tool") or not isinstance(content, str):
+            raise ValidationError(f"{where}: role must be system, user, assistant or tool and "
+                                  "content a string", param="messages")
+        if m.get("images"):
+            raise refuse("messages", f"{where}: images are not supported by this server")
+        msg: dict[str, Any] = {"role": role, "content": content}
+        if role == "assistant" and m.get("tool_calls"):
+            calls = []
+            for j, call in enumerate(m["tool_calls"]):
+                fn = call.get("function") if isinstance(call, dict) else None
+                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                    raise ValidationError(f"{where}.tool_calls[{j}] needs function.name",
+                                          param="messages")
+                call_id = f"call_{i}_{j}"
+                pending.setdefault(fn["name"], []).append(call_id)
+                calls.append({"id": call_id, "type": "function",
+                              "function": {"name": fn["name"],
+                                           "arguments": arguments_text(fn.get("arguments") or {})}})
+            msg["tool_calls"] = calls
+        if role == "tool":
+            ids = pending.get(str(m.get("tool_name") or ""), [])
+            msg["tool_call_id"] = ids.pop(0) if ids else f"call_{i}"
+        out.append(msg)
+    return out
+
+
+def reasoning(think: bool | str | None) -> bool | None:
+    """``think``: true/false, or a level (``"low"``/``"medium"``/``"high"``: on)."""
+    if think is None or isinstance(think, bool):
+        return think
+    if think not in ("low", "medium", "high"):
+        raise ValidationError("think must be true, false, 'low', 'medium' or 'high'", param="think")
+    return True
+
+
+def _core(model: str, messages: list[dict[str, Any]] | None, prompt: str | None,
+          options: dict[str, Any] | None, fmt: Any, keep_alive: Any,
+          tools: list[dict[str, Any]] | None = None, think: bool | str | None = None) -> core.CoreRequest:
+    opts = options or {}
+    if not isinstance(opts, dict):
+        raise ValidationError("options must be an object", param="options")
+    gen = GenerationRequest(
+        messages=messages, prompt=prompt, use_chat_template=messages is not None,
+        sampling=sampling(_num(opts, "temperature"), _num(opts, "top_p"), _num(opts, "top_k", int),
+                          _num(opts, "min_p"), _num(opts, "repeat_penalty"), _num(opts, "seed", int)),
+        max_tokens=_max_tokens(opts), stop=stops(opts.get("stop"), "options.stop"),
+        tools=tools, tool_choice="auto" if tools else None, response_format=_response_format(fmt),
+        reasoning=reasoning(think))
+    ctx = _num(opts, "num_ctx", int)
+    return core.CoreRequest(model=model_name(model), gen=gen, dialect=OLLAMA,
+                            prompt_param="messages" if messages is not None else "prompt",
+                            max_param="options.num_predict",
+                            presence_penalty=_num(opts, "presence_penalty"),
+                            frequency_penalty=_num(opts, "frequency_penalty"),
+                            context_cap=ctx if ctx and ctx > 0 else None,
+                            keep_alive=keep_alive_seconds(keep_alive))
+
+
+def chat_to_core(req: ChatRequest) -> core.CoreRequest:
+    return _core(req.model, chat_messages(req.messages), None, req.options, req.format,
+                 req.keep_alive, _tools(req.tools), req.think)
+
+
+def generate_to_core(req: GenerateRequest) -> core.CoreRequest:
+    if req.suffix:
+        raise refuse("suffix", "suffix (fill-in-the-middle) is not supported")
+    if req.images:
+        raise refuse("images", "images are not supported by this server")
+    if req.template:
+        raise refuse("template", "template overrides are not supported (the model's own chat "
+                                 "template is used; send raw: true to bypass it)")
+    if req.context:
+        raise refuse("context", "context (token history) is not supported; send the text")
+    prompt = req.prompt or ""
+    if req.raw:
+        return _core(req.model, None, (req.system or "") + prompt, req.options, req.format,
+                     req.keep_alive)
+    messages = [{"role": "system", "content": req.system}] if req.system else []
+    messages.append({"role": "user", "content": prompt})
+    return _core(req.model, messages, None, req.options, req.format, req.keep_alive, None,
+                 req.think)
+
+
+# --- response ----------------------------------------------------------------------------------
+
+def now_iso() -> str:
+    return iso(time.time())
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="microseconds") \
+        .replace("+00:00", "Z")
+
+
+def tool_calls(calls: list[core.ToolCall]) -> list[dict[str, Any]]:
+    return [{"function": {"index": c.index, "name": c.name, "arguments": arguments_obj(c.arguments)}}
+            for c in calls]
+
+
+def stats(done: core.Finished) -> dict[str, Any]:
+    t = done.timings
+    return {"done": True, "done_reason": "length" if done.reason == "length" else "stop",
+            "total_duration": t.total_ns, "load_duration": t.load_ns,
+            "prompt_eval_count": done.prompt_tokens, "prompt_eval_duration": t.prompt_eval_ns,
+            "eval_count": done.completion_tokens, "eval_duration": t.eval_ns}
+
+
+def chat_message(text: str, reasoning: str, calls: list[core.ToolCall]) -> dict[str, Any]:
+    msg: dict[str, Any] = {"role": "assistant", "content": text}
+    if reasoning:
+        msg["thinking"] = reasoning
+    if calls:
+        msg["tool_calls"] = tool_calls(calls)
+    return msg
+
+
+def chat_response(model: str, result: core.Result) -> dict[str, Any]:
+    assert result.finished is not None
+    return {"model": model, "created_at": now_iso(),
+            "message": chat_message(result.text, result.reasoning, result.tool_calls),
+            **stats(result.finished)}
+
+
+def generate_response(model: str, result: core.Result) -> dict[str, Any]:
+    assert result.finished is not None
+    body: dict[str, Any] = {"model": model, "created_at": now_iso(), "response": result.text}
+    if result.reasoning:
+        body["thinking"] = result.reasoning
+    return {**body, **stats(result.finished)}
+
+
+class StreamWriter:
+    """Core events -> NDJSON lines (``done: false`` pieces, then the final ``done: true``)."""
+
+    def __init__(self, model: str, chat: bool) -> None:
+        self.model, self.chat = model, chat
+
+    def _line(self, text: str = "", reasoning: str = "", calls: list[core.ToolCall] | None = None,
+              final: dict[str, Any] | None = None) -> bytes:
+        body: dict[str, Any] = {"model": self.model, "created_at": now_iso()}
+        if self.chat:
+            body["message"] = chat_message(text, reasoning, calls or [])
+        else:
+            body["response"] = text
+            if reasoning:
+                body["thinking"] = reasoning
+        body.update(final or {"done": False})
+        return dumps(body) + b"\n"
+
+    def feed(self, events: list[core.Event]) -> bytes:
+        text: list[str] = []
+        reasoning: list[str] = []
+        calls: list[core.ToolCall] = []
+        out: list[bytes] = []
+        for e in events:
+            if isinstance(e, core.TextDelta):
+                text.append(e.text)
+            elif isinstance(e, core.ReasoningDelta):
+                reasoning.append(e.text)
+            elif isinstance(e, core.ToolCall):
+                calls.append(e)
+            elif isinstance(e, core.Finished):
+                if text or reasoning or calls:
+                    out.append(self._line("".join(text), "".join(reasoning), calls))
+                    text, reasoning, calls = [], [], []
+                out.append(self._line(final=stats(e)))
+            elif isinstance(e, core.Failed):
+                out.append(dumps({"error": getattr(e.error, "message", str(e.error))}) + b"\n")
+        if text or reasoning or calls:
+            out.insert(0, self._line("".join(text), "".join(reasoning), calls))
+        return b"".join(out)
