@@ -147,3 +147,63 @@ def test_models_list_marks_vision(server: ServeProcess) -> None:
     cards = {m["id"]: m for m in get_json(server.base_url + "/v1/models")["data"]}
     assert "vision" in cards[VLM]["capabilities"]
     assert "vision" not in cards[TINY_REPO_ID]["capabilities"]
+
+
+@pytest.mark.parametrize("n_images", [0, 1, 2])
+def test_every_dialect_matches_mlx_vlm(n_images: int, server: ServeProcess, pictures: list[Path],
+                                       references: dict) -> None:
+    """Anthropic, OpenAI Responses and Ollama (chat and generate), each through its official
+    client: the same greedy text and prompt token count as ``mlx_vlm.generate``."""
+    import anthropic
+    import ollama
+    from openai import OpenAI
+
+    text, prompt_tokens, _ = references[n_images]
+    pics = pictures[:n_images]
+    b64 = [base64.b64encode(p.read_bytes()).decode() for p in pics]
+    media = ["image/png" if p.suffix == ".png" else "image/jpeg" for p in pics]
+
+    claude = anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0)
+    blocks = [{"type": "image", "source": {"type": "base64", "media_type": m, "data": d}}
+              for m, d in zip(media, b64, strict=True)]
+    msg = claude.messages.create(model=VLM, max_tokens=MAX_TOKENS, extra_body={"temperature": 0}, messages=[
+        {"role": "user", "content": [*blocks, {"type": "text", "text": QUESTION}]}])
+    assert (msg.content[0].text, msg.usage.input_tokens) == (text, prompt_tokens)
+
+    oai = OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0)
+    parts = [{"type": "input_image", "image_url": data_uri(p)} for p in pics]
+    resp = oai.responses.create(model=VLM, max_output_tokens=MAX_TOKENS, temperature=0, input=[
+        {"role": "user", "content": [*parts, {"type": "input_text", "text": QUESTION}]}])
+    assert (resp.output_text, resp.usage.input_tokens) == (text, prompt_tokens)
+
+    olla = ollama.Client(host=server.base_url)
+    options = {"temperature": 0, "num_predict": MAX_TOKENS}
+    chat = olla.chat(model=VLM, options=options, messages=[
+        {"role": "user", "content": QUESTION, **({"images": b64} if b64 else {})}])
+    assert (chat.message.content, chat.prompt_eval_count) == (text, prompt_tokens)
+    gen = olla.generate(model=VLM, prompt=QUESTION, images=b64 or None, options=options)
+    assert (gen.response, gen.prompt_eval_count) == (text, prompt_tokens)
+
+
+def test_dialect_bad_images_are_400s(server: ServeProcess, pictures: list[Path]) -> None:
+    import anthropic
+    import ollama
+
+    claude = anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0)
+    with pytest.raises(anthropic.BadRequestError, match="not an image PIL can read"):
+        claude.messages.create(model=VLM, max_tokens=4, messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": base64.b64encode(b"no picture").decode()}},
+            {"type": "text", "text": "?"}]}])
+    with pytest.raises(anthropic.BadRequestError, match="image URLs are disabled"):
+        claude.messages.create(model=VLM, max_tokens=4, messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": "http://127.0.0.1:9/a.png"}},
+            {"type": "text", "text": "?"}]}])
+    olla = ollama.Client(host=server.base_url)
+    with pytest.raises(ollama.ResponseError, match="text-only model"):
+        olla.chat(model=TINY_REPO_ID, messages=[
+            {"role": "user", "content": "?", "images": [base64.b64encode(
+                pictures[0].read_bytes()).decode()]}])
+    show = olla.show(VLM)
+    assert "vision" in (show.capabilities or [])
+    assert get_json(server.base_url + "/health")["ready"] is True
