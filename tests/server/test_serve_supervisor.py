@@ -98,6 +98,8 @@ def test_non_loopback_bind_warns(serve_factory, isolated_env: Path) -> None:
 def test_bad_flag_values_are_usage_errors(isolated_env: Path) -> None:
     r = run_mlxk("serve", "--max-loaded", "0", timeout=60)
     assert r.returncode == 1 and "max-loaded" in r.stderr
+    r = run_mlxk("serve", "--prefill-chunk", "0", timeout=60)
+    assert r.returncode == 1 and "--prefill-chunk must be at least 1" in r.stderr
 
 
 def test_log_json_writes_structured_lines(serve_factory, isolated_env: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlxk.operations.distributed import HostOptions
@@ -40,6 +40,32 @@ def add_sampling_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--repetition-penalty", type=float, default=None,
                    help="penalise repeated tokens (default 1.0 = off)")
     g.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
+
+
+def add_cache_flags(p: argparse.ArgumentParser) -> None:
+    """KV-cache flags of `run` and `serve` (see engine/kvcache.py)."""
+    g = p.add_argument_group("KV cache")
+    g.add_argument("--max-kv-size", type=int, default=None, metavar="N",
+                   help="bounded context: keep the last N tokens in a rotating KV cache")
+    g.add_argument("--kv-bits", type=int, default=None, choices=(4, 8),
+                   help="quantize the KV cache to 4 or 8 bits (less memory, long contexts)")
+    g.add_argument("--kv-group-size", type=int, default=64, choices=(32, 64, 128),
+                   help="values per quantization group of the KV cache (default 64)")
+    g.add_argument("--quantized-kv-start", type=int, default=0, metavar="N",
+                   help="quantize the KV cache once it holds N tokens (default 0: from the start)")
+    a = p.add_argument_group("adapters")
+    a.add_argument("--adapter-path", default=None, metavar="DIR",
+                   help="apply a LoRA adapter (mlx-lm format: adapter_config.json + adapters.safetensors)")
+
+
+def cache_options(args: argparse.Namespace) -> Any:
+    """The ``CacheOptions`` of the flags, checked."""
+    from mlxk.engine.kvcache import check
+    from mlxk.engine.types import CacheOptions
+
+    return check(CacheOptions(max_kv_size=args.max_kv_size, kv_bits=args.kv_bits,
+                              kv_group_size=args.kv_group_size,
+                              quantized_kv_start=args.quantized_kv_start))
 
 
 def add_distributed_flags(p: argparse.ArgumentParser) -> None:

@@ -24,12 +24,24 @@ EXAMPLE = ("Examples:\n"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from mlxk.cli.options import add_distributed_flags, add_model_arg, add_sampling_flags
+    from mlxk.cli.options import (
+        add_cache_flags,
+        add_distributed_flags,
+        add_model_arg,
+        add_sampling_flags,
+    )
 
     add_model_arg(p)
     p.add_argument("prompt", nargs="*", default=[],
                    help="the prompt; '-' reads stdin (further words: the instruction); none: chat")
     add_sampling_flags(p)
+    add_cache_flags(p)
+    s = p.add_argument_group("speculative decoding")
+    s.add_argument("--draft-model", default=None, metavar="NAME",
+                   help="a small model with the same tokenizer proposes tokens the model verifies "
+                        "in one pass (same output, faster where verifying is cheap)")
+    s.add_argument("--num-draft-tokens", type=int, default=3, metavar="K",
+                   help="tokens the draft proposes per step (default 3)")
     g = p.add_argument_group("prompt and output")
     g.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop when the output contains TEXT (repeatable; TEXT is not printed)")
@@ -66,10 +78,15 @@ def _prompt_text(args: argparse.Namespace, out: Output) -> str | None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from mlxk.cli.options import distributed_requested
+    from mlxk.cli.options import cache_options, distributed_requested
+    from mlxk.errors import UsageError
 
+    kv = cache_options(args)
     prompt = _prompt_text(args, out) if not distributed_requested(args) else None
     if distributed_requested(args):
+        if kv.active or args.adapter_path or args.draft_model:
+            raise UsageError("--max-kv-size, --kv-bits, --adapter-path and --draft-model do not work with "
+                             "--hosts/--hostfile yet")
         from mlxk.cli import distributed
 
         if args.image:
@@ -86,7 +103,6 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return distributed.run_cli(args, out, text)
 
     from mlxk.cli.options import run_options
-    from mlxk.errors import UsageError
     from mlxk.operations import run as ops
 
     options = run_options(args)
@@ -95,7 +111,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if prompt is None and out.json_mode:
         raise UsageError("--json needs a prompt (interactive chat has no JSON mode)")
     images = ops.read_images(args.model, list(args.image))
-    lm = ops.load(args.model)
+    lm = ops.load(args.model, kv, args.adapter_path)
+    if args.draft_model:
+        lm.draft = ops.load_draft(lm, args.draft_model, args.num_draft_tokens, kv)
     if args.verbose:
         out.info(f"Loaded {lm.name} in {lm.load_seconds:.2f}s")
     if prompt is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from mlxk import config
@@ -41,6 +42,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"requests waiting for a slot before 503 (default {st.DEFAULT_MAX_QUEUE})")
     q.add_argument("--max-body-bytes", type=int, default=st.DEFAULT_MAX_BODY_BYTES,
                    help="largest request body accepted (413 beyond)")
+    m.add_argument("--model-options", default=None, metavar="FILE",
+                   help="per-model options (JSON or TOML: model -> {max_kv_size, kv_bits, ...}); "
+                        "they override the flags for that model")
+    from mlxk.cli.options import add_cache_flags
+
+    add_cache_flags(p)
+    q.add_argument("--prefill-chunk", type=int, default=st.DEFAULT_PREFILL_CHUNK, metavar="N",
+                   help="prompt tokens prefilled between two decode steps of the running requests "
+                        f"(default {st.DEFAULT_PREFILL_CHUNK}; larger: faster long prompts, longer stalls)")
+    q.add_argument("--prompt-cache-dir", default=None, metavar="DIR",
+                   help="keep long prompt prefixes on disk here, found again after a restart")
+    q.add_argument("--prompt-cache-disk-bytes", type=float, default=None, metavar="GB",
+                   help=f"disk used by --prompt-cache-dir in GB, least recently used evicted "
+                        f"(default {st.DEFAULT_PROMPT_CACHE_DISK_BYTES // 1024**3})")
     s = p.add_argument_group("security")
     s.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or MLXK_API_KEY)")
     s.add_argument("--cors-origins", type=_origins, default=None, metavar="LIST",
@@ -61,15 +76,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_settings(args: argparse.Namespace) -> Any:
+    from mlxk.server import settings as st
     from mlxk.server.settings import ServerSettings
 
     budget = int(args.memory_budget * 1024**3) if args.memory_budget else None
+    disk = (int(args.prompt_cache_disk_bytes * 1024**3) if args.prompt_cache_disk_bytes is not None
+            else st.DEFAULT_PROMPT_CACHE_DISK_BYTES)
+    from mlxk.server.model_options import read_file
+
+    generation = {k: getattr(args, k) for k in ("max_kv_size", "kv_bits", "kv_group_size",
+                                                "quantized_kv_start")}
+    if args.adapter_path:
+        from pathlib import Path
+
+        generation["adapter_path"] = str(Path(args.adapter_path).expanduser().resolve())
     return ServerSettings(
         host=args.host, port=args.port, model=args.model, max_loaded=args.max_loaded,
         keep_alive=args.keep_alive, memory_budget_bytes=budget,
         api_key=args.api_key or config.api_key(), cors_origins=args.cors_origins or [],
         max_queue=args.max_queue, max_batch=args.max_batch, max_body_bytes=args.max_body_bytes,
+        prefill_chunk=args.prefill_chunk, prompt_cache_dir=os.path.abspath(args.prompt_cache_dir) if args.prompt_cache_dir else None,
+        prompt_cache_disk_bytes=disk,
         stop_timeout=args.stop_timeout, log_json=args.log_json, restart=args.restart, ui=args.ui,
+        generation=generation,
+        model_options=read_file(args.model_options) if args.model_options else {},
         allow_image_urls=args.allow_image_urls,
     )
 
@@ -87,6 +117,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from mlxk.cli.options import distributed_requested
 
     if distributed_requested(args):
+        if args.max_kv_size or args.kv_bits or args.model_options or args.adapter_path:
+            from mlxk.errors import UsageError
+
+            raise UsageError("--max-kv-size, --kv-bits, --adapter-path and --model-options do not work with "
+                             "--hosts/--hostfile yet")
+
         from mlxk.cli import distributed
 
         return distributed.serve(args, out, settings)

@@ -14,7 +14,17 @@ the sequence out of the batch at the next step.
 Prefix cache: finished sequences leave their KV cache in an LRU keyed by tokens
 (mlx-lm's ``LRUPromptCache``); a new request that shares a prefix (system
 prompt, an earlier turn of the same conversation) starts from the nearest cached
-state and only prefills the rest.
+state and only prefills the rest. A cancelled sequence (the client stopped reading)
+leaves what it had processed there too, so the next turn does not pay for it again.
+With ``prompt_cache_dir`` long prefixes also go to disk (``prompt_disk.py``) and
+are found again after a restart.
+
+Chunked prefill: mlx-lm's ``BatchGenerator`` alternates one decode step of the
+running sequences with one prefill step of the admitted prompts, each at most
+``prefill_step_size`` tokens. That step size (``serve --prefill-chunk``) bounds how
+long a running stream waits while a long prompt arrives: small chunks keep the
+streams flowing, the long prompt pays one decode step per chunk on top of its own
+prefill (bench/bench_serve.py measures both).
 
 Several sequences per request (``submit_all``: OpenAI's ``n``, a list of prompts):
 they share one queue, each ``Delta`` carrying its sequence's ``index``, and are
@@ -25,6 +35,10 @@ each sequence starts from a copy of it (so ``n`` choices cost one prefill).
 Prompt logprobs (``Submission.prompt_logprobs``, for ``echo``): the prompt is then
 prefilled here, outside the batch, keeping each position's logits; the first delta
 carries one entry per prompt token (the first ``None``, it has no context).
+
+KV-cache options (``cache_options``): ``max_kv_size`` makes every sequence's cache a
+rotating one (mlx-lm's ``BatchRotatingKVCache`` in the batch; the prefix cache is off
+then); ``kv_bits`` is refused at start-up for serve (see ``engine.kvcache``).
 
 Seeds: a request with a ``seed`` (and temperature > 0) gets its own sampler
 with a private PRNG key (``mx.random.key(seed)``, split per token), so it runs in
@@ -47,7 +61,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlxk.engine.types import Chunk, LoadedModel, SamplingParams
+from mlxk.engine.types import CacheOptions, Chunk, LoadedModel, SamplingParams
 from mlxk.errors import ExecutionError, MlxkError, ServerBusy, ValidationError
 
 log = logging.getLogger("mlxk.engine.batch")
@@ -93,6 +107,9 @@ class Handle:
     pending_logprobs: list[dict[str, Any]] = field(default_factory=list)
     index: int = 0
     prompt_logprobs: int | None = None
+    admitted: float | None = None          # when it entered the batch (end of its queue time)
+    last_token: float | None = None
+    itl: list[float] = field(default_factory=list)  # seconds between consecutive tokens
 
 
 @dataclass
@@ -102,6 +119,8 @@ class RequestStats:
     ttft_s: float | None
     generation_tps: float | None
     finish_reason: str | None
+    queue_s: float | None = None
+    itl_s: list[float] = field(default_factory=list)
 
 
 def keyed_sampler(params: SamplingParams) -> Callable:
@@ -140,6 +159,12 @@ def _rows(lp: Any, targets: list[int], k: int) -> list[dict[str, Any]]:
             for t, c, top in zip(targets, chosen, tops, strict=True)]
 
 
+def _bounded(opts: CacheOptions | None) -> bool:
+    """A rotating cache cannot be trimmed back to a shared prefix once it has wrapped, so a
+    bounded context runs without the prefix cache."""
+    return opts is not None and opts.max_kv_size is not None
+
+
 def _deliver(items: list[tuple[Handle, Any]]) -> None:
     for handle, item in items:
         handle.queue.put_nowait(item)
@@ -151,8 +176,12 @@ class BatchScheduler:
     def __init__(self, load: Callable[[], Any], *, name: str = "", max_batch: int = 16,
                  max_queue: int = 32, prefill_step_size: int = 2048,
                  on_finish: Callable[[RequestStats], None] | None = None,
-                 prompt_cache_size: int = 16, prompt_cache_bytes: int = 1 << 30) -> None:
+                 prompt_cache_size: int = 16, prompt_cache_bytes: int = 1 << 30,
+                 prompt_cache_dir: str | None = None, prompt_cache_disk_bytes: int = 0,
+                 model_id: str = "", on_tokens: Callable[[int, int], None] | None = None,
+                 cache_options: CacheOptions | None = None) -> None:
         self.name = name
+        self.cache_options = cache_options
         self.max_batch = max(1, max_batch)
         self.max_queue = max(0, max_queue)
         self.prefill_step_size = prefill_step_size
@@ -161,6 +190,11 @@ class BatchScheduler:
         self.prompt_cache_size = prompt_cache_size
         self.prompt_cache_bytes = prompt_cache_bytes
         self._pcache: Any = None
+        self.prompt_cache_dir = prompt_cache_dir
+        self.prompt_cache_disk_bytes = prompt_cache_disk_bytes
+        self.model_id = model_id or name
+        self.on_tokens = on_tokens             # (prefilled, decoded) tokens of each step
+        self._disk: Any = None                 # DiskPromptCache with prompt_cache_dir
         self.cached_prompt_tokens = 0          # prompt tokens served from the prefix cache
         self._load = load
         self._cv = threading.Condition()
@@ -185,6 +219,11 @@ class BatchScheduler:
     @property
     def active_count(self) -> int:
         return self._n_active
+
+    @property
+    def disk_prompt_tokens(self) -> int:
+        """Prompt tokens served from the on-disk prefix cache (cumulative)."""
+        return self._disk.served_tokens if self._disk is not None else 0
 
     @property
     def busy(self) -> bool:
@@ -252,8 +291,10 @@ class BatchScheduler:
             from mlx_lm.models.cache import LRUPromptCache
 
             self.lm = self._load()
-            if self.prompt_cache_size > 0:
+            self.lm.cache_options = self.cache_options
+            if self.prompt_cache_size > 0 and not _bounded(self.cache_options):
                 self._pcache = LRUPromptCache(self.prompt_cache_size, self.prompt_cache_bytes)
+                self._disk = self._open_disk()
             stream = mx.default_stream(mx.default_device())
             gen = self.new_generator(BatchGenerator, stream)
         except BaseException as exc:  # report to whoever waits for the load
@@ -274,6 +315,13 @@ class BatchScheduler:
 
                 gc.collect()
                 mx.clear_cache()
+
+    def _open_disk(self) -> Any:
+        if not self.prompt_cache_dir:
+            return None
+        from mlxk.engine.prompt_disk import DiskPromptCache
+
+        return DiskPromptCache(self.prompt_cache_dir, self.model_id, self.prompt_cache_disk_bytes)
 
     # --- hooks: a subclass (the distributed lockstep scheduler) changes these, not the loop ------
     idle_wait: float | None = None   # seconds the loop waits for work before on_idle(); None: forever
@@ -337,7 +385,8 @@ class BatchScheduler:
     def _remove(self, gen: Any, cancels: list[Handle]) -> None:
         uids = [h.uid for h in cancels if h.uid is not None and h.uid in self._active]
         if uids:
-            gen.remove(uids)
+            kept = gen.remove(uids, return_prompt_caches=self._pcache is not None)
+            self._keep_all(kept)
             for uid in uids:
                 self._active.pop(uid, None)
             self._set_active_count()
@@ -346,11 +395,13 @@ class BatchScheduler:
         admit = [h for h in admit if not h.done]
         if not admit:
             return
-        self._prefill_shared(admit)
+        self._prefill_shared(admit, between=lambda: self._decode_between(gen))
         prompts, caches, known = [], [], []
         for h in admit:
             tokens = list(h.prepared.prompt_tokens)
             cache, rest = self._nearest(tokens)
+            if cache is None:
+                cache = self._fresh_cache()
             prompts.append(rest)
             caches.append(cache)
             known.append(tokens[:len(tokens) - len(rest)])
@@ -360,12 +411,28 @@ class BatchScheduler:
                           caches=caches, all_tokens=known,
                           samplers=[h.sampler for h in admit],
                           logits_processors=[h.processors for h in admit])
+        now = time.perf_counter()
         for uid, h in zip(uids, admit, strict=True):
             h.uid = uid
+            h.admitted = now
             self._active[uid] = h
         self._set_active_count()
 
-    def _prefill_shared(self, admit: list[Handle]) -> None:
+    def _fresh_cache(self) -> Any:
+        """None (mlx-lm makes the model's default) unless the KV-cache options change it."""
+        if self.cache_options is None or not self.cache_options.active:
+            return None
+        from mlxk.engine.kvcache import make_cache
+
+        return make_cache(self.lm.model, self.cache_options)
+
+    def _decode_between(self, gen: Any) -> None:
+        """One step of the running batch between two chunks of a prefill done here, so a
+        shared (``n`` > 1) or logprob prefill does not stall the streams either."""
+        if self._active:
+            self._step(gen)
+
+    def _prefill_shared(self, admit: list[Handle], between: Callable[[], None] | None = None) -> None:
         """Prefill once per prompt shared by several admitted sequences, or wanted with its
         logprobs; the state of all but the last token goes to the prefix cache."""
         groups: dict[tuple[int, ...], list[Handle]] = {}
@@ -384,7 +451,7 @@ class BatchScheduler:
                 self._pcache.fetch_nearest_cache(self.name, head)
             if not rest:
                 continue
-            cache, entries = self._prefill(cache, rest, k, tokens[-1])
+            cache, entries = self._prefill(cache, rest, k, tokens[-1], between)
             if self._pcache is not None:
                 self._pcache.insert_cache(self.name, head, cache)
                 self.cached_prompt_tokens -= len(rest)  # computed here, not served from the cache
@@ -393,19 +460,22 @@ class BatchScheduler:
                     None, *({**e, "top": e["top"][:h.prompt_logprobs]} for e in entries)])])
                     for h in members if h.prompt_logprobs is not None])
 
-    def _prefill(self, cache: Any, tokens: list[int], k: int | None,
-                 next_token: int) -> tuple[Any, list[dict] | None]:
+    def _prefill(self, cache: Any, tokens: list[int], k: int | None, next_token: int,
+                 between: Callable[[], None] | None = None) -> tuple[Any, list[dict] | None]:
         """Run ``tokens`` through the model into ``cache`` (a fresh one when None); with ``k``,
         also the logprob (and top-``k``) of each following token (``tokens[1:]``, ``next_token``)."""
         import mlx.core as mx
-        from mlx_lm.models.cache import make_prompt_cache
+
+        from mlxk.engine.kvcache import make_cache
 
         if cache is None:
-            cache = make_prompt_cache(self.lm.model)
+            cache = make_cache(self.lm.model, self.cache_options)
         entries: list[dict] | None = [] if k is not None else None
         step = max(1, self.prefill_step_size)
         targets = [*tokens[1:], next_token]
         for start in range(0, len(tokens), step):
+            if start and between is not None:
+                between()
             chunk = mx.array(tokens[start:start + step])[None]
             logits = self.lm.model(chunk, cache=cache)
             mx.eval([c.state for c in cache])
@@ -423,6 +493,7 @@ class BatchScheduler:
         from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
 
         cache, rest = self._pcache.fetch_nearest_cache(self.name, tokens)
+        cache, rest = self._from_disk(tokens, cache, rest)
         if cache is None:
             return None, tokens
         if not rest:  # an exact hit: recompute the last token so there is something to feed
@@ -432,16 +503,38 @@ class BatchScheduler:
             rest = tokens[-1:]
         return cache, list(rest)
 
+    def _from_disk(self, tokens: list[int], cache: Any, rest: list[int]) -> tuple[Any, list[int]]:
+        """The disk's entry instead of the memory hit when it covers more of ``tokens``."""
+        if self._disk is None or len(tokens) - len(rest) >= len(tokens) - 1:
+            return cache, rest
+        disk_cache, n = self._disk.lookup(tokens)
+        if disk_cache is None or n <= len(tokens) - len(rest):
+            return cache, rest
+        return disk_cache, tokens[n:]
+
     def _keep(self, tokens: Any, cache: Any) -> None:
         if self._pcache is not None and tokens and cache:
             self._pcache.insert_cache(self.name, list(tokens), cache)
+            if self._disk is not None:
+                self._disk.save(list(tokens), cache)
+
+    def _keep_all(self, kept: dict[int, tuple[Any, Any]] | None) -> None:
+        """Keep the KV state of sequences leaving the batch (finished or cancelled)."""
+        for cache, tokens in (kept or {}).values():
+            self._keep(tokens, cache)
 
     def _set_active_count(self) -> None:
         with self._cv:
             self._n_active = len(self._active)
 
     def _step(self, gen: Any) -> None:
-        _, responses = gen.next()
+        stats = gen.stats() if self.on_tokens is not None and hasattr(gen, "stats") \
+            else contextlib.nullcontext()
+        with stats as st:
+            _, responses = gen.next()
+        if st is not None:
+            with contextlib.suppress(Exception):
+                self.on_tokens(st.prompt_tokens, st.generation_tokens)
         if not responses:
             return
         now = time.perf_counter()
@@ -461,9 +554,7 @@ class BatchScheduler:
                 else:
                     self._keep(r.all_tokens, r.prompt_cache)
         if finished:
-            kept = gen.remove(finished, return_prompt_caches=self._pcache is not None)
-            for cache, tokens in (kept or {}).values():
-                self._keep(tokens, cache)
+            self._keep_all(gen.remove(finished, return_prompt_caches=self._pcache is not None))
         if len(finished) or any(r.finish_reason for r in responses):
             self._set_active_count()
         self._post(out)
@@ -471,6 +562,9 @@ class BatchScheduler:
     def _token(self, h: Handle, r: Any, now: float) -> tuple[Any, bool]:
         if h.first_token is None:
             h.first_token = now
+        elif h.last_token is not None:
+            h.itl.append(now - h.last_token)
+        h.last_token = now
         h.n_tokens += 1
         dec = h.prepared.decoder
         chunks = dec.feed(int(r.token))
@@ -516,8 +610,9 @@ class BatchScheduler:
         final.timing = timing
         if self.on_finish is not None:
             with contextlib.suppress(Exception):
+                queue = (h.admitted - h.submitted) if h.admitted else None
                 self.on_finish(RequestStats(final.prompt_tokens, final.completion_tokens, ttft, tps,
-                                            final.finish_reason))
+                                            final.finish_reason, queue, h.itl))
 
     def _post(self, items: list[tuple[Handle, Any]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Handle, Any]]] = {}

@@ -38,15 +38,18 @@ def uses_vision_engine(path: Path) -> bool:
     return has_vision_config(path) and vision_available()
 
 
-def load(path: Path, name: str | None = None) -> Any:
+def load(path: Path, name: str | None = None, adapter_path: str | Path | None = None) -> Any:
     """A ``LoadedModel`` from the engine that runs ``path`` (see the module docstring)."""
     if uses_vision_engine(path):
+        if adapter_path is not None:
+            raise ValidationError("LoRA adapters (--adapter-path) are not supported with vision "
+                                  "models yet", param="adapter_path")
         from mlxk.engine.vision.loader import load_vision_model
 
         return load_vision_model(path, name=name)
     from mlxk.engine.loader import load_model
 
-    return load_model(path, name=name)
+    return load_model(path, name=name, adapter_path=adapter_path)
 
 
 def is_vision(lm: Any) -> bool:

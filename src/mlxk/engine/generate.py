@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlxk import config as mlxk_config
+from mlxk.engine import kvcache, sampling
 from mlxk.engine import prompt as prompt_mod
-from mlxk.engine import sampling
 from mlxk.engine.text.decoder import SequenceDecoder
 from mlxk.engine.types import Chunk, GenerationRequest, LoadedModel
 from mlxk.errors import ValidationError
@@ -125,15 +125,29 @@ def stream(lm: LoadedModel, request: GenerationRequest, prepared: Prepared | Non
     from mlx_lm.generate import generate_step, generation_stream
 
     p = prepared or prepare(lm, request)
-    yield from run_steps(lm, p, lambda: generate_step(
-        mx.array(p.prompt_tokens), lm.model, max_tokens=p.max_tokens, sampler=p.sampler,
-        logits_processors=p.logits_processors or None), generation_stream)
+    draft = getattr(lm, "draft", None)
+
+    def make_steps() -> Any:
+        if draft is not None:
+            from mlxk.engine import speculative
+
+            draft.drafted = draft.accepted = 0
+            return speculative.steps(lm, draft, mx.array(p.prompt_tokens), max_tokens=p.max_tokens,
+                                     sampler=p.sampler,
+                                     logits_processors=p.logits_processors or None)
+        return (t for t, _ in generate_step(
+            mx.array(p.prompt_tokens), lm.model, max_tokens=p.max_tokens, sampler=p.sampler,
+            logits_processors=p.logits_processors or None,
+            **kvcache.generate_kwargs(lm.model, getattr(lm, "cache_options", None))))
+
+    yield from run_steps(lm, p, make_steps, generation_stream,
+                         draft.metrics if draft is not None else None)
 
 
-def run_steps(lm: Any, p: Prepared, make_steps: Callable[[], Any], gen_stream: Any) -> Iterator[Chunk]:
-    """The single-sequence token loop (text and vision engines): seed, feed every token of
-    ``make_steps()`` (an iterator of ``(token, logprobs)``) through the decoder, then the final
-    chunk with the timing."""
+def run_steps(lm: Any, p: Prepared, make_steps: Callable[[], Any], gen_stream: Any,
+              extra_timing: Callable[[], dict[str, float]] | None = None) -> Iterator[Chunk]:
+    """The single-sequence token loop (text and vision engines): seed, feed every token id of
+    ``make_steps()`` through the decoder, then the final chunk with the timing."""
     import mlx.core as mx
     from mlx_lm.generate import wired_limit
 
@@ -145,7 +159,7 @@ def run_steps(lm: Any, p: Prepared, make_steps: Callable[[], Any], gen_stream: A
     steps = make_steps()
     try:
         with wired_limit(lm.model, [gen_stream]):
-            for token, _logprobs in steps:
+            for token in steps:
                 last = time.perf_counter()
                 if first is None:
                     first = last
@@ -166,6 +180,7 @@ def run_steps(lm: Any, p: Prepared, make_steps: Callable[[], Any], gen_stream: A
         "generation_tps": (n - 1) / gen_s if gen_s > 0 and n > 1 else 0.0,
         "total_s": time.perf_counter() - started,
         "peak_memory_bytes": float(mx.get_peak_memory()),
+        **(extra_timing() if extra_timing is not None else {}),
     }
     yield final
 

@@ -125,9 +125,11 @@ def load_error(exc: Exception, raw_config: dict[str, Any], name: str, engine: st
 
 
 def load_model(path: Path, name: str | None = None, *, model: Any = None,
-               config: dict[str, Any] | None = None, lazy: bool = False) -> LoadedModel:
+               config: dict[str, Any] | None = None, lazy: bool = False,
+               adapter_path: str | Path | None = None) -> LoadedModel:
     """Load ``path`` (a model directory). ``model``/``config`` skip the weight loading
-    (the distributed ranks hand in an already sharded model)."""
+    (the distributed ranks hand in an already sharded model); ``adapter_path``: a LoRA
+    adapter applied before the CPU kernels take over the quantized layers."""
     from mlx_lm.utils import load_model as mlx_load_model
     from mlx_lm.utils import load_tokenizer
 
@@ -141,6 +143,10 @@ def load_model(path: Path, name: str | None = None, *, model: Any = None,
         tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
     except Exception as exc:
         raise load_error(exc, raw_config, name or str(path)) from exc
+    if adapter_path is not None:
+        from mlxk.engine.adapters import apply
+
+        model = apply(model, adapter_path)
     cpu_kernels.accelerate(model)   # Linux CPU: quantized layers on mlxk's kernel (never raises)
     facts = describe_tokens(tokenizer, config)
     tokenizer.eos_token_ids = facts["eos"]   # mlx-lm's own loops stop at every end-of-turn id

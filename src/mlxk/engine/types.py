@@ -29,6 +29,15 @@ class LoadedModel:
     has_chat_template: bool = False
     hidden_token_ids: set[int] = field(default_factory=set)   # special tokens never shown
     marker_token_ids: set[int] = field(default_factory=set)   # markup for the reasoning parser
+    cache_options: CacheOptions | None = None                 # --max-kv-size, --kv-bits ...
+    draft: Any = None                   # engine.speculative.Draft under `run --draft-model`
+
+    @property
+    def effective_context(self) -> int:
+        """Tokens attended to at once (the rotating window under ``--max-kv-size``)."""
+        if self.cache_options is not None and self.cache_options.max_kv_size is not None:
+            return min(self.context_length, self.cache_options.max_kv_size)
+        return self.context_length
 
 
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -64,6 +73,20 @@ def message_text(content: Any) -> str:
     if isinstance(content, list):  # OpenAI content parts
         return "".join(p.get("text", "") for p in content if isinstance(p, dict))
     return str(content)
+
+
+@dataclass(frozen=True)
+class CacheOptions:
+    """How a model keeps its KV cache (``--max-kv-size``, ``--kv-bits`` ...); see ``engine.kvcache``."""
+
+    max_kv_size: int | None = None         # a rotating cache of this many tokens (bounded context)
+    kv_bits: int | None = None             # quantize the cache to 4 or 8 bits
+    kv_group_size: int = 64
+    quantized_kv_start: int = 0            # quantize once the cache holds this many tokens
+
+    @property
+    def active(self) -> bool:
+        return self.max_kv_size is not None or self.kv_bits is not None
 
 
 @dataclass(frozen=True)

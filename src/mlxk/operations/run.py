@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlxk.cache import runnable
 from mlxk.cache.resolve import ResolvedModel
-from mlxk.engine.types import Chunk, GenerationRequest, LoadedModel, SamplingParams
+from mlxk.engine.types import CacheOptions, Chunk, GenerationRequest, LoadedModel, SamplingParams
+
+if TYPE_CHECKING:
+    from mlxk.engine.speculative import Draft
 
 
 @dataclass(frozen=True)
@@ -26,13 +29,48 @@ def resolve_runnable(ref: str) -> ResolvedModel:
     return runnable.resolve_runnable(ref, "text", runnable.CLI_TEXT)
 
 
-def load(ref: str) -> Any:
-    """``LoadedModel`` for ``ref`` (resolved and checked first), from the engine that runs it
+def load(ref: str, cache_options: CacheOptions | None = None,
+         adapter_path: str | None = None) -> LoadedModel:
+    """``LoadedModel`` for ``ref`` (resolved and checked first), with its KV-cache options
+    and an optional LoRA adapter, from the engine that runs it
     (``mlxk.engine.choose``: vision models on mlx-vlm when the extra is installed)."""
     from mlxk.engine.choose import load as load_model
 
     resolved = resolve_runnable(ref)
-    return load_model(resolved.path, name=resolved.display)
+    _refuse_vision_options(resolved.path, cache_options)
+    if adapter_path is not None:
+        from mlxk.engine.adapters import read_config
+
+        read_config(adapter_path)   # a bad folder fails before the weights load
+    lm = load_model(resolved.path, name=resolved.display, adapter_path=adapter_path)
+    lm.cache_options = cache_options
+    return lm
+
+
+def _refuse_vision_options(path: Any, cache_options: CacheOptions | None) -> None:
+    """The vision engine runs mlx-vlm's own token loop: no KV-cache options there yet."""
+    from mlxk.engine.choose import uses_vision_engine
+    from mlxk.errors import ValidationError
+
+    if cache_options is not None and cache_options.active and uses_vision_engine(path):
+        raise ValidationError("--max-kv-size and --kv-bits are not supported with vision models yet")
+
+
+def load_draft(lm: LoadedModel, ref: str, num_draft: int,
+               cache_options: CacheOptions | None) -> Draft:
+    """The draft model for speculative decoding, checked against ``lm``."""
+    from mlxk.engine import speculative
+    from mlxk.errors import ValidationError
+
+    if getattr(lm, "vision", False):
+        raise ValidationError("--draft-model is not supported with vision models yet")
+    if not 1 <= num_draft <= 16:
+        raise ValidationError("--num-draft-tokens must be between 1 and 16")
+    if cache_options is not None and cache_options.active:
+        raise ValidationError("--draft-model does not combine with --max-kv-size or --kv-bits yet")
+    draft = load(ref)
+    speculative.check_vocab(lm, draft)
+    return speculative.Draft(draft, num_draft)
 
 
 def user_message(text: str, images: list[Any] | tuple[Any, ...] = ()) -> dict[str, Any]:

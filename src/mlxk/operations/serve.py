@@ -19,15 +19,42 @@ def check_settings(settings: ServerSettings) -> list[str]:
         raise ValidationError("--max-batch must be at least 1")
     if settings.max_queue < 0:
         raise ValidationError("--max-queue must be 0 or more")
+    if settings.prefill_chunk < 1:
+        raise ValidationError("--prefill-chunk must be at least 1")
+    if settings.prompt_cache_disk_bytes < 0:
+        raise ValidationError("--prompt-cache-disk-bytes must be 0 or more")
     if settings.max_body_bytes < 1024:
         raise ValidationError("--max-body-bytes must be at least 1024")
     if settings.keep_alive < 0 and settings.keep_alive != -1:
         raise ValidationError("--keep-alive takes seconds, 0 (unload after each request) or -1 (never)")
+    check_generation(settings)
     warnings = []
     if not settings.is_loopback:
         auth = "with an API key" if settings.api_key else "WITHOUT an API key"
         warnings.append(f"binding {settings.host} exposes the server beyond this machine ({auth})")
     return warnings
+
+
+def check_generation(settings: ServerSettings) -> None:
+    """Every model's generation options must be valid and runnable in the batch."""
+    from mlxk.server.model_options import cache_options
+
+    named = {"(command line)": settings.generation,
+             **{m: {**settings.generation, **o} for m, o in settings.model_options.items()}}
+    for model, opts in named.items():
+        try:
+            kv = cache_options(opts)
+            if opts.get("adapter_path"):
+                from mlxk.engine.adapters import read_config
+
+                read_config(opts["adapter_path"])
+        except ValidationError as exc:
+            raise ValidationError(f"{exc} [{model}]") from exc
+        if kv.kv_bits is not None:
+            raise ValidationError(
+                f"--kv-bits cannot run in serve yet [{model}]: the continuous batch needs a batched "
+                "quantized KV cache, which mlx-lm does not have (BatchKVCache and "
+                "BatchRotatingKVCache only); use --max-kv-size to bound memory, or `mlxk run --kv-bits`")
 
 
 def resolve_start_model(settings: ServerSettings) -> str | None:

@@ -18,6 +18,7 @@ from mlxk.server import (
     routes_embeddings,
     routes_ollama,
     routes_responses,
+    routes_tokenize,
     ui,
 )
 from mlxk.server.dialects import dialect_of
@@ -89,6 +90,7 @@ def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     app.include_router(routes_embeddings.router)
     for dialect in DIALECT_ROUTERS:
         app.include_router(dialect.router)
+    app.include_router(routes_tokenize.router)
     app.add_middleware(DisconnectMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=pool.metrics)
     if settings.api_key:

@@ -71,11 +71,14 @@ def model_list(pool: ModelPool, cards: list[dict[str, Any]]) -> list[dict[str, A
     for key in pool.loaded_names("text"):
         entry = pool.entry(key)
         lm = entry.lm if entry else None
-        ctx = lm.context_length if lm is not None else None
+        ctx = lm.effective_context if lm is not None else None
         if key in by_id:
             by_id[key]["loaded"] = True
             by_id[key]["context_length"] = ctx
         else:  # a preloaded local directory or a pinned revision
             caps = ["text-generation", *(["vision"] if getattr(lm, "vision", False) else [])]
             by_id[key] = _card(key, time.time(), "local", "chat", caps, True, ctx)
+        opts = getattr(lm, "cache_options", None)
+        if opts is not None and opts.active:
+            by_id[key]["kv_cache"] = {"max_kv_size": opts.max_kv_size, "kv_bits": opts.kv_bits}
     return [by_id[k] for k in sorted(by_id)]

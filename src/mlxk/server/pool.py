@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from mlxk.cache import runnable
 from mlxk.cache.resolve import ResolvedModel
 from mlxk.cache.runnable import Job
 from mlxk.cache.runnable import is_path_like as is_path_like
-from mlxk.engine.types import GenerationRequest, LoadedModel
+from mlxk.engine.types import CacheOptions, GenerationRequest, LoadedModel
 from mlxk.errors import (
     MlxkError,
     ModelNotFound,
@@ -35,7 +37,7 @@ from mlxk.errors import (
     ValidationError,
 )
 from mlxk.server.metrics import Metrics
-from mlxk.server.settings import ServerSettings
+from mlxk.server.settings import OptionValue, ServerSettings
 
 if TYPE_CHECKING:
     from mlxk.engine.batch import BatchScheduler, RequestStats
@@ -120,10 +122,10 @@ def embedding_resolver(name: str) -> Target:
                    "embedding")
 
 
-def default_loader(path: Path, name: str) -> LoadedModel:
+def default_loader(path: Path, name: str, adapter_path: str | None = None) -> LoadedModel:
     from mlxk.engine.choose import load
 
-    return load(path, name=name)
+    return load(path, name=name, adapter_path=adapter_path)
 
 
 def default_embedding_loader(path: Path, name: str) -> EmbeddingModel:
@@ -154,7 +156,7 @@ def scheduler_class(path: Path) -> type[BatchScheduler]:
 class ModelPool:
     def __init__(self, settings: ServerSettings, metrics: Metrics | None = None,
                  resolver: Callable[[str], Target] = default_resolver,
-                 loader: Callable[[Path, str], LoadedModel] = default_loader,
+                 loader: Callable[..., LoadedModel] = default_loader,
                  scheduler_factory: Callable[..., BatchScheduler] | None = None,
                  prepare: Callable[[LoadedModel, GenerationRequest], Prepared] = default_prepare,
                  embedding_resolver: Callable[[str], Target] = embedding_resolver,
@@ -311,10 +313,49 @@ class ModelPool:
                 m.ttft.labels(key).observe(stats.ttft_s)
             if stats.generation_tps is not None:
                 m.tps.labels(key).observe(stats.generation_tps)
+            if stats.queue_s is not None:
+                m.queue_time.labels(key).observe(stats.queue_s)
+            for gap in stats.itl_s:
+                m.itl.labels(key).observe(gap)
+
+        def on_tokens(prefilled: int, decoded: int) -> None:
+            if prefilled:
+                m.prefill_tokens.labels(key).inc(prefilled)
+            if decoded:
+                m.decode_tokens.labels(key).inc(decoded)
 
         factory = self._scheduler_factory or scheduler_class(path)
-        return factory(lambda: self._loader(path, key), name=key, max_batch=s.max_batch,
-                       max_queue=s.max_queue, on_finish=on_finish)
+        adapter = self.options(key).get("adapter_path")
+        loader = self._loader
+
+        def load() -> LoadedModel:
+            return loader(path, key, adapter) if adapter else loader(path, key)
+
+        return factory(load, name=key, max_batch=s.max_batch,
+                       max_queue=s.max_queue, on_finish=on_finish, **self._prefill_options(entry),
+                       on_tokens=on_tokens, cache_options=self.cache_options(key))
+
+    def options(self, key: str) -> dict[str, OptionValue]:
+        """The generation options of model ``key`` (flags, then ``--model-options``)."""
+        from mlxk.server.model_options import options_for
+
+        return options_for(self.settings.generation, self.settings.model_options, key)
+
+    def cache_options(self, key: str) -> CacheOptions:
+        from mlxk.server.model_options import cache_options
+
+        return cache_options(self.options(key))
+
+    def _prefill_options(self, entry: ModelEntry) -> dict[str, str | int]:
+        """Chunked prefill and the on-disk prefix cache (``serve --prefill-chunk``, ``--prompt-cache-dir``)."""
+        s = self.settings
+        opts: dict[str, str | int] = {"prefill_step_size": s.prefill_chunk}
+        if s.prompt_cache_dir:
+            # the snapshot directory names the revision; a local model dir names itself
+            opts.update(prompt_cache_dir=os.path.join(s.prompt_cache_dir, _safe_name(entry.key)),
+                        prompt_cache_disk_bytes=s.prompt_cache_disk_bytes,
+                        model_id=f"{entry.key}@{os.path.realpath(entry.path)}")
+        return opts
 
     async def _load(self, entry: ModelEntry) -> None:
         assert entry.ready is not None
@@ -339,6 +380,8 @@ class ModelPool:
             self.metrics.queue_depth.labels(entry.key).set_function(lambda: sched.queue_depth)
             self.metrics.cached_tokens.labels(entry.key).set_function(
                 lambda: getattr(sched, "cached_prompt_tokens", 0))
+            self.metrics.disk_tokens.labels(entry.key).set_function(
+                lambda: getattr(sched, "disk_prompt_tokens", 0))
         self.metrics.loads.labels(entry.key).inc()
         self.metrics.load_seconds.labels(entry.key).observe(time.perf_counter() - t0)
         self.metrics.loaded.set(len(self.loaded_names()))
@@ -362,7 +405,8 @@ class ModelPool:
         entry.lm = None
         entry.scheduler = None
         if was_loaded:
-            for gauge in (self.metrics.active, self.metrics.queue_depth, self.metrics.cached_tokens):
+            for gauge in (self.metrics.active, self.metrics.queue_depth, self.metrics.cached_tokens,
+                      self.metrics.disk_tokens):
                 with contextlib.suppress(KeyError):
                     gauge.remove(entry.key)
             self.metrics.unloads.labels(entry.key).inc()
@@ -389,6 +433,11 @@ def _resolve_start_model(ref: str) -> Target:
     key = resolved.name if resolved.cached else Path(resolved.path).name
     job: Job = "embedding" if describe(Path(resolved.path)).model_type == "embedding" else "text"
     return Target(key, Path(resolved.path), job)
+
+
+def _safe_name(key: str) -> str:
+    """A model key as one directory name (``org/name`` -> ``org--name``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", key).strip(".") or "model"
 
 
 def _load_error(key: str, exc: BaseException) -> MlxkError:

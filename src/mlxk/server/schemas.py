@@ -142,7 +142,10 @@ class ModelCard(BaseModel):
     loaded: bool = False
     model_type: str | None = None
     capabilities: list[str] = Field(default_factory=list)
-    context_length: int | None = None
+    context_length: int | None = Field(default=None, description="tokens the model attends to at once: "
+                                       "its context length, or the --max-kv-size window")
+    kv_cache: dict[str, int | None] | None = Field(default=None, description="KV-cache options of a "
+                                                   "loaded model (max_kv_size, kv_bits), when set")
 
 
 class ModelList(BaseModel):

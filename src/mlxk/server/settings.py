@@ -8,11 +8,14 @@ from dataclasses import asdict, dataclass, field
 
 from mlxk import config
 
+OptionValue = int | str | None   # a per-model generation option (model_options.KNOWN_KEYS)
 DEFAULT_MAX_QUEUE = 32
 DEFAULT_MAX_BATCH = 16
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_LOADED = 2
 DEFAULT_STOP_TIMEOUT = 15.0
+DEFAULT_PREFILL_CHUNK = 64                   # prompt tokens per prefill step (bench/bench_serve.py)
+DEFAULT_PROMPT_CACHE_DISK_BYTES = 8 * 1024**3
 
 
 @dataclass
@@ -30,10 +33,15 @@ class ServerSettings:
     max_queue: int = DEFAULT_MAX_QUEUE       # requests waiting for a decode slot, per model
     max_batch: int = DEFAULT_MAX_BATCH       # sequences decoded together, per model
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    prefill_chunk: int = DEFAULT_PREFILL_CHUNK  # prompt tokens prefilled between two decode steps
+    prompt_cache_dir: str | None = None      # long prefixes kept on disk across restarts
+    prompt_cache_disk_bytes: int = DEFAULT_PROMPT_CACHE_DISK_BYTES
     stop_timeout: float = DEFAULT_STOP_TIMEOUT  # graceful drain before the child is killed
     log_json: bool = False
     restart: bool = False
     allow_image_urls: bool = False           # images as http(s) URLs the server fetches (SSRF risk)
+    generation: dict[str, OptionValue] = field(default_factory=dict)  # --max-kv-size ... (model_options keys)
+    model_options: dict[str, dict[str, OptionValue]] = field(default_factory=dict)  # --model-options FILE
     ui: bool = True                          # the browser chat page at / and /chat
 
     def to_json(self) -> str:

@@ -162,4 +162,4 @@ def stream(lm: Any, request: GenerationRequest, prepared: VisionPrepared | None 
     from mlx_vlm.generate import generation_stream
 
     p = prepared or prepare(lm, request)
-    yield from run_steps(lm, p, lambda: token_steps(lm, p), generation_stream)
+    yield from run_steps(lm, p, lambda: (t for t, _ in token_steps(lm, p)), generation_stream)

@@ -47,6 +47,9 @@ class VisionScheduler(BatchScheduler):
         except BaseException as exc:  # report to whoever waits for the load
             self._ready.set_exception(exc)
             return
+        if self.cache_options is not None and self.cache_options.active:
+            log.warning("%s: KV-cache options (--max-kv-size, --kv-bits) do not apply to vision "
+                        "models; running with the full cache", self.name)
         self._ready.set_result(self.lm)
         try:
             self._serve()
@@ -91,6 +94,8 @@ class VisionScheduler(BatchScheduler):
 
         p = h.prepared
         n = 0
+        if self.on_tokens is not None:
+            self.on_tokens(len(p.prompt_tokens), 0)
         with wired_limit(self.lm.model, [generation_stream]):
             steps = token_steps(self.lm, p, sampler=h.sampler, processors=h.processors)
             try:
@@ -107,6 +112,8 @@ class VisionScheduler(BatchScheduler):
                         return
             finally:
                 steps.close()
+                if self.on_tokens is not None and n:
+                    self.on_tokens(0, n)
         if not h.done:  # the loop ran dry without a final token: close the sequence
             final = p.decoder.finish("length")
             self._complete_counts(h, final)

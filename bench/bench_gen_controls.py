@@ -1,0 +1,133 @@
+"""Generation controls on SmolLM2-135M, in one run: KV-cache bits and speculative decoding.
+
+    .venv/bin/python bench/bench_gen_controls.py [--model DIR] [--context 2000] [--tokens 32] [--rounds 3]
+
+1. KV bits at a long context: for each arm (float cache, ``--kv-bits 8``, ``--kv-bits 4``), a cache
+   made by ``engine.kvcache.make_cache`` is filled with ``--context`` tokens of keys/values of the
+   model's shape (decode cost depends on the cache's size, not its content, and this skips a
+   minutes-long CPU prefill), then ``--tokens`` greedy decode steps are timed. Reports decode
+   tok/s and the cache's bytes. Arms alternate round by round (a shared machine drifts).
+2. Speculative: ``engine.generate.stream`` (the `mlxk run` path) on a code-edit prompt, plain
+   versus ``--draft-model`` (a SmolLM2 copy with its layers' quantization scales perturbed by 5%
+   noise, built like tests/e2e/test_speculative_real.py) at 2 and 4 draft tokens; decode tok/s
+   and the acceptance rate. Prompt-lookup decoding is not implemented (not measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+CODE_EDIT = (
+    "Rename the variable `total` to `running_sum` in this function and return the code only:\n\n"
+    "def accumulate(values):\n    total = 0\n    for v in values:\n        total += v\n"
+    "        print(total)\n    return total\n"
+)
+
+
+def kv_arm(lm, opts, context: int, tokens: int) -> tuple[float, int]:
+    import mlx.core as mx
+
+    from mlxk.engine.kvcache import cache_nbytes, make_cache
+
+    cfg = lm.config
+    heads = cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
+    dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    cache = make_cache(lm.model, opts)
+    for done in range(0, context, 500):
+        k = mx.random.normal((1, heads, min(500, context - done), dim)).astype(mx.float32)
+        for c in cache:
+            c.update_and_fetch(k, k)
+    mx.eval([c.state for c in cache])
+    token = mx.array([[1]])
+    start = time.perf_counter()
+    for _ in range(tokens):
+        logits = lm.model(token, cache=cache)
+        token = mx.argmax(logits[:, -1], axis=-1)[None]
+        mx.eval(token)
+    return tokens / (time.perf_counter() - start), cache_nbytes(cache)
+
+
+def spec_arm(lm, draft, tokens: int) -> tuple[float, float | None, str]:
+    from mlxk.engine.generate import stream
+    from mlxk.engine.types import GenerationRequest, SamplingParams
+
+    lm.draft = draft
+    try:
+        req = GenerationRequest(messages=[{"role": "user", "content": CODE_EDIT}],
+                                sampling=SamplingParams(temperature=0), max_tokens=tokens)
+        text, final = "", None
+        for chunk in stream(lm, req):
+            text += chunk.text
+            final = chunk if chunk.finish_reason else final
+    finally:
+        lm.draft = None
+    t = final.timing
+    return t["generation_tps"], t.get("acceptance_rate"), text
+
+
+def main() -> None:
+    from mlxk.engine import blas
+
+    blas.use_fast_blas()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--context", type=int, default=2000)
+    ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    from tests.e2e.test_speculative_real import build_draft
+    from tests.support.fixtures_models import build_smollm2
+
+    from mlxk.engine.loader import load_model
+    from mlxk.engine.speculative import Draft
+    from mlxk.engine.types import CacheOptions
+
+    path = Path(args.model) if args.model else build_smollm2()
+    lm = load_model(path, name="SmolLM2")
+    arms = {"float cache": None, "--kv-bits 8": CacheOptions(kv_bits=8), "--kv-bits 4": CacheOptions(kv_bits=4)}
+    tps: dict[str, list[float]] = {a: [] for a in arms}
+    size: dict[str, int] = {}
+    for r in range(args.rounds):
+        names = list(arms)[r % 3:] + list(arms)[:r % 3]
+        for name in names:
+            t, b = kv_arm(lm, arms[name], args.context, args.tokens)
+            tps[name].append(t)
+            size[name] = b
+    print(f"KV cache at a {args.context}-token context, {args.tokens} decode steps, median of {args.rounds}")
+    print("| arm | decode tok/s | KV cache MB | vs float: speed / memory |")
+    print("|---|---|---|---|")
+    base_t, base_b = statistics.median(tps["float cache"]), size["float cache"]
+    for name in arms:
+        t = statistics.median(tps[name])
+        print(f"| {name} | {t:.2f} | {size[name] / 1e6:.1f} | {t / base_t:.2f}x / {base_b / size[name]:.2f}x smaller |")
+
+    draft_lm = load_model(build_draft(path, Path(tempfile.mkdtemp()) / "draft"), name="draft")
+    spec = {"plain": None, "draft k=2": Draft(draft_lm, 2), "draft k=4": Draft(draft_lm, 4)}
+    res: dict[str, list[tuple[float, float | None, str]]] = {a: [] for a in spec}
+    for r in range(args.rounds):
+        names = list(spec)[r % 3:] + list(spec)[:r % 3]
+        for name in names:
+            res[name].append(spec_arm(lm, spec[name], 48))
+    print("\nSpeculative decoding, code-edit prompt, 48 tokens greedy, median of", args.rounds)
+    print("| arm | decode tok/s | acceptance | vs plain | same text |")
+    print("|---|---|---|---|---|")
+    plain_t = statistics.median(x[0] for x in res["plain"])
+    plain_text = res["plain"][0][2]
+    for name, rows in res.items():
+        t = statistics.median(x[0] for x in rows)
+        acc = rows[0][1]
+        print(f"| {name} | {t:.2f} | {'-' if acc is None else f'{acc:.0%}'} | {t / plain_t:.2f}x | "
+              f"{all(x[2] == plain_text for x in rows)} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Per-model generation options for `serve`: the command-line defaults, overridden per model
+by ``--model-options FILE`` (JSON or TOML: ``{"model name": {"max_kv_size": 4096, ...}}``).
+
+``adapter_path`` (a LoRA adapter folder) is relative to FILE's folder. A model matches a FILE entry by its full cache name (``org/name``) or by the part after the
+last ``/``; the full name wins. Unknown models or keys are refused at start-up. No mlx here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mlxk.engine.types import CacheOptions
+from mlxk.errors import ValidationError
+
+CACHE_KEYS = ("max_kv_size", "kv_bits", "kv_group_size", "quantized_kv_start")
+PATH_KEYS = ("adapter_path",)
+KNOWN_KEYS = frozenset(CACHE_KEYS + PATH_KEYS)
+
+
+def read_file(path: str) -> dict[str, dict[str, Any]]:
+    """Parse and shape-check ``--model-options FILE``."""
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValidationError(f"--model-options: cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        if p.suffix.lower() == ".toml":
+            import tomllib
+
+            data: Any = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ValueError as exc:
+        raise ValidationError(f"--model-options: {path} is not valid {p.suffix.lstrip('.') or 'JSON'}: "
+                              f"{exc}") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValidationError(f"--model-options: {path} must map model names to tables of options")
+    for model, opts in data.items():
+        unknown = sorted(set(opts) - KNOWN_KEYS)
+        if unknown:
+            raise ValidationError(f"--model-options: unknown option(s) {', '.join(unknown)} for {model} "
+                                  f"(known: {', '.join(sorted(KNOWN_KEYS))})")
+        for key, value in opts.items():
+            if key in PATH_KEYS:
+                if not isinstance(value, str):
+                    raise ValidationError(f"--model-options: {model}.{key} must be a path")
+                opts[key] = str((p.parent / Path(value).expanduser()).resolve())  # relative to FILE
+            elif value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ValidationError(f"--model-options: {model}.{key} must be an integer")
+    return data
+
+
+def options_for(defaults: dict[str, Any], per_model: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
+    """The options of the model ``key`` (its cache name): defaults, then the matching entry."""
+    short = key.rsplit("/", 1)[-1]
+    chosen = per_model.get(key) or per_model.get(short) or {}
+    return {**defaults, **chosen}
+
+
+def cache_options(opts: dict[str, Any]) -> CacheOptions:
+    from mlxk.engine.kvcache import check
+
+    return check(CacheOptions(**{k: opts[k] for k in CACHE_KEYS if opts.get(k) is not None}))

@@ -1,0 +1,83 @@
+"""LoRA adapters: a random adapter built here with mlx-lm's tuner utilities changes SmolLM2's
+greedy answer, and `mlxk run --adapter-path` / `mlxk serve --adapter-path` give exactly what
+`mlx_lm.generate` gives with the same adapter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.support.cli import run_mlxk
+from tests.support.fixtures_models import SMOLLM2_REPO_ID, build_smollm2
+from tests.support.fixtures_server import module_hf_home, start_serve
+
+PROMPT = "What is the capital of France?"
+N = 12
+LORA = {"rank": 4, "scale": 10.0, "dropout": 0.0}
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm import load
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    model, _ = load(str(build_smollm2()))
+    model.freeze()
+    linear_to_lora_layers(model, 4, LORA)
+    mx.random.seed(7)
+    weights = {}
+    for name, value in tree_flatten(model.trainable_parameters()):
+        if name.endswith("lora_b"):   # zero after init: make the adapter do something
+            value = mx.random.normal(value.shape) * 0.5
+        weights[name] = value
+    assert weights and all(k.endswith(("lora_a", "lora_b")) for k in weights)
+    out = tmp_path_factory.mktemp("adapter")
+    mx.save_safetensors(str(out / "adapters.safetensors"), weights)
+    (out / "adapter_config.json").write_text(json.dumps(
+        {"fine_tune_type": "lora", "num_layers": 4, "lora_parameters": LORA}))
+    return out
+
+
+def reference(adapter_path: Path | None) -> str:
+    from mlx_lm import generate, load
+
+    model, tok = load(str(build_smollm2()), adapter_path=str(adapter_path) if adapter_path else None)
+    ids = tok.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True)
+    return generate(model, tok, ids, max_tokens=N)
+
+
+def run_answer(model: str, *extra: str) -> str:
+    r = run_mlxk("run", model, PROMPT, "--temperature", "0", "--max-tokens", str(N), "--json", *extra)
+    assert r.returncode == 0, r.stderr
+    return r.json["data"]["response"]
+
+
+def test_run_with_adapter_changes_output_and_matches_mlx_lm(smollm2_cached: str, adapter: Path) -> None:
+    plain = run_answer(smollm2_cached)
+    adapted = run_answer(smollm2_cached, "--adapter-path", str(adapter))
+    assert adapted != plain
+    assert adapted.strip() == reference(adapter).strip()
+
+
+def test_serve_with_adapter_matches_mlx_lm(adapter: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    home = module_hf_home(tmp_path_factory, {SMOLLM2_REPO_ID: build_smollm2()})
+    sp = start_serve(home, "--model", SMOLLM2_REPO_ID, "--adapter-path", str(adapter), log_dir=Path(home))
+    try:
+        r = httpx.post(sp.base_url + "/v1/chat/completions", timeout=300, json={
+            "messages": [{"role": "user", "content": PROMPT}], "max_tokens": N, "temperature": 0})
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"].strip() == reference(adapter).strip()
+    finally:
+        assert sp.stop() == 0
+
+
+def test_bad_adapter_folder_is_refused(tiny_cached: str, tmp_path: Path) -> None:
+    r = run_mlxk("run", tiny_cached, "hi", "--adapter-path", str(tmp_path / "nope"))
+    assert r.returncode != 0 and "not a directory" in r.stderr
+    (tmp_path / "adapter_config.json").write_text("{}")
+    r = run_mlxk("serve", "--adapter-path", str(tmp_path))
+    assert r.returncode != 0 and "adapters.safetensors missing" in r.stderr
