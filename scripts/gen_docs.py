@@ -49,7 +49,7 @@ ERROR_NOTES = {
     "hash_not_found": "no cached revision starts with that hash; `available_hashes` lists them",
     "access_denied": "the Hub refused: gated or private repo, or a missing/invalid `HF_TOKEN`",
     "download_failed": "the download broke off; run `pull` again to resume",
-    "requires_confirmation": "rm needs a confirmation it could not get: use the exact name with `--force`",
+    "requires_confirmation": "rm or prune needs a confirmation it could not get: use the exact name with `--force`",
     "locks_present": "another process is downloading this model right now",
     "permission_denied": "the file system refused (read-only cache, foreign owner)",
     "deletion_failed": "rm could not remove every file",
@@ -60,6 +60,8 @@ ERROR_NOTES = {
     "request_too_large": "server: the request body is over the size limit",
     "server_busy": "server: the admission queue is full; retry after `Retry-After` seconds",
     "offline": "`HF_HUB_OFFLINE=1` is set and the command needs the Hub",
+    "server_unreachable": "`ps`/`load`/`stop`: no `mlxk serve` answers at `url` (`--server`, `MLXK_SERVER`)",
+    "server_error": "`ps`/`load`/`stop`: the server refused; its own error code is the `type` when it sent one",
 }
 
 # Meanings for fields whose schema has no "description" (by path under `data`, then by name).
@@ -168,7 +170,7 @@ FIELD_NOTES = {
     "show:files": "only with `--files`",
     "show:config": "the parsed config.json; only with `--config`",
     "rm:files": "the files that go (or would go)",
-    "models": "one model object per repo, sorted by name",
+    "models": "one model object per repo, sorted by name (`list --sort size|modified`: largest/newest first)",
     "healthy": "entries that passed every check",
     "unhealthy": "entries with a problem; `reason` names the first one",
     "status": "`healthy` or `unhealthy`",
@@ -202,7 +204,8 @@ ENV_NOTES = {
     "HF_HUB_OFFLINE": "`1`: never contact the Hub; `pull` fails with `offline`",
     "MLXK2_ENABLE_EXPERIMENTAL_PUSH": "`1` enables the experimental `push` command",
     "MLXK_DEBUG": "`1` adds tracebacks to error output (CLI and server)",
-    "MLXK_API_KEY": "API key `serve` requires (same as `--api-key`, but not visible in `ps`)",
+    "MLXK_API_KEY": "API key `serve` requires (same as `--api-key`, but not visible in `ps`); `ps`/`load`/`stop` send it",
+    "MLXK_SERVER": "the server `ps`, `load` and `stop` talk to (default `http://127.0.0.1:8000`; `--server` wins)",
     "MLXK_JSON": "`1` makes `--json` the default for every command",
     "MLXK_BLAS": "Linux CPU: path of a BLAS library for MLX's matrix products, or `reference` for the one the mlx wheel bundles",
     "MLXK_CPU_KERNELS": "Linux CPU: `off` keeps MLX's own quantized matmul instead of mlxk's compiled kernel (docs/cpu-kernels.md)",

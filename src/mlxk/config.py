@@ -78,6 +78,11 @@ def api_key() -> str | None:
     return _env("MLXK_API_KEY")
 
 
+def server_url() -> str:
+    """Where ``ps``/``load``/``stop`` find a running server: ``MLXK_SERVER``, else the default bind."""
+    return (_env("MLXK_SERVER") or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}").rstrip("/")
+
+
 def json_mode_default() -> bool:
     """``MLXK_JSON=1`` makes ``--json`` the default (handy for scripts)."""
     return _is_true("MLXK_JSON")

@@ -21,7 +21,9 @@ for the server, and structured extras that go into the JSON error object::
      ├── Unauthorized                            authentication_error (server)
      ├── PayloadTooLarge                         request_too_large (server)
      ├── ServerBusy                              server_busy (server, 503)
-     └── OfflineError                            offline
+     ├── OfflineError                            offline
+     ├── ServerUnreachable                       server_unreachable (+url): ps/load/stop found no server
+     └── ServerError                             the server's own error code (+url, status)
 
 Foreign exceptions are translated where the foreign library is called
 (``hub/`` for huggingface_hub, ``engine/`` for mlx), with ``raise ... from exc``.
@@ -146,3 +148,20 @@ class ServerBusy(MlxkError):
 class OfflineError(MlxkError):
     code = "offline"
     http_status = 503
+
+
+class ServerUnreachable(MlxkError):
+    code = "server_unreachable"
+    http_status = 503
+
+
+class ServerError(MlxkError):
+    """An error a running ``mlxk serve`` answered with; ``code`` is the server's own error code."""
+
+    code = "server_error"
+    http_status = 502
+
+    def __init__(self, message: str, code: str | None = None, **extra: Any) -> None:
+        super().__init__(message, **extra)
+        if code:
+            self.code = code

@@ -26,6 +26,13 @@ FAKE_MODELS = ("fake/tiny-a", "fake/tiny-b")
 class WordTokenizer:
     chat_template = None
 
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return [1 + zlib.crc32(word.encode()) % (VOCAB - 1) for word in text.split()]
+
+    def apply_chat_template(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
+                            tokenize: bool = False) -> str:
+        return " ".join(f"{m.get('role')}: {m.get('content') or ''}" for m in messages)
+
     def decode(self, ids: list[int]) -> str:
         return "".join(f" w{i}" for i in ids if i)
 

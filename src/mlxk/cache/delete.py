@@ -49,7 +49,7 @@ def _lsize(p: Path) -> int:
         return 0
 
 
-def _blob_entries(repo_dir: Path) -> list[Path]:
+def blob_entries(repo_dir: Path) -> list[Path]:
     try:
         with os.scandir(repo_dir / "blobs") as it:
             return [Path(e.path) for e in it if not e.is_dir(follow_symlinks=False)]
@@ -69,7 +69,7 @@ def plan_delete(repo: CachedRepo, commit: str | None = None, root: Path | None =
             return DeletePlan(repo.repo_id, repo_dir, root, (), True, (), (), (), 0)
         refs = tuple(repo_dir / "refs" / name for name, _ in repo.refs)
         snaps = tuple(r.path for r in repo.revisions)
-        blobs = tuple(_blob_entries(repo_dir))
+        blobs = tuple(blob_entries(repo_dir))
         return DeletePlan(repo.repo_id, repo_dir, root, tuple(r.commit for r in repo.revisions), True,
                           refs, snaps, blobs, sum(_lsize(b) for b in blobs))
     target = repo.revision(commit)

@@ -12,19 +12,21 @@ ALIASES = ("ls",)
 HELP = "list models in the HuggingFace cache"
 DESCRIPTION = ("List cached models. Human output shows the runnable models; --all shows every\n"
                "repo with its framework and health. --json always lists every repo.")
-EXAMPLE = "Examples:\n  mlxk list\n  mlxk list qwen --all\n  mlxk list --json | jq '.data.count'"
+EXAMPLE = "Examples:\n  mlxk list\n  mlxk list qwen --all\n  mlxk list --sort size\n  mlxk list --json | jq '.data.count'"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="?", default=None, help="case-insensitive substring of org/name")
     p.add_argument("--all", action="store_true", help="show every repo, not only runnable models")
     p.add_argument("--health", action="store_true", help="add the health column")
+    p.add_argument("--sort", choices=("name", "size", "modified"), default="name",
+                   help="order: name (A-Z, default), size (largest first), modified (newest first)")
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from mlxk.operations.models import list_models
 
-    data = list_models(args.pattern)
+    data = list_models(args.pattern, sort=args.sort)
     out.result(data, lambda d: render(d, show_all=args.all, health=args.health))
     return 0
 

@@ -21,8 +21,8 @@ from mlxk.output.console import Output
 
 # Order here is the order in `mlxk --help`.
 COMMAND_MODULES = (
-    "list_cmd", "show", "health", "pull", "rm", "run", "serve", "embed", "convert", "search",
-    "push", "completion",
+    "list_cmd", "show", "health", "pull", "rm", "prune", "run", "serve", "ps", "load", "stop", "embed",
+    "convert", "search", "push", "completion",
 )
 
 

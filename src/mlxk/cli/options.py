@@ -117,3 +117,26 @@ def host_options(args: argparse.Namespace) -> HostOptions:
 
     return HostOptions(hosts=args.hosts, hostfile=args.hostfile, backend=args.backend,
                        parallel=args.parallel)
+
+
+def _keep_alive(text: str) -> float:
+    from mlxk.duration import parse_keep_alive
+    from mlxk.errors import ValidationError
+
+    try:
+        return parse_keep_alive(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from exc
+
+
+def add_keep_alive_flag(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: float | None,
+                        help_text: str) -> None:
+    """``--keep-alive``: seconds or a duration (``300``, ``5m``, ``1h``), ``0`` or ``-1`` (see mlxk.duration)."""
+    p.add_argument("--keep-alive", type=_keep_alive, default=default, metavar="DURATION", help=help_text)
+
+
+def add_server_flags(p: argparse.ArgumentParser) -> None:
+    """``--server`` / ``--api-key`` for the commands that talk to a running ``mlxk serve``."""
+    p.add_argument("--server", default=None, metavar="URL",
+                   help="the server (default: MLXK_SERVER, else http://127.0.0.1:8000)")
+    p.add_argument("--api-key", default=None, help="sent as 'Authorization: Bearer KEY' (default: MLXK_API_KEY)")

@@ -22,6 +22,7 @@ def _origins(value: str) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from mlxk.cli.options import add_keep_alive_flag
     from mlxk.server import settings as st
 
     g = p.add_argument_group("network")
@@ -31,8 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--model", default=None, help="model to preload (name or ./path); kept loaded")
     m.add_argument("--max-loaded", type=int, default=st.DEFAULT_MAX_LOADED,
                    help=f"models kept loaded at once, LRU (default {st.DEFAULT_MAX_LOADED})")
-    m.add_argument("--keep-alive", type=float, default=config.DEFAULT_KEEP_ALIVE_SECONDS,
-                   help="seconds an idle model stays loaded; 0 = unload after each request, -1 = never")
+    add_keep_alive_flag(m, config.DEFAULT_KEEP_ALIVE_SECONDS,
+                        "how long an idle model stays loaded: seconds or 30s/5m/1h (default 5m); "
+                        "0 = unload after each request, -1 = never")
     m.add_argument("--memory-budget", type=float, default=None, metavar="GB",
                    help="memory for loaded models in GB (default 75%% of RAM)")
     q = p.add_argument_group("load")

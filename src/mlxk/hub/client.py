@@ -200,10 +200,15 @@ def missing_bytes(remote: RemoteRevision, repo_dir: Path) -> int:
     return need
 
 
+def free_bytes(repo_dir: Path) -> int:
+    """Free space on the file system that holds (or will hold) ``repo_dir``."""
+    return shutil.disk_usage(_existing_ancestor(repo_dir)).free
+
+
 def check_disk_space(remote: RemoteRevision, repo_dir: Path) -> int:
     """Raise before anything is written when the revision does not fit; return bytes needed."""
     need = missing_bytes(remote, repo_dir)
-    free = shutil.disk_usage(_existing_ancestor(repo_dir)).free
+    free = free_bytes(repo_dir)
     if need > free:
         raise DownloadFailed(
             f"Not enough disk space for {remote.repo_id}: needs {need} bytes, "

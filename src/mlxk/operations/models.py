@@ -11,6 +11,7 @@ from mlxk.cache.evaluate import Evaluated, evaluate, evaluate_revision
 from mlxk.cache.resolve import resolve
 from mlxk.cache.safetensors import HeaderError, count_parameters, read_header
 from mlxk.cache.scan import CachedRepo
+from mlxk.errors import ValidationError
 from mlxk.output.human import iso_utc
 
 TOKENIZER_NAMES = ("tokenizer", "vocab", "merges.txt", "special_tokens_map.json", "added_tokens.json",
@@ -43,8 +44,23 @@ def _listed(repo_id: str, base: Path) -> dict[str, Any]:
     return model_object(evaluate_revision(repo, repo.default_revision))
 
 
-def list_models(pattern: str | None = None, root: Path | None = None) -> dict[str, Any]:
-    """The ``list`` data: every matching repo's model object, sorted by name.
+SORT_KEYS = ("name", "size", "modified")
+
+
+def sort_models(models: list[dict[str, Any]], by: str = "name") -> list[dict[str, Any]]:
+    """``name`` A-Z; ``size`` largest first; ``modified`` newest first (ties: by name)."""
+    if by not in SORT_KEYS:
+        raise ValidationError(f"--sort takes one of {', '.join(SORT_KEYS)}, not '{by}'")
+    models = sorted(models, key=lambda m: m["name"])
+    if by == "size":
+        models.sort(key=lambda m: m["size_bytes"], reverse=True)
+    elif by == "modified":
+        models.sort(key=lambda m: m["last_modified"] or "", reverse=True)
+    return models
+
+
+def list_models(pattern: str | None = None, root: Path | None = None, sort: str = "name") -> dict[str, Any]:
+    """The ``list`` data: every matching repo's model object, sorted by ``sort`` (``SORT_KEYS``).
 
     Large caches are evaluated on all cores (``fanout``); each repo is independent.
     """
@@ -58,8 +74,7 @@ def list_models(pattern: str | None = None, root: Path | None = None) -> dict[st
     if pattern:
         needle = pattern.lower()
         ids = [i for i in ids if needle in i.lower()]
-    models = fan_out(partial(_listed, base=base), ids)
-    models.sort(key=lambda m: m["name"])
+    models = sort_models(fan_out(partial(_listed, base=base), ids), sort)
     return {"models": models, "count": len(models)}
 
 

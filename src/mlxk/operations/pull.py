@@ -61,12 +61,14 @@ def _ref_to_write(rev: str | None, commit: str) -> str | None:
 
 
 def pull(ref: str, *, progress: bool = True, info: Callable[[str], None] | None = None,
-         max_workers: int = 8) -> dict[str, Any]:
+         max_workers: int = 8, dry_run: bool = False) -> dict[str, Any]:
     say = info or (lambda _msg: None)
     name, rev = split_ref(ref.strip())
     repo_id = name
     try:
         repo_id = resolve_repo_id(name)
+        if dry_run:
+            return _plan(repo_id, rev, progress=progress)
         return _pull(repo_id, rev, progress=progress, say=say, max_workers=max_workers)
     except MlxkError as exc:
         status = "access_denied" if exc.code == "access_denied" else "failed"
@@ -119,6 +121,24 @@ def _pull(repo_id: str, rev: str | None, *, progress: bool, say: Callable[[str],
     return _result(repo_id, "success", commit, downloaded,
                    _with_health(f"Downloaded {repo_id}@{commit[:7]} ({_mb(downloaded)})", repo_id,
                                 commit, cache, say))
+
+
+def _plan(repo_id: str, rev: str | None, *, progress: bool) -> dict[str, Any]:
+    """``pull --dry-run``: the preflight, then what a pull would fetch; writes nothing."""
+    if not progress:
+        client.quiet()
+    remote = client.preflight(repo_id, rev)
+    rdir = layout.repo_dir(repo_id, config.hub_cache())
+    files = [{"path": f.path, "size_bytes": f.size, "cached": (rdir / "blobs" / f.etag).is_file()}
+             for f in remote.files]
+    need = client.missing_bytes(remote, rdir)
+    free = client.free_bytes(rdir)
+    fits = need <= free
+    where = "fits" if fits else f"does NOT fit ({_mb(free)} free)"
+    message = (f"Would download {_mb(need)} of {repo_id}@{remote.commit[:7]} "
+               f"({_mb(remote.total_size)} in {len(files)} files; {where})")
+    return {**_result(repo_id, "dry_run", remote.commit, 0, message), "files": files,
+            "total_bytes": remote.total_size, "bytes_to_download": need, "free_bytes": free, "fits": fits}
 
 
 def _with_health(message: str, repo_id: str, commit: str, cache: Path,

@@ -14,7 +14,7 @@ from mlxk.output.human import size_str
 Confirm = Callable[[str, str], bool]
 
 
-def _refuse(question: str, refusal: str) -> bool:
+def refuse(question: str, refusal: str) -> bool:
     raise RequiresConfirmation(refusal)
 
 
@@ -49,7 +49,7 @@ def remove_model(ref: str, force: bool = False, dry_run: bool = False, confirm: 
             raise RequiresConfirmation(
                 f"'{name_part}' matched '{resolved.repo_id}' by a partial name; nothing deleted. "
                 f"Use the full name or --force", matches=[resolved.repo_id])
-        ask = confirm or _refuse
+        ask = confirm or refuse
         refusal = f"Deleting {what} needs confirmation: run on a terminal or pass --force"
         if not ask(f"Delete {what} ({size_str(plan.freed_bytes)})?", refusal):
             raise RequiresConfirmation(f"Deletion of {what} cancelled; nothing deleted")

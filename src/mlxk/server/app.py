@@ -14,6 +14,7 @@ from mlxk import __version__
 from mlxk.server import (
     errors,
     routes,
+    routes_admin,
     routes_anthropic,
     routes_embeddings,
     routes_ollama,
@@ -87,6 +88,7 @@ def create_app(settings: ServerSettings, pool: ModelPool) -> FastAPI:
     app.state.ready = False
     errors.install(app)
     app.include_router(routes.router)
+    app.include_router(routes_admin.router)
     app.include_router(routes_embeddings.router)
     for dialect in DIALECT_ROUTERS:
         app.include_router(dialect.router)

@@ -63,6 +63,9 @@ class ModelEntry:
     loads: int = 0
     last_used: float = field(default_factory=time.monotonic)
     ready: asyncio.Future | None = None
+    keep_alive: float | None = None  # this model's own keep-alive (``load --keep-alive``); None: the server's
+    loaded_at: float = 0.0          # wall-clock epoch seconds when it became ready
+    stopping: bool = False          # ``stop`` is draining it: new requests get a 503
 
     @property
     def loaded(self) -> bool:
@@ -71,15 +74,15 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class LoadedModelInfo:
-    """One loaded (or loading) model; times are wall-clock epoch seconds."""
+    """One loaded (or loading) model as ``ps`` shows it; times are wall-clock epoch seconds."""
 
     name: str
     kind: str                       # chat | embedding | vision
-    state: str                      # loading | idle | busy
+    state: str                      # loading | idle | busy | stopping
     memory_bytes: int               # bytes of its weights
     active_requests: int
     queued_requests: int
-    loaded_at: float | None         # None while loading (or not tracked)
+    loaded_at: float | None         # None while loading
     expires_at: float | None        # None: never (pinned, keep-alive -1, or still loading)
     keep_alive: float               # seconds; -1 never
     pinned: bool
@@ -181,8 +184,7 @@ class ModelPool:
     async def start(self) -> None:
         if self.settings.model:
             await self.preload(self.settings.model)
-        if self.settings.keep_alive > 0:
-            self._reaper = asyncio.create_task(self._reap_forever())
+        self._reaper = asyncio.create_task(self._reap_forever())
 
     @property
     def default_model(self) -> str | None:
@@ -221,6 +223,8 @@ class ModelPool:
             target = await asyncio.to_thread(self._resolvers[job], name)
             entry = await self._ensure(target)
             self._aliases[(job, name)] = entry.key
+        elif entry.stopping:
+            raise ServerBusy(f"model {entry.key} is being unloaded (mlxk stop); retry")
         elif entry.ready is not None and not entry.ready.done():
             await asyncio.shield(entry.ready)
         entry.in_use += 1
@@ -230,7 +234,7 @@ class ModelPool:
     def release(self, entry: ModelEntry) -> None:
         entry.in_use = max(0, entry.in_use - 1)
         entry.last_used = time.monotonic()
-        if entry.in_use == 0 and self.settings.keep_alive == 0 and not entry.pinned:
+        if entry.in_use == 0 and self.keep_alive_of(entry) == 0 and not entry.pinned:
             asyncio.get_running_loop().create_task(self._unload_if_idle(entry))
 
     async def unload_when_idle(self, key: str) -> bool:
@@ -241,31 +245,73 @@ class ModelPool:
         await self._unload_if_idle(entry)
         return entry.key not in self._entries
 
-    def snapshot(self) -> list[LoadedModelInfo]:
-        """What is loaded now, for Ollama's ``/api/ps`` (sorted by name)."""
-        now_wall, now = time.time(), time.monotonic()
-        ka = self.settings.keep_alive
-        out = []
-        for e in sorted(self._entries.values(), key=lambda e: e.key):
-            sched = e.scheduler if e.loaded else None
-            active = int(getattr(sched, "active_count", 0) or 0)
-            queued = int(getattr(sched, "queue_depth", 0) or 0)
-            if not e.loaded:
-                state, expires = "loading", None
-            else:
-                state = "busy" if e.in_use or active or queued else "idle"
-                expires = None if e.pinned or ka < 0 else (
-                    now_wall + ka if state == "busy" else now_wall + max(0.0, e.last_used + ka - now))
-            out.append(LoadedModelInfo(e.key, "embedding" if e.job == "embedding" else "chat", state, e.size_bytes, active, queued, None,
-                                       expires, -1.0 if e.pinned else ka, e.pinned))
-        return out
-
     def loaded_names(self, job: Job | None = None) -> list[str]:
         return sorted(k for k, e in self._entries.items()
                       if e.loaded and (job is None or e.job == job))
 
     def entry(self, key: str) -> ModelEntry | None:
         return self._entries.get(key)
+
+    def keep_alive_of(self, entry: ModelEntry) -> float:
+        return self.settings.keep_alive if entry.keep_alive is None else entry.keep_alive
+
+    def snapshot(self) -> list[LoadedModelInfo]:
+        """What is loaded now, for ``ps`` and Ollama's ``/api/ps`` (sorted by name)."""
+        now_wall, now = time.time(), time.monotonic()
+        out = []
+        for e in sorted(self._entries.values(), key=lambda e: e.key):
+            sched = e.scheduler if e.loaded else None
+            active = int(getattr(sched, "active_count", 0) or 0)
+            queued = int(getattr(sched, "queue_depth", 0) or 0)
+            ka = self.keep_alive_of(e)
+            if not e.loaded:
+                state, expires = "loading", None
+            else:
+                state = "stopping" if e.stopping else "busy" if e.in_use or active or queued else "idle"
+                expires = None if e.pinned or ka < 0 else (
+                    now_wall + ka if state == "busy" else now_wall + max(0.0, e.last_used + ka - now))
+            kind = "embedding" if e.job == "embedding" else "chat"
+            out.append(LoadedModelInfo(e.key, kind, state, e.size_bytes, active, queued,
+                                       e.loaded_at or None, expires, -1.0 if e.pinned else ka, e.pinned))
+        return out
+
+    async def load(self, name: str, keep_alive: float | None = None) -> ModelEntry:
+        """Load ``name`` now (``mlxk load``) without answering anything; ``keep_alive`` is its own.
+
+        A text model, else an embedding model; when neither fits, the text refusal is raised.
+        """
+        try:
+            entry = await self.acquire(name, "text")
+        except MlxkError as text_error:
+            try:
+                entry = await self.acquire(name, "embedding")
+            except MlxkError:
+                raise text_error from None
+        if keep_alive is not None:
+            entry.keep_alive = keep_alive
+        self.release(entry)
+        return entry
+
+    async def stop(self, name: str, force: bool = False) -> str:
+        """Unload a loaded model (``mlxk stop``); returns its key.
+
+        Without ``force`` the requests it is answering finish first (new ones get a 503 meanwhile);
+        with ``force`` they are cancelled and end with an error.
+        """
+        key = next((k for (_job, n), k in self._aliases.items() if n == name), name)
+        entry = self._entries.get(key)
+        if entry is None:
+            raise ModelNotFound(f"model '{name}' is not loaded", param="model")
+        if entry.ready is not None and not entry.ready.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(entry.ready)
+        entry.stopping = True
+        while entry.in_use and not force:
+            await asyncio.sleep(0.05)
+        async with self._lock:
+            if self._entries.get(entry.key) is entry:
+                await self._unload(entry)
+        return entry.key
 
     @property
     def used_bytes(self) -> int:
@@ -374,6 +420,7 @@ class ModelPool:
             entry.ready.exception()  # mark retrieved; waiters re-raise it
             return
         entry.loads += 1
+        entry.loaded_at = time.time()
         sched = entry.scheduler
         if sched is not None:
             self.metrics.active.labels(entry.key).set_function(lambda: sched.active_count)
@@ -413,14 +460,20 @@ class ModelPool:
             log.info("unloaded %s", entry.key)
         self.metrics.loaded.set(len(self.loaded_names()))
 
+    def _reap_period(self) -> float:
+        """Check a quarter of the shortest positive keep-alive (0.2 s to 5 s)."""
+        alive = [self.keep_alive_of(e) for e in self._entries.values()] + [self.settings.keep_alive]
+        positive = [k for k in alive if k > 0]
+        return max(0.2, min(min(positive, default=20.0) / 4, 5.0))
+
     async def _reap_forever(self) -> None:
-        period = max(0.5, min(self.settings.keep_alive / 4, 5.0))
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(self._reap_period())
             now = time.monotonic()
             for entry in list(self._entries.values()):
-                if (entry.loaded and not entry.pinned and entry.in_use == 0
-                        and now - entry.last_used >= self.settings.keep_alive):
+                ka = self.keep_alive_of(entry)
+                if (entry.loaded and not entry.pinned and entry.in_use == 0 and ka >= 0
+                        and now - entry.last_used >= ka):
                     await self._unload_if_idle(entry)
 
 
