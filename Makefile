@@ -11,7 +11,7 @@ export HF_HOME ?= $(CURDIR)/.cache/hf_home
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,embed]"
+	$(PY) -m pip install --quiet -e ".[dev,embed,vision]"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.support.fixtures_hub",
     "tests.support.fixtures_server",
     "tests.support.fixtures_embed",
+    "tests.support.tiny_vlm",
 ]
 
 _SCRUB_PREFIXES = ("HF_", "HUGGING", "MLXK")

@@ -17,6 +17,8 @@ DEFAULT_MAX_TOKENS_CAP = 4096      # server requests without max_tokens (OpenAI 
 DEFAULT_RUN_MAX_TOKENS = 1024      # `mlxk run`: a full answer, not a run-on (mlx-lm's CLI uses 256)
 MAX_MODEL_NAME_LENGTH = 96
 MLX_COMMUNITY_ORG = "mlx-community"
+MAX_IMAGES_PER_REQUEST = 8            # images in one request (run --image, server)
+IMAGE_URL_TIMEOUT_SECONDS = 10.0      # serve --allow-image-urls: per-image fetch timeout
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,6 +104,36 @@ def build_smollm2() -> Path:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def bpe_tokenizer(texts: list[str], specials: list[str], vocab_size: int) -> Any:
+    """A byte-level BPE tokenizer trained on ``texts`` (special tokens first in the vocabulary)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts * 4, trainer=trainer)
+    return tok
+
+
+def stage_model(target: Path, weights: dict, config: dict, tok: Any,
+                tokenizer_config: dict) -> Path:
+    """Write weights, config and tokenizer into a fresh staging folder next to ``target``."""
+    import mlx.core as mx
+
+    staging = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    mx.save_safetensors(str(staging / "model.safetensors"), weights, metadata={"format": "mlx"})
+    (staging / "config.json").write_text(json.dumps(config, indent=2))
+    tok.save(str(staging / "tokenizer.json"))
+    (staging / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
+    return staging
+
+
 def build_tiny_llama(target: Path, think: bool = False) -> Path:
     """A random-weight llama (2 layers, hidden 64) with a trained byte-level BPE tokenizer.
 
@@ -112,16 +143,8 @@ def build_tiny_llama(target: Path, think: bool = False) -> Path:
     import mlx.core as mx
     from mlx.utils import tree_flatten
     from mlx_lm.models import llama
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_TINY_TEXT * 4, trainer=trainer)
+    tok = bpe_tokenizer(_TINY_TEXT, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], 400)
     template = CHATML_TEMPLATE
     if think:
         from tokenizers import AddedToken
@@ -146,18 +169,12 @@ def build_tiny_llama(target: Path, think: bool = False) -> Path:
     weights = dict(tree_flatten(model.parameters()))
     mx.eval(weights)
 
-    staging = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    mx.save_safetensors(str(staging / "model.safetensors"), weights, metadata={"format": "mlx"})
-    (staging / "config.json").write_text(json.dumps(config, indent=2))
-    tok.save(str(staging / "tokenizer.json"))
-    (staging / "tokenizer_config.json").write_text(json.dumps({
+    staging = stage_model(target, weights, config, tok, {
         "tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": False,
         "clean_up_tokenization_spaces": False, "model_max_length": 2048,
         "bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
         "unk_token": "<|endoftext|>", "chat_template": template,
-    }, indent=2))
+    })
     (staging / "README.md").write_text("---\nlibrary_name: mlx\n---\n# tiny-llama (random weights, tests)\n")
     return _publish(staging, target)
 

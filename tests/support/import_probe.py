@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.support.cli import SRC, Result, run_mlxk
 
-HEAVY = ("mlx", "mlx_lm", "mlx_embeddings", "transformers", "torch")
+HEAVY = ("mlx", "mlx_lm", "mlx_embeddings", "mlx_vlm", "PIL", "transformers", "torch")
 
 # A sitecustomize that records every imported top-level module at interpreter exit.
 SITECUSTOMIZE = """

@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "operations": {"server", "engine", "hub", "cache", "base"},
     "cli": {"operations", "server", "engine", "hub", "cache", "base"},
 }
-HEAVY = {"mlx", "mlx_lm", "mlx_embeddings", "transformers", "torch", "llguidance", "tokenizers"}
+HEAVY = {"mlx", "mlx_lm", "mlx_embeddings", "mlx_vlm", "PIL", "transformers", "torch", "llguidance", "tokenizers"}
 # Modules (and packages) that must never import mlx & co, not even lazily and not through
 # another mlxk module: list/show/health/rm run them, and the pure parts of the engine are
 # tested without a GPU.

@@ -41,6 +41,7 @@ class ModelDescription:
     quantization: str | None = None      # "4bit", "mxfp4", ...
     has_chat_template: bool = False
     embedding_dim: int | None = None
+    engine: str | None = None            # mlx-lm | mlx-vlm | mlx-embeddings (None: none can run it)
     config: dict | None = field(default=None, repr=False, compare=False)
     config_error: str | None = None      # why config.json could not be used
 
@@ -267,6 +268,9 @@ def runtime_check(files: Files, cfg: dict | None, model_type: str,
         ok, reason = runtime.embeddings_supports(cfg)
     else:
         ok, reason = runtime.lm_supports(cfg)
+        if not ok and cfg.get("vision_config"):  # mlx-vlm may run what mlx-lm cannot
+            vok, vreason = runtime.vlm_supports(cfg)
+            ok, reason = vok, (None if vok else f"{reason}; {vreason}")
     if not ok:
         return ok, reason
     return runtime.quantization_supported(cfg)
@@ -323,6 +327,7 @@ def describe(path: Path, files: Files | None = None, repo_id: str | None = None,
         quantization=quantization_label(cfg),
         has_chat_template=bool(template),
         embedding_dim=_embedding_dim(files, cfg) if model_type == "embedding" else None,
+        engine=runtime.engine_for(cfg, model_type) if ok else None,
         config=cfg,
         config_error=config_error,
     )

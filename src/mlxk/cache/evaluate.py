@@ -53,6 +53,7 @@ def evaluate_revision(repo: CachedRepo, rev: Revision | None) -> Evaluated:
     path = rev.path if rev else repo.path
     desc = detect.describe(path, files, repo.repo_id, cfg, cfg_err)
     problems = integrity.check(repo, rev, cfg_err, config_parsed=cfg is not None)
+    problems += integrity.vision_problems(files, cfg, desc.has_chat_template)
     return Evaluated(repo.repo_id, rev.commit if rev else None, path, True, files, desc,
                      tuple(problems), rev.size_bytes if rev else 0,
                      rev.last_modified if rev else _mtime(repo.path), repo, rev)
@@ -67,6 +68,7 @@ def evaluate_local(path: Path) -> Evaluated:
     fake_rev = Revision("0" * 40, path, (), entries)
     fake_repo = CachedRepo(str(path), path, (fake_rev,), ())
     problems = integrity.check(fake_repo, fake_rev, cfg_err)
+    problems += integrity.vision_problems(files, cfg, desc.has_chat_template)
     return Evaluated(str(path), None, path, False, files, desc, tuple(problems),
                      fake_rev.size_bytes, fake_rev.last_modified)
 

@@ -100,6 +100,22 @@ def check(repo: CachedRepo, rev: Revision | None, config_error: str | None = Non
     return _dedupe(problems)
 
 
+IMAGE_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+
+
+def vision_problems(names: set[str] | dict, cfg: dict | None, has_chat_template: bool) -> list[str]:
+    """What a vision model needs besides weights: an image processor config and a chat
+    template (it places the image tokens)."""
+    if not (cfg and cfg.get("vision_config")):
+        return []
+    problems = []
+    if not any(n in names for n in IMAGE_PROCESSOR_FILES):
+        problems.append("vision model without an image processor config (preprocessor_config.json)")
+    if not has_chat_template:
+        problems.append("vision model without a chat template")
+    return problems
+
+
 def _config_problem(f: CachedFile, known: str | None) -> list[str]:
     if known is not None:
         return [f"config.json {'unreadable' if known == 'missing' else known}"]

@@ -148,6 +148,28 @@ def lm_supports(config: dict) -> tuple[bool, str | None]:
     return False, f"Unsupported architecture '{model_type}' (mlx-lm {version('mlx-lm')})"
 
 
+def vlm_supports(config: dict) -> tuple[bool, str | None]:
+    """Whether the installed mlx-vlm (the ``vision`` extra) can build this vision model."""
+    model_type = str(config.get("model_type") or "").replace("-", "_")
+    if package_dir("mlx_vlm") is None:
+        return False, "mlx-vlm is not installed (pip install 'mlx-knife[vision]')"
+    if model_type in architectures("mlx_vlm"):
+        return True, None
+    return False, f"Unsupported vision architecture '{model_type}' (mlx-vlm {version('mlx-vlm')})"
+
+
+def engine_for(config: dict | None, model_type: str) -> str | None:
+    """The package that runs the model: mlx-vlm for vision models when it can, else mlx-lm
+    (a vision model's text part), mlx-embeddings for encoders; None when none can."""
+    if config is None:
+        return None
+    if model_type == "embedding":
+        return "mlx-embeddings" if embeddings_supports(config)[0] else None
+    if config.get("vision_config") and vlm_supports(config)[0]:
+        return "mlx-vlm"
+    return "mlx-lm" if lm_supports(config)[0] else None
+
+
 def embeddings_supports(config: dict) -> tuple[bool, str | None]:
     model_type = str(config.get("model_type") or "")
     if package_dir("mlx_embeddings") is None:

@@ -14,6 +14,7 @@ HELP_TEXT = """Commands:
   /help            show this help
   /clear           forget the conversation so far
   /system <text>   set the system prompt (and start over); /system alone clears it
+  /image <path>    attach an image to your next message (vision models; repeatable)
   /exit            leave (also /quit, /bye, Ctrl-D)
 Multi-line input: a line with \"\"\" starts it, another \"\"\" line ends it.
 Ctrl-C stops the current answer; the session goes on."""
@@ -161,10 +162,28 @@ def read_message(out: Output, prompt: str = ">>> ") -> str | None:
     return "\n".join(lines)
 
 
-def chat_loop(session: Any, out: Output, model: str, hide_reasoning: bool, verbose: bool) -> int:
-    """The interactive chat. Returns the exit code."""
+def _attach(session: Any, path: str, pending: list[Any], out: Output) -> None:
+    """``/image PATH``: decode now (a bad file is reported, the chat goes on)."""
+    from mlxk.operations.run import decode_images
+
+    if not path:
+        out.stdout.write("Usage: /image <path>\n")
+        return
+    try:
+        pending.extend(decode_images(session.lm.name, session.lm.path, [path]))
+    except MlxkError as exc:
+        out.stderr.write(f"Error: {exc.message}\n")
+        return
+    out.stdout.write(f"Image attached ({len(pending)} for the next message).\n")
+
+
+def chat_loop(session: Any, out: Output, model: str, hide_reasoning: bool, verbose: bool,
+              images: list[Any] | None = None) -> int:
+    """The interactive chat. Returns the exit code. ``images`` (``run --image`` without a
+    prompt) go with the first message, as do images attached with ``/image``."""
     from mlxk.operations.run import Turn
 
+    pending: list[Any] = list(images or [])
     out.stderr.write(f"Chatting with {model}. Type /help for commands, /exit to leave.\n")
     out.stderr.flush()
     while True:
@@ -188,6 +207,8 @@ def chat_loop(session: Any, out: Output, model: str, hide_reasoning: bool, verbo
             elif word == "/clear":
                 session.clear()
                 out.stdout.write("Conversation cleared.\n")
+            elif word == "/image":
+                _attach(session, rest.strip(), pending, out)
             elif word == "/system":
                 session.set_system(rest.strip() or None)
                 session.clear()
@@ -199,7 +220,8 @@ def chat_loop(session: Any, out: Output, model: str, hide_reasoning: bool, verbo
             continue
         turn = Turn()
         printer = AnswerPrinter(out.stdout, hide_reasoning)
-        chunks = session.ask(message, turn)
+        attached, pending = pending, []
+        chunks = session.ask(message, turn, attached)
         try:
             print_stream(chunks, printer)
         except KeyboardInterrupt:

@@ -19,6 +19,7 @@ EXAMPLE = ("Examples:\n"
            "  mlxk run SmolLM2-135M-Instruct \"What is the capital of France?\"\n"
            "  mlxk run org/model --temperature 0 --max-tokens 64 --json \"Hi\"\n"
            "  git diff | mlxk run org/model - \"write a commit message\"\n"
+           "  mlxk run Qwen2-VL-2B-Instruct-4bit \"What is in this picture?\" --image photo.jpg\n"
            "  mlxk run org/model                       (interactive chat)")
 
 
@@ -45,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop when the output contains TEXT (repeatable; TEXT is not printed)")
     g.add_argument("--system", default=None, help="system prompt")
+    g.add_argument("--image", action="append", default=[], metavar="PATH",
+                   help="send the image file PATH with the prompt (repeatable; vision models, "
+                        "needs the 'vision' extra); in chat, /image PATH attaches one")
     g.add_argument("--no-chat-template", action="store_true",
                    help="send the prompt as raw text, without the model's chat template")
     g.add_argument("--no-stream", action="store_true", help="print the answer when it is complete")
@@ -90,6 +94,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
                              "--hosts/--hostfile yet")
         from mlxk.cli import distributed
 
+        if args.image:
+            from mlxk.errors import UsageError
+
+            raise UsageError("--image is not supported with --hosts (vision models run on one machine)")
+
         words = list(args.prompt)
         text = None
         if words:
@@ -109,6 +118,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     resolved = ops.resolve_runnable(args.model)
     if not resolved.exact and not out.json_mode:
         out.info(f"Using {resolved.name} ('{args.model}' matched it)")
+    images = ops.read_images(resolved, list(args.image))
     lm = ops.load(resolved, kv, args.adapter_path)
     if args.draft_model:
         lm.draft = ops.load_draft(lm, args.draft_model, args.num_draft_tokens, kv)
@@ -118,21 +128,22 @@ def run(args: argparse.Namespace, out: Output) -> int:
         from mlxk.cli.chat_ui import chat_loop
 
         return chat_loop(ops.ChatSession(lm, options), out, lm.name, args.hide_reasoning,
-                         args.verbose)
-    return _single(lm, prompt, options, args, out)
+                         args.verbose, images=images)
+    return _single(lm, prompt, options, args, out, images)
 
 
-def _single(lm, prompt: str, options, args: argparse.Namespace, out: Output) -> int:
+def _single(lm, prompt: str, options, args: argparse.Namespace, out: Output,
+            images: list | None = None) -> int:
     from mlxk.cli.chat_ui import cut_notice_wanted, print_answer
     from mlxk.operations import run as ops
 
     session = ops.ChatSession(lm, options)
     turn = ops.Turn()
-    chunks = session.ask(prompt, turn)
+    chunks = session.ask(prompt, turn, images or ())
     if out.json_mode:
         for _ in chunks:
             pass
-        out.result(ops.single_result(lm.name, prompt, turn, options))
+        out.result(ops.single_result(lm.name, prompt, turn, options, images=args.image))
         return 0
     print_answer(chunks, turn, out, lm.name, hide_reasoning=args.hide_reasoning,
                  no_stream=args.no_stream, verbose=args.verbose,

@@ -64,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or MLXK_API_KEY)")
     s.add_argument("--cors-origins", type=_origins, default=None, metavar="LIST",
                    help="comma-separated origins allowed by CORS (default: CORS off)")
+    s.add_argument("--allow-image-urls", action="store_true",
+                   help="let clients send images as http(s) URLs the server fetches (default: "
+                        "data URIs / base64 only; fetching for clients is an SSRF risk)")
     o = p.add_argument_group("process")
     o.add_argument("--restart", action="store_true", help="restart the server if it crashes")
     o.add_argument("--stop-timeout", type=float, default=st.DEFAULT_STOP_TIMEOUT,
@@ -109,6 +112,7 @@ def build_settings(args: argparse.Namespace) -> Any:
         stop_timeout=args.stop_timeout, log_json=args.log_json, restart=args.restart, ui=args.ui,
         generation=generation,
         model_options=read_file(args.model_options) if args.model_options else {},
+        allow_image_urls=args.allow_image_urls,
     )
 
 

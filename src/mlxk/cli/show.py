@@ -51,7 +51,7 @@ def render(data: dict) -> str:
         rows.append(("Reason", m["reason"]))
     for key in ("model_type", "architecture", "quantization", "context_length", "vocab_size",
                 "hidden_size", "num_attention_heads", "num_hidden_layers", "parameter_count",
-                "embedding_dimension", "chat_template"):
+                "embedding_dimension", "chat_template", "engine"):
         if meta.get(key) is not None:
             rows.append((key.replace("_", " ").capitalize(), _value(key, meta[key])))
     if "parallel_modes" in meta:

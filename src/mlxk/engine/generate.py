@@ -131,34 +131,49 @@ def stream(lm: LoadedModel, request: GenerationRequest, prepared: Prepared | Non
     about a second even while a long prompt is being read.
     """
     import mlx.core as mx
-    from mlx_lm.generate import generate_step, generation_stream, wired_limit
+    from mlx_lm.generate import generate_step, generation_stream
 
     p = prepared or prepare(lm, request)
-    sampling.apply_seed(request.sampling)
-    mx.reset_peak_memory()
-    started = time.perf_counter()
-    first = last = None
-    reason = "length"
     draft = getattr(lm, "draft", None)
-    if draft is not None:
-        from mlxk.engine import speculative
 
-        draft.drafted = draft.accepted = 0
-        steps: Any = speculative.steps(lm, draft, mx.array(p.prompt_tokens), max_tokens=p.max_tokens,
-                                       sampler=p.sampler, logits_processors=p.logits_processors or None)
-    else:
-        steps = (t for t, _ in generate_step(
+    def make_steps() -> Any:
+        if draft is not None:
+            from mlxk.engine import speculative
+
+            draft.drafted = draft.accepted = 0
+            return speculative.steps(lm, draft, mx.array(p.prompt_tokens), max_tokens=p.max_tokens,
+                                     sampler=p.sampler,
+                                     logits_processors=p.logits_processors or None)
+        return (t for t, _ in generate_step(
             mx.array(p.prompt_tokens), lm.model, max_tokens=p.max_tokens, sampler=p.sampler,
             logits_processors=p.logits_processors or None,
             **({"prefill_step_size": prefill_step} if prefill_step else {}),
             **kvcache.generate_kwargs(lm.model, getattr(lm, "cache_options", None))))
+
+    yield from run_steps(lm, p, make_steps, generation_stream,
+                         draft.metrics if draft is not None else None)
+
+
+def run_steps(lm: Any, p: Prepared, make_steps: Callable[[], Any], gen_stream: Any,
+              extra_timing: Callable[[], dict[str, float]] | None = None) -> Iterator[Chunk]:
+    """The single-sequence token loop (text and vision engines): seed, feed every token id of
+    ``make_steps()`` through the decoder, then the final chunk with the timing."""
+    import mlx.core as mx
+    from mlx_lm.generate import wired_limit
+
+    sampling.apply_seed(p.request.sampling)
+    mx.reset_peak_memory()
+    started = time.perf_counter()
+    first = last = None
+    reason = "length"
+    steps = make_steps()
     try:
-        with wired_limit(lm.model, [generation_stream]):
+        with wired_limit(lm.model, [gen_stream]):
             for token in steps:
                 last = time.perf_counter()
                 if first is None:
                     first = last
-                yield from p.decoder.feed(token)
+                yield from p.decoder.feed(int(token))
                 if p.decoder.finished:
                     reason = "stop"
                     break
@@ -175,7 +190,7 @@ def stream(lm: LoadedModel, request: GenerationRequest, prepared: Prepared | Non
         "generation_tps": (n - 1) / gen_s if gen_s > 0 and n > 1 else 0.0,
         "total_s": time.perf_counter() - started,
         "peak_memory_bytes": float(mx.get_peak_memory()),
-        **(draft.metrics() if draft is not None else {}),
+        **(extra_timing() if extra_timing is not None else {}),
     }
     yield final
 

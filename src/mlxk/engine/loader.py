@@ -108,6 +108,22 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise ExecutionError(f"cannot read config.json in {path}: {exc}") from exc
 
 
+def load_error(exc: Exception, raw_config: dict[str, Any], name: str, engine: str = "mlx-lm"
+               ) -> MlxkError:
+    """A loader's exception as an mlxk error: an architecture the engine cannot build is
+    ``NotRuntimeCompatible``; corrupt safetensors, missing files, tokenizer errors are
+    ``ExecutionError``."""
+    if isinstance(exc, MlxkError):
+        return exc
+    text = str(exc)
+    if isinstance(exc, ValueError):
+        if "not supported" in text.lower() or "model type" in text.lower():
+            arch = raw_config.get("model_type", "?")
+            return NotRuntimeCompatible(f"Unsupported architecture '{arch}' ({engine}): {text}")
+        return ExecutionError(f"cannot load model {name}: {text}")
+    return ExecutionError(f"cannot load model {name}: {type(exc).__name__}: {text}")
+
+
 def load_model(path: Path, name: str | None = None, *, model: Any = None,
                config: dict[str, Any] | None = None, lazy: bool = False,
                adapter_path: str | Path | None = None) -> LoadedModel:
@@ -125,16 +141,8 @@ def load_model(path: Path, name: str | None = None, *, model: Any = None,
             model, config = mlx_load_model(path, lazy=lazy)
         config = dict(config or raw_config)
         tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
-    except MlxkError:
-        raise
-    except ValueError as exc:
-        text = str(exc)
-        if "not supported" in text.lower() or "model type" in text.lower():
-            arch = raw_config.get("model_type", "?")
-            raise NotRuntimeCompatible(f"Unsupported architecture '{arch}': {text}") from exc
-        raise ExecutionError(f"cannot load model {name or path}: {text}") from exc
-    except Exception as exc:   # corrupt safetensors, missing files, tokenizer errors ...
-        raise ExecutionError(f"cannot load model {name or path}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise load_error(exc, raw_config, name or str(path)) from exc
     if adapter_path is not None:
         from mlxk.engine.adapters import apply
 

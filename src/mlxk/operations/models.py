@@ -122,6 +122,7 @@ def metadata(ev: Evaluated) -> dict[str, Any]:
         "num_hidden_layers": _cfg_value(cfg, "num_hidden_layers", "n_layer", "num_layers"),
         "parameter_count": parameter_count(ev),
         "chat_template": d.has_chat_template,
+        "engine": d.engine,
         "revisions": _revisions(ev.repo),
     }
     if d.model_type == "embedding":

@@ -32,10 +32,13 @@ def resolve_runnable(ref: str) -> ResolvedModel:
 def load(ref: str | ResolvedModel, cache_options: CacheOptions | None = None,
          adapter_path: str | None = None) -> LoadedModel:
     """``LoadedModel`` for ``ref`` (a reference, resolved and checked first, or the result of
-    ``resolve_runnable``), with its KV-cache options and an optional LoRA adapter."""
-    from mlxk.engine.loader import load_model
+    ``resolve_runnable``), with its KV-cache options and an optional LoRA adapter, from the
+    engine that runs it (``mlxk.engine.choose``: vision models on mlx-vlm when the extra is
+    installed)."""
+    from mlxk.engine.choose import load as load_model
 
     resolved = resolve_runnable(ref) if isinstance(ref, str) else ref
+    _refuse_vision_options(resolved.path, cache_options)
     if adapter_path is not None:
         from mlxk.engine.adapters import read_config
 
@@ -45,12 +48,23 @@ def load(ref: str | ResolvedModel, cache_options: CacheOptions | None = None,
     return lm
 
 
+def _refuse_vision_options(path: Any, cache_options: CacheOptions | None) -> None:
+    """The vision engine runs mlx-vlm's own token loop: no KV-cache options there yet."""
+    from mlxk.engine.choose import uses_vision_engine
+    from mlxk.errors import ValidationError
+
+    if cache_options is not None and cache_options.active and uses_vision_engine(path):
+        raise ValidationError("--max-kv-size and --kv-bits are not supported with vision models yet")
+
+
 def load_draft(lm: LoadedModel, ref: str, num_draft: int,
                cache_options: CacheOptions | None) -> Draft:
     """The draft model for speculative decoding, checked against ``lm``."""
     from mlxk.engine import speculative
     from mlxk.errors import ValidationError
 
+    if getattr(lm, "vision", False):
+        raise ValidationError("--draft-model is not supported with vision models yet")
     if not 1 <= num_draft <= 16:
         raise ValidationError("--num-draft-tokens must be between 1 and 16")
     if cache_options is not None and cache_options.active:
@@ -60,11 +74,44 @@ def load_draft(lm: LoadedModel, ref: str, num_draft: int,
     return speculative.Draft(draft, num_draft)
 
 
-def single_request(text: str, options: RunOptions) -> GenerationRequest:
+def user_message(text: str, images: list[Any] | tuple[Any, ...] = ()) -> dict[str, Any]:
+    """A user turn; images (decoded ``PIL.Image``s) come first, then the text."""
+    if not images:
+        return {"role": "user", "content": text}
+    parts: list[dict[str, Any]] = [{"type": "image", "image": img} for img in images]
+    parts.append({"type": "text", "text": text})
+    return {"role": "user", "content": parts}
+
+
+def read_images(ref: str | ResolvedModel, paths: list[str]) -> list[Any]:
+    """Decode ``run --image`` files before loading anything; refuse what the model cannot take
+    (a text-only model, a vision model without the extra, too many images, bad files)."""
+    if not paths:
+        return []
+    resolved = resolve_runnable(ref) if isinstance(ref, str) else ref
+    return decode_images(resolved.display, resolved.path, paths)
+
+
+def decode_images(name: str, path: Any, paths: list[str]) -> list[Any]:
+    from mlxk import config
+    from mlxk.engine.choose import has_vision_config, refuse_images, vision_available
+    from mlxk.engine.vision.images import from_path
+    from mlxk.errors import ValidationError
+
+    if not (has_vision_config(path) and vision_available()):
+        refuse_images(name, path, len(paths))
+    if len(paths) > config.MAX_IMAGES_PER_REQUEST:
+        raise ValidationError(f"{len(paths)} images; the limit is {config.MAX_IMAGES_PER_REQUEST} "
+                              f"per request", param="image", code="too_many_images")
+    return [from_path(p) for p in paths]
+
+
+def single_request(text: str, options: RunOptions, images: list[Any] | tuple[Any, ...] = ()
+                   ) -> GenerationRequest:
     messages: list[dict[str, Any]] = []
     if options.system:
         messages.append({"role": "system", "content": options.system})
-    messages.append({"role": "user", "content": text})
+    messages.append(user_message(text, images))
     return GenerationRequest(messages=messages, sampling=options.sampling,
                              max_tokens=options.max_tokens, stop=options.stop,
                              use_chat_template=options.use_chat_template,
@@ -115,13 +162,15 @@ class ChatSession:
     def set_system(self, text: str | None) -> None:
         self.system = text or None
 
-    def ask(self, text: str, turn: Turn | None = None) -> Iterator[Chunk]:
-        """Stream the answer to ``text``; the exchange joins the history when the answer
-        ends, also when it is cut short (Ctrl-C keeps what was said)."""
-        from mlxk.engine.generate import INTERACTIVE_PREFILL_STEP, stream
+    def ask(self, text: str, turn: Turn | None = None, images: list[Any] | tuple[Any, ...] = ()
+            ) -> Iterator[Chunk]:
+        """Stream the answer to ``text`` (with ``images`` attached); the exchange joins the
+        history when the answer ends, also when it is cut short (Ctrl-C keeps what was said)."""
+        from mlxk.engine.choose import stream
+        from mlxk.engine.generate import INTERACTIVE_PREFILL_STEP
 
         turn = turn if turn is not None else Turn()
-        self.history.append({"role": "user", "content": text})
+        self.history.append(user_message(text, images))
         request = replace(single_request(text, self.options), messages=self.messages())
         try:
             for chunk in stream(self.lm, request, prefill_step=INTERACTIVE_PREFILL_STEP):
@@ -140,12 +189,14 @@ class ChatSession:
 _UNSET: Any = object()
 
 
-def result_data(model: str, prompt: str, turn: Turn, parsed: Any = _UNSET) -> dict[str, Any]:
+def result_data(model: str, prompt: str, turn: Turn, parsed: Any = _UNSET,
+                images: list[str] | None = None) -> dict[str, Any]:
     """The ``--json`` data of a single-shot run."""
     final = turn.final or Chunk(finish_reason="stop")
     data: dict[str, Any] = {
         "model": model,
         "prompt": prompt,
+        **({"images": list(images)} if images else {}),
         "response": turn.text,
         "usage": {"prompt_tokens": final.prompt_tokens, "completion_tokens": final.completion_tokens},
         "finish_reason": final.finish_reason,
@@ -160,15 +211,17 @@ def result_data(model: str, prompt: str, turn: Turn, parsed: Any = _UNSET) -> di
     return data
 
 
-def single_result(model: str, prompt: str, turn: Turn, options: RunOptions) -> dict[str, Any]:
+def single_result(model: str, prompt: str, turn: Turn, options: RunOptions,
+                  images: list[str] | None = None) -> dict[str, Any]:
     """The ``--json`` data of a finished single-shot run, local or distributed: with
-    ``--json-schema`` it also carries ``parsed`` (None when ``--max-tokens`` cut the JSON)."""
+    ``--json-schema`` it also carries ``parsed`` (None when ``--max-tokens`` cut the JSON),
+    with ``--image`` the image files."""
     if options.response_format is None:
-        return result_data(model, prompt, turn)
+        return result_data(model, prompt, turn, images=images)
     import json
 
     try:
         parsed = json.loads(turn.text)
     except ValueError:
         parsed = None   # cut by --max-tokens: finish_reason says "length"
-    return result_data(model, prompt, turn, parsed)
+    return result_data(model, prompt, turn, parsed, images=images)

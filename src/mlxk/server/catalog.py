@@ -93,7 +93,8 @@ def model_list(pool: ModelPool, cards: list[dict[str, Any]]) -> list[dict[str, A
             by_id[key]["loaded"] = True
             by_id[key]["context_length"] = ctx or by_id[key]["context_length"]
         else:  # a preloaded local directory or a pinned revision
-            by_id[key] = _card(key, time.time(), "local", "chat", ["text-generation"], True, ctx)
+            caps = ["text-generation", *(["vision"] if getattr(lm, "vision", False) else [])]
+            by_id[key] = _card(key, time.time(), "local", "chat", caps, True, ctx)
         opts = getattr(lm, "cache_options", None)
         if opts is not None and opts.active:
             by_id[key]["kv_cache"] = {"max_kv_size": opts.max_kv_size, "kv_bits": opts.kv_bits}

@@ -28,7 +28,7 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 
 from mlxk.engine.types import GenerationRequest
-from mlxk.server import features, generation
+from mlxk.server import features, generation, images
 from mlxk.server.pool import ModelEntry, ModelPool
 
 log = logging.getLogger("mlxk.server")
@@ -260,7 +260,12 @@ async def count_tokens(pool: ModelPool, req: CoreRequest) -> tuple[str, int]:
     entry = await pool.acquire(req.model)
     try:
         _check_tools(req, entry.lm)
-        prepared = await asyncio.to_thread(generation._prepare, pool.prepare, entry.lm, req.gen)
+        def prepare() -> Any:
+            gen = images.resolve(req.gen, entry.lm, allow_urls=pool.settings.allow_image_urls,
+                                 param=req.prompt_param)
+            return generation._prepare(pool.prepare, entry.lm, gen)
+
+        prepared = await asyncio.to_thread(prepare)
         return entry.key, len(prepared.prompt_tokens)
     finally:
         pool.release(entry)

@@ -88,22 +88,36 @@ def check_tools(req: ChatCompletionRequest, lm: LoadedModel) -> None:
     # parallel_tool_calls without tools changes nothing (clients send their default): accepted.
 
 
-def _text_of(content: Any) -> str:
+IMAGE_PART_TYPES = frozenset({"image_url"})
+
+
+def _content(content: Any, where: str) -> Any:
+    """Message content for the engine: a string, or (with images) text and pending image parts
+    (decoded by ``server.images.resolve`` once the model is known)."""
     if content is None or isinstance(content, str):
         return content or ""
-    parts = []
-    for p in content:
-        if p.type != "text" or p.text is None:
-            raise _refuse("messages", f"content part type {p.type!r} is not supported (text only)")
-        parts.append(p.text)
-    return "".join(parts)
+    parts: list[dict[str, Any]] = []
+    for j, p in enumerate(content):
+        if p.type == "text" and p.text is not None:
+            parts.append({"type": "text", "text": p.text})
+        elif p.type in IMAGE_PART_TYPES:
+            from mlxk.server import images
+
+            parts.append(images.pending("url", images.openai_image_url(p.model_dump()),
+                                        f"{where}.content[{j}]"))
+        else:
+            raise _refuse("messages", f"content part type {p.type!r} is not supported "
+                                      "(text and image_url only)")
+    if all(p["type"] == "text" for p in parts):
+        return "".join(p["text"] for p in parts)
+    return parts
 
 
 def chat_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
     out = []
-    for m in req.messages:
+    for i, m in enumerate(req.messages):
         msg: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role,
-                               "content": _text_of(m.content)}
+                               "content": _content(m.content, f"messages[{i}]")}
         for extra in ("name", "tool_calls", "tool_call_id"):
             value = getattr(m, extra)
             if value is not None:

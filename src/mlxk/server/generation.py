@@ -28,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 from mlxk.engine.batch import Submission
 from mlxk.engine.types import GenerationRequest, LoadedModel
 from mlxk.errors import MlxkError, ValidationError
-from mlxk.server import sse
+from mlxk.server import images, sse
 from mlxk.server.pool import ModelEntry, ModelPool
 
 
@@ -141,6 +141,10 @@ def _submissions(pool: ModelPool, lm: LoadedModel, plan: Plan) -> list[Submissio
     """Prepare every sequence (each its own decoder, grammar and sampler state)."""
     subs = []
     for p, greq in enumerate(plan.requests):
+        # Images are decoded (or, with --allow-image-urls, fetched) here, in the worker thread,
+        # after the model is known: a text-only model refuses them before any decoding.
+        greq = images.resolve(greq, lm, allow_urls=pool.settings.allow_image_urls,
+                              param=plan.param)
         for j in range(plan.n):
             one = _seeded(greq, p * plan.n + j)
             prepared = _prepare(pool.prepare, lm, one)

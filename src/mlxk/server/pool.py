@@ -126,9 +126,9 @@ def embedding_resolver(name: str) -> Target:
 
 
 def default_loader(path: Path, name: str, adapter_path: str | None = None) -> LoadedModel:
-    from mlxk.engine.loader import load_model
+    from mlxk.engine.choose import load
 
-    return load_model(path, name=name, adapter_path=adapter_path)
+    return load(path, name=name, adapter_path=adapter_path)
 
 
 def default_embedding_loader(path: Path, name: str) -> EmbeddingModel:
@@ -138,9 +138,22 @@ def default_embedding_loader(path: Path, name: str) -> EmbeddingModel:
 
 
 def default_prepare(lm: LoadedModel, request: GenerationRequest) -> Prepared:
-    from mlxk.engine.generate import prepare
+    from mlxk.engine.choose import prepare
 
     return prepare(lm, request)
+
+
+def scheduler_class(path: Path) -> type[BatchScheduler]:
+    """Vision models (with the extra installed) run on the vision scheduler, the rest batch."""
+    from mlxk.engine.choose import uses_vision_engine
+
+    if uses_vision_engine(path):
+        from mlxk.engine.vision.scheduler import VisionScheduler
+
+        return VisionScheduler
+    from mlxk.engine.batch import BatchScheduler
+
+    return BatchScheduler
 
 
 class ModelPool:
@@ -364,9 +377,7 @@ class ModelPool:
             if decoded:
                 m.decode_tokens.labels(key).inc(decoded)
 
-        factory = self._scheduler_factory
-        if factory is None:
-            from mlxk.engine.batch import BatchScheduler as factory
+        factory = self._scheduler_factory or scheduler_class(path)
         adapter = self.options(key).get("adapter_path")
         loader = self._loader
 

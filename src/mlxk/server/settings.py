@@ -39,6 +39,7 @@ class ServerSettings:
     stop_timeout: float = DEFAULT_STOP_TIMEOUT  # graceful drain before the child is killed
     log_json: bool = False
     restart: bool = False
+    allow_image_urls: bool = False           # images as http(s) URLs the server fetches (SSRF risk)
     generation: dict[str, OptionValue] = field(default_factory=dict)  # --max-kv-size ... (model_options keys)
     model_options: dict[str, dict[str, OptionValue]] = field(default_factory=dict)  # --model-options FILE
     ui: bool = True                          # the browser chat page at / and /chat

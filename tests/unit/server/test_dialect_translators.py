@@ -338,7 +338,7 @@ def test_ollama_generate_raw_template_and_refusals() -> None:
     raw = oll.generate_to_core(oll.GenerateRequest.model_validate({"model": "m", "prompt": "hi",
                                                                    "raw": True}))
     assert raw.gen.prompt == "hi" and raw.gen.use_chat_template is False and raw.gen.messages is None
-    for field in ({"suffix": "x"}, {"images": ["aGk="]}, {"template": "{{ .Prompt }}"}):
+    for field in ({"suffix": "x"}, {"images": ["aGk="], "raw": True}, {"template": "{{ .Prompt }}"}):
         with pytest.raises(ValidationError):
             oll.generate_to_core(oll.GenerateRequest.model_validate({"model": "m", "prompt": "x",
                                                                      **field}))

@@ -3,7 +3,8 @@
 Request: ``system`` (a string or text blocks; ``cache_control`` accepted and ignored),
 ``messages`` with blocks ``text``, ``tool_use``, ``tool_result`` (string or text blocks,
 ``is_error``), ``thinking``/``redacted_thinking`` from earlier turns (dropped: the model
-does not need its old reasoning); ``image``/``document`` blocks are a 400. ``tools`` with
+does not need its old reasoning); ``image`` blocks go to vision models (base64; a ``url``
+source only with ``serve --allow-image-urls``), ``document`` blocks are a 400. ``tools`` with
 ``input_schema`` (server tools such as ``web_search_*`` are a 400 naming the type),
 ``tool_choice`` ``auto``/``any``/``tool``/``none`` (``any`` and ``tool`` are enforced by
 the grammar), ``output_config.format`` (a JSON schema, enforced), ``stop_sequences``,
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlxk.engine.types import GenerationRequest
 from mlxk.errors import ValidationError
-from mlxk.server import core
+from mlxk.server import core, images
 from mlxk.server.dialects import ANTHROPIC, anthropic_error
 from mlxk.server.dialects.common import (
     arguments_obj,
@@ -95,10 +96,14 @@ def _tool_result_text(block: dict[str, Any], where: str) -> str:
 def _user_turn(blocks: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     text: list[str] = []
-    for block in blocks:
+    parts: list[dict[str, Any]] = []     # text and images in order, when there are images
+    for j, block in enumerate(blocks):
         kind = block.get("type")
         if kind == "text":
             text.append(str(block.get("text", "")))
+            parts.append({"type": "text", "text": text[-1]})
+        elif kind == "image":
+            parts.append(images.anthropic_image(block, f"{where}.content[{j}]"))
         elif kind == "tool_result":
             if not isinstance(block.get("tool_use_id"), str):
                 raise ValidationError(f"{where}: tool_result needs a tool_use_id", param=where)
@@ -106,7 +111,9 @@ def _user_turn(blocks: list[dict[str, Any]], where: str) -> list[dict[str, Any]]
                         "content": _tool_result_text(block, where)})
         else:
             raise refuse(where, f"content block type {kind!r} is not supported here")
-    if text:
+    if len(parts) > len(text):
+        out.append({"role": "user", "content": parts})
+    elif text:
         out.append({"role": "user", "content": "".join(text)})
     return out
 

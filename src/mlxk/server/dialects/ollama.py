@@ -7,7 +7,8 @@ Names: the cached repo id is the model name; ``name:latest`` is accepted as ``na
 as much as fits), ``stop`` and ``num_ctx`` (a cap on prompt + output); other options
 are ignored, as Ollama does. ``think`` turns the chat template's reasoning switch on or off
 where it has one. ``format`` is ``"json"`` or a JSON schema, enforced by
-constrained decoding. Streaming (the default) is NDJSON; the final object carries
+constrained decoding. ``images`` (base64 strings, on a chat message or a generate request) go
+to vision models. Streaming (the default) is NDJSON; the final object carries
 ``done_reason`` and measured durations in nanoseconds.
 """
 
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlxk.engine.types import GenerationRequest
 from mlxk.errors import ModelNotFound, ValidationError
-from mlxk.server import core
+from mlxk.server import core, images
 from mlxk.server.dialects import OLLAMA
 from mlxk.server.dialects.common import (
     arguments_obj,
@@ -177,9 +178,10 @@ def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if role not in ("system", "user", "assistant", "tool") or not isinstance(content, str):
             raise ValidationError(f"{where}: role must be system, user, assistant or tool and "
                                   "content a string", param="messages")
-        if m.get("images"):
-            raise refuse("messages", f"{where}: images are not supported by this server")
         msg: dict[str, Any] = {"role": role, "content": content}
+        if m.get("images"):
+            msg["content"] = images.with_text(images.ollama_images(m["images"], f"{where}.images"),
+                                              content)
         if role == "assistant" and m.get("tool_calls"):
             calls = []
             for j, call in enumerate(m["tool_calls"]):
@@ -240,19 +242,20 @@ def chat_to_core(req: ChatRequest) -> core.CoreRequest:
 def generate_to_core(req: GenerateRequest) -> core.CoreRequest:
     if req.suffix:
         raise refuse("suffix", "suffix (fill-in-the-middle) is not supported")
-    if req.images:
-        raise refuse("images", "images are not supported by this server")
     if req.template:
         raise refuse("template", "template overrides are not supported (the model's own chat "
                                  "template is used; send raw: true to bypass it)")
     if req.context:
         raise refuse("context", "context (token history) is not supported; send the text")
     prompt = req.prompt or ""
+    if req.raw and req.images:
+        raise refuse("images", "images need the chat template (raw: true bypasses it)")
     if req.raw:
         return _core(req.model, None, (req.system or "") + prompt, req.options, req.format,
                      req.keep_alive)
     messages = [{"role": "system", "content": req.system}] if req.system else []
-    messages.append({"role": "user", "content": prompt})
+    messages.append({"role": "user", "content": images.with_text(
+        images.ollama_images(req.images, "images") if req.images else [], prompt)})
     return _core(req.model, messages, None, req.options, req.format, req.keep_alive, None,
                  req.think)
 

@@ -2,7 +2,8 @@
 
 Request: ``input`` (a string, or items: ``message`` with ``input_text``/``output_text``
 parts, ``function_call``, ``function_call_output``, ``custom_tool_call``,
-``custom_tool_call_output``; ``reasoning`` items are dropped; images/files are a 400),
+``custom_tool_call_output``; ``reasoning`` items are dropped; ``input_image`` parts go to
+vision models (a data URI; an http(s) URL only with ``serve --allow-image-urls``), files are a 400),
 ``instructions`` (a system turn; not carried over by ``previous_response_id``, as with
 OpenAI), ``tools`` of type ``function`` and ``custom`` (free text, passed to the model as
 one ``input`` string; a custom tool's ``format`` grammar is accepted but not enforced),
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlxk.engine.types import GenerationRequest
 from mlxk.errors import ModelNotFound, ValidationError
-from mlxk.server import core
+from mlxk.server import core, images
 from mlxk.server.dialects import RESPONSES
 from mlxk.server.dialects import common as wire
 
@@ -118,6 +119,20 @@ def _add_call(out: list[dict[str, Any]], call: dict[str, Any]) -> None:
         out.append({"role": "assistant", "content": "", "tool_calls": [call]})
 
 
+def _message_content(content: Any, where: str) -> Any:
+    """Text, or (with ``input_image`` parts) text and image parts in order."""
+    if not isinstance(content, list) or not any(
+            isinstance(p, dict) and p.get("type") == "input_image" for p in content):
+        return wire.text_of(content, "input", TEXT_PARTS)
+    parts: list[dict[str, Any]] = []
+    for j, p in enumerate(content):
+        if isinstance(p, dict) and p.get("type") == "input_image":
+            parts.append(images.responses_image(p, f"{where}.content[{j}]"))
+        else:
+            parts.append({"type": "text", "text": wire.text_of([p], "input", TEXT_PARTS)})
+    return parts
+
+
 def input_messages(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     if isinstance(items, str):
         return [{"role": "user", "content": items}] if items else []
@@ -131,7 +146,7 @@ def input_messages(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
                 raise ValidationError(f"{where}.role must be user, assistant, system or developer",
                                       param="input")
             out.append({"role": "system" if role == "developer" else role,
-                        "content": wire.text_of(item.get("content"), "input", TEXT_PARTS)})
+                        "content": _message_content(item.get("content"), where)})
         elif kind in ("function_call", "custom_tool_call"):
             if not isinstance(item.get("call_id"), str) or not isinstance(item.get("name"), str):
                 raise ValidationError(f"{where}: {kind} needs call_id and name", param="input")
