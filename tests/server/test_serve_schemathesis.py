@@ -67,6 +67,11 @@ STRICT_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v
 # so a 400 naming one of them is not a disagreement of schema and server.
 SEMANTIC_PARAMS = ("tools", "tool_choice", "response_format", "messages", "logit_bias")
 
+# Rules between fields or on the server's own settings, which an OpenAPI 3.0 schema cannot state:
+# stream_options only with stream: true, top_logprobs only with logprobs: true, n at most
+# --max-batch + --max-queue.
+CROSS_FIELD_PARAMS = ("stream_options", "top_logprobs", "n")
+
 
 def _semantic_refusal(response) -> bool:  # type: ignore[no-untyped-def]
     if response.status_code != 400:
@@ -78,7 +83,7 @@ def _semantic_refusal(response) -> bool:  # type: ignore[no-untyped-def]
         return False
     if code == "context_length_exceeded":   # the model's context length is not the schema's
         return True
-    if param.split(".")[0].split("[")[0] in SEMANTIC_PARAMS:
+    if param.split(".")[0].split("[")[0] in SEMANTIC_PARAMS + CROSS_FIELD_PARAMS:
         return True
     # A string no cache could hold as a model name ("..", "--", over 96 characters) is refused
     # by the name rules of the contract (section 3), which the schema does not repeat.

@@ -94,7 +94,7 @@ class _SamplingFields(_Strict):
         "propertyNames": {"pattern": "^[0-9]+$"},
         "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}})
     seed: int | None = Field(default=None, description="any integer (used modulo 2**64)")
-    stop: str | list[str] | None = None
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOP_STRINGS)] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int | None = Field(default=None, ge=1)
@@ -133,7 +133,9 @@ class CompletionRequest(_SamplingFields):
         description="a string, a list of strings, a list of token ids, or a list of lists of token ids")
     logprobs: int | None = Field(default=None, ge=0, le=20)
     echo: bool | None = None
-    suffix: str | None = None
+    # Only empty: insertion is refused in features.py with its own message; the schema says so too.
+    suffix: str | None = Field(default=None, json_schema_extra={"maxLength": 0},
+                               description="insertion is not supported: null or empty only")
     best_of: int | None = Field(default=None, ge=1, le=1, description="only 1 (the default) is supported")
 
 
