@@ -160,20 +160,10 @@ class Rank:
         # with the same seed; the collectives inside the sharded forward pass keep them in step.
         from mlxk.engine.generate import stream
 
-        self.watchdog.arm("a generation step", COLLECTIVE_TIMEOUT_S)
-        try:
+        with self.watchdog.guard("a generation step", COLLECTIVE_TIMEOUT_S):
             for chunk in stream(self.lm, req):
                 self.watchdog.kick()
                 yield chunk
-        except RuntimeError as exc:
-            from mlxk.engine.distributed.rank.group import is_peer_error
-
-            if is_peer_error(exc):
-                raise LostPeer(f"rank {self.rank}: lost the connection to another rank while "
-                               f"generating ({exc})") from exc
-            raise
-        finally:
-            self.watchdog.disarm()
 
 
 def _with_seed(req: GenerationRequest, seed: int | None) -> GenerationRequest:
