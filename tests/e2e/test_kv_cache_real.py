@@ -115,14 +115,14 @@ def test_kv8_same_greedy_tokens_as_full_precision(lm: Any) -> None:
 
 
 def test_kv4_perplexity_on_500_tokens(lm: Any) -> None:
-    """Measured on this 135M model (3 KV heads): 8 bits +0.3%, 4 bits +6.6% at group size 32
-    and +14.7% at 64; the issue's 5% bar holds at 8 bits, not at 4 on a model this small."""
+    """The issue's bar: at most +5% at `--kv-bits 4` (default group size 64). With 4-bit keys
+    this model (3 KV heads) loses +13.8%; `--kv-bits 4` keeps keys at 5 bits (engine.kvcache)."""
     tokens = lm.tokenizer.encode(TEXT)[:500]
     assert len(tokens) == 500
     full = perplexity(lm, tokens, None)
-    four = perplexity(lm, tokens, CacheOptions(kv_bits=4, kv_group_size=32))
+    four = perplexity(lm, tokens, CacheOptions(kv_bits=4))
     assert four != full                      # the quantized cache was really used
-    assert four <= full * 1.10, (full, four)
+    assert four <= full * 1.05, (full, four)
 
 
 def test_kv_memory_at_2000_tokens(lm: Any) -> None:
