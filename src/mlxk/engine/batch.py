@@ -38,7 +38,8 @@ carries one entry per prompt token (the first ``None``, it has no context).
 
 KV-cache options (``cache_options``): ``max_kv_size`` makes every sequence's cache a
 rotating one (mlx-lm's ``BatchRotatingKVCache`` in the batch; the prefix cache is off
-then); ``kv_bits`` is refused at start-up for serve (see ``engine.kvcache``).
+then); ``kv_bits`` makes it our quantized one (``engine.kv_quant_batch``; the prefix cache
+stays in memory then, mlx-lm's file format cannot name our cache class).
 
 Seeds: a request with a ``seed`` (and temperature > 0) gets its own sampler
 with a private PRNG key (``mx.random.key(seed)``, split per token), so it runs in
@@ -226,6 +227,12 @@ class BatchScheduler:
         return self._disk.served_tokens if self._disk is not None else 0
 
     @property
+    def prefix_cache_bytes(self) -> int:
+        """Bytes of KV state in the in-memory prefix cache (``mlxk_prefix_cache_bytes``)."""
+        pcache = self._pcache
+        return int(pcache.nbytes) if pcache is not None else 0
+
+    @property
     def busy(self) -> bool:
         return bool(self._n_active or self._waiting)
 
@@ -317,7 +324,7 @@ class BatchScheduler:
                 mx.clear_cache()
 
     def _open_disk(self) -> Any:
-        if not self.prompt_cache_dir:
+        if not self.prompt_cache_dir or (self.cache_options and self.cache_options.kv_bits):
             return None
         from mlxk.engine.prompt_disk import DiskPromptCache
 

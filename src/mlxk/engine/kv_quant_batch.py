@@ -100,7 +100,7 @@ class BatchQuantizedKV(KVQuant, _BaseCache):
         self.offset = self.offset - n
         return n
 
-    def make_mask(self, N: int, return_array: bool = False, **kwargs: Any) -> mx.array:  # noqa: N803
+    def make_mask(self, N: int, return_array: bool = False, **kwargs: Any) -> mx.array:
         return create_causal_mask(N, offset=self._idx, left_padding=self.left_padding, **kwargs)
 
     def filter(self, batch_indices: list[int]) -> None:

@@ -47,18 +47,13 @@ def check_generation(settings: ServerSettings) -> None:
              **{m: {**settings.generation, **o} for m, o in settings.model_options.items()}}
     for model, opts in named.items():
         try:
-            kv = cache_options(opts)
+            cache_options(opts)
             if opts.get("adapter_path"):
                 from mlxk.engine.adapters import read_config
 
                 read_config(opts["adapter_path"])
         except ValidationError as exc:
             raise ValidationError(f"{exc} [{model}]") from exc
-        if kv.kv_bits is not None:
-            raise ValidationError(
-                f"--kv-bits cannot run in serve yet [{model}]: the continuous batch needs a batched "
-                "quantized KV cache, which mlx-lm does not have (BatchKVCache and "
-                "BatchRotatingKVCache only); use --max-kv-size to bound memory, or `mlxk run --kv-bits`")
 
 
 def resolve_start_model(settings: ServerSettings) -> str | None:

@@ -49,6 +49,8 @@ class Metrics:
                                    "cache (cumulative)", ["model"], registry=r)
         self.disk_tokens = Gauge("mlxk_prefix_cache_disk_tokens", "prompt tokens served from the on-disk "
                                  "prefix cache, --prompt-cache-dir (cumulative)", ["model"], registry=r)
+        self.prefix_bytes = Gauge("mlxk_prefix_cache_bytes", "bytes of KV state the in-memory prefix "
+                                  "cache holds (quantized under --kv-bits)", ["model"], registry=r)
         self.loaded = Gauge("mlxk_loaded_models", "models currently loaded", registry=r)
         self.loads = Counter("mlxk_model_loads", "model loads", ["model"], registry=r)
         self.unloads = Counter("mlxk_model_unloads", "model unloads", ["model"], registry=r)

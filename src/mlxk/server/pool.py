@@ -436,6 +436,8 @@ class ModelPool:
                 lambda: getattr(sched, "cached_prompt_tokens", 0))
             self.metrics.disk_tokens.labels(entry.key).set_function(
                 lambda: getattr(sched, "disk_prompt_tokens", 0))
+            self.metrics.prefix_bytes.labels(entry.key).set_function(
+                lambda: getattr(sched, "prefix_cache_bytes", 0))
         self.metrics.loads.labels(entry.key).inc()
         self.metrics.load_seconds.labels(entry.key).observe(time.perf_counter() - t0)
         self.metrics.loaded.set(len(self.loaded_names()))
@@ -460,7 +462,7 @@ class ModelPool:
         entry.scheduler = None
         if was_loaded:
             for gauge in (self.metrics.active, self.metrics.queue_depth, self.metrics.cached_tokens,
-                      self.metrics.disk_tokens):
+                          self.metrics.disk_tokens, self.metrics.prefix_bytes):
                 with contextlib.suppress(KeyError):
                     gauge.remove(entry.key)
             self.metrics.unloads.labels(entry.key).inc()
