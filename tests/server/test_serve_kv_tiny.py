@@ -1,6 +1,6 @@
 """`serve` with a bounded KV cache: `--model-options` gives the tiny model a 256-token rotating
 cache; four concurrent requests, one of them a 1,000-token conversation, run in the batch.
-`--kv-bits` and bad option files are refused before the server starts."""
+`--kv-bits` with `--max-kv-size` and bad option files are refused before the server starts."""
 
 from __future__ import annotations
 
@@ -66,9 +66,9 @@ def test_four_concurrent_requests_one_longer_than_the_window(server: ServeProces
     assert results[0]["usage"]["completion_tokens"] >= 1
 
 
-def test_serve_refuses_kv_bits_and_bad_options(tmp_path: Path) -> None:
-    r = run_mlxk("serve", "--kv-bits", "4")
-    assert r.returncode != 0 and "--kv-bits cannot run in serve" in r.stderr
+def test_serve_refuses_quantized_rotating_cache_and_bad_options(tmp_path: Path) -> None:
+    r = run_mlxk("serve", "--kv-bits", "4", "--max-kv-size", "64")
+    assert r.returncode != 0 and "do not combine" in r.stderr
     bad = tmp_path / "o.json"
     bad.write_text(json.dumps({"m": {"max_kv_size": 8}}))
     r = run_mlxk("serve", "--model-options", str(bad))

@@ -51,9 +51,11 @@ def add_cache_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-kv-size", type=int, default=None, metavar="N",
                    help="bounded context: keep the last N tokens in a rotating KV cache")
     g.add_argument("--kv-bits", type=int, default=None, choices=(4, 8),
-                   help="quantize the KV cache to 4 or 8 bits (less memory, long contexts)")
+                   help="quantize the KV cache (less memory, long contexts): 8 = 8-bit keys and "
+                        "values, 4 = 4-bit values and 5-bit keys")
     g.add_argument("--kv-group-size", type=int, default=64, choices=(32, 64, 128),
-                   help="values per quantization group of the KV cache (default 64)")
+                   help="values per quantization group of the KV cache (default 64; smaller for "
+                        "heads it does not divide)")
     g.add_argument("--quantized-kv-start", type=int, default=0, metavar="N",
                    help="quantize the KV cache once it holds N tokens (default 0: from the start)")
     a = p.add_argument_group("adapters")
