@@ -5,6 +5,8 @@
 Arms: float cache, `--kv-bits 8`, `--kv-bits 4` (5-bit keys, 4-bit values), rotating order
 round by round (a shared machine drifts).
 
+0. quality: perplexity of the fixed 500-token text of tests/e2e/test_kv_cache_real.py (chunks
+   of 128 tokens) per arm, and with 4-bit keys (what `--kv-bits 4` would be with equal widths).
 1. run: ``bench_gen_controls.kv_arm`` (a cache made by ``engine.kvcache.make_cache`` filled with
    ``--context`` tokens of keys/values of the model's shape, then ``--tokens`` greedy decode
    steps timed); decode tok/s and the cache's bytes.
@@ -91,6 +93,27 @@ def serve_arm(base: str, name: str, prompt: str, tokens: int) -> tuple[float, fl
     return total / span, per, held
 
 
+def quality(lm: object) -> None:
+    from mlx_lm.models.cache import KVCache
+    from tests.e2e.test_kv_cache_real import TEXT, perplexity
+
+    from mlxk.engine.kv_quant import QuantizedKV, QuantSpec
+
+    tokens = lm.tokenizer.encode(TEXT)[:500]
+    makers = {"float cache": KVCache, "--kv-bits 8": lambda: QuantizedKV(QuantSpec(8, 8)),
+              "--kv-bits 4 (5-bit keys)": lambda: QuantizedKV(QuantSpec(5, 4)),
+              "4-bit keys and values": lambda: QuantizedKV(QuantSpec(4, 4))}
+    print("Perplexity, fixed 500-token text, group size 64")
+    print("| cache | perplexity | vs float |")
+    print("|---|---|---|")
+    base = None
+    for name, make in makers.items():
+        ppl = perplexity(lm, tokens, None, cache=[make() for _ in lm.model.layers])
+        base = base or ppl
+        print(f"| {name} | {ppl:.3f} | {100 * (ppl / base - 1):+.1f}% |")
+    print()
+
+
 def start_server(model_dir: Path, home: Path) -> tuple[object, str]:
     from tests.support.fixtures_server import start_serve
 
@@ -134,6 +157,7 @@ def main() -> None:
 
     path = Path(args.model) if args.model else build_smollm2()
     lm = load_model(path, name="SmolLM2")
+    quality(lm)
     order = list(ARMS)
     run: dict[str, list[tuple[float, int]]] = {a: [] for a in ARMS}
     for r in range(args.rounds):

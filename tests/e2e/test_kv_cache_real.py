@@ -70,13 +70,15 @@ def greedy(lm: Any, prompt: str, opts: CacheOptions | None, n: int = 32) -> tupl
     return done.text, done.completion_tokens
 
 
-def perplexity(lm: Any, tokens: list[int], opts: CacheOptions | None, step: int = 128) -> float:
-    """One forward pass (chunked, so later chunks also attend to what the cache stored)."""
+def perplexity(lm: Any, tokens: list[int], opts: CacheOptions | None, step: int = 128,
+               cache: list[Any] | None = None) -> float:
+    """One forward pass (chunked, so later chunks also attend to what the cache stored), with a
+    cache made for ``opts`` (or the given one)."""
     import mlx.core as mx
 
     from mlxk.engine.kvcache import make_cache
 
-    cache = make_cache(lm.model, opts)
+    cache = cache if cache is not None else make_cache(lm.model, opts)
     total = 0.0
     for i in range(0, len(tokens) - 1, step):
         chunk = tokens[i:i + step + 1]

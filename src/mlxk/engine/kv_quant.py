@@ -46,6 +46,10 @@ class QuantSpec:
 
 
 def encode(x: mx.array, bits: int, group: int) -> Parts:
+    """Quantized parts of ``x``; scales and biases in float16 for a float32 model (a float32
+    scale would add 4 bytes per group and buys nothing at 4-8 bits)."""
+    if x.dtype == mx.float32:
+        x = x.astype(mx.float16)
     return tuple(mx.quantize(x, group_size=group, bits=bits))
 
 
@@ -97,6 +101,9 @@ class KVQuant:
         self.spec = spec
         self.quantized = False
         self.group = None
+        # an empty array of the model's key/value dtype (attention gets them back in it); an
+        # array, not an ``mx.Dtype``, because caches are deep-copied and a Dtype cannot be
+        self.like: mx.array | None = None
 
     def _encode(self, keys: mx.array, values: mx.array) -> tuple[Parts, Parts]:
         if not self.quantized:
@@ -104,10 +111,15 @@ class KVQuant:
         return encode(keys, self.spec.key_bits, self.group), encode(values, self.spec.value_bits, self.group)
 
     def _decode(self, keys: Parts, values: Parts) -> tuple[mx.array, mx.array]:
-        return decode(keys, self.spec.key_bits, self.group), decode(values, self.spec.value_bits, self.group)
+        k, v = decode(keys, self.spec.key_bits, self.group), decode(values, self.spec.value_bits, self.group)
+        if self.like is not None and k.dtype != self.like.dtype:
+            k, v = k.astype(self.like.dtype), v.astype(self.like.dtype)
+        return k, v
 
     def _switch(self, held: int, incoming: mx.array) -> None:
         """Turn to quantized storage once the cache would hold more than ``spec.start`` tokens."""
+        if self.like is None or self.like.dtype != incoming.dtype:
+            self.like = mx.zeros((0,), incoming.dtype)
         if not self.quantized and held + incoming.shape[2] > self.spec.start:
             self.quantize_held(incoming.shape[-1])
 

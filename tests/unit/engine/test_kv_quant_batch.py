@@ -3,11 +3,14 @@
 Every operation mlx-lm's BatchGenerator uses (merge with left padding, decode steps, filter,
 extend, extract, prepare/finalize of a right-padded prefill chunk, the mask) is run on both,
 fed the same random keys and values: at full precision (a start no batch reaches) the two agree
-exactly; quantized they agree to the quantization error, and the bytes held shrink.
+exactly; quantized they agree to the quantization error (keys and values come back in the
+model's dtype), and the bytes held shrink.
 The same caches under a real model's batch run end to end in tests/server/test_serve_kv_bits_real.py.
 """
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 
@@ -40,7 +43,7 @@ def sequences(spec: QuantSpec, lengths: list[int]) -> tuple[list[QuantizedKV], l
 
 def same(ours: tuple[mx.array, mx.array], ref: tuple[mx.array, mx.array], tol: float) -> None:
     for a, b in zip(ours, ref, strict=True):
-        assert a.shape == b.shape
+        assert a.shape == b.shape and a.dtype == b.dtype
         err = float(mx.abs(a - b).max())
         assert err <= tol, err
 
@@ -62,6 +65,7 @@ def test_batch_operations_match_mlx_lm(name: str) -> None:
     assert bo.left_padding.tolist() == br.left_padding.tolist()
     for _ in range(20):
         step(bo, br, 3, tol)
+    bo = copy.deepcopy(bo)        # mlx-lm's BatchGenerator and prefix cache deep-copy caches
     bo.filter([0, 2])
     br.filter([0, 2])
     assert (bo.size(), bo.left_padding.tolist()) == (br.size(), br.left_padding.tolist())
@@ -71,7 +75,7 @@ def test_batch_operations_match_mlx_lm(name: str) -> None:
     assert (bo.size(), bo.left_padding.tolist()) == (br.size(), br.left_padding.tolist())
     step(bo, br, 3, tol)
     for i in range(3):
-        eo, er = bo.extract(i), br.extract(i)
+        eo, er = copy.deepcopy(bo.extract(i)), br.extract(i)
         assert eo.offset == er.offset
         same(eo._decode(eo.keys, eo.values), (er.keys, er.values), tol)
     if spec.start == 0:
