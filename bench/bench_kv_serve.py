@@ -14,14 +14,14 @@ round by round (a shared machine drifts).
    them their `kv_bits`. Per arm, a fresh ``--context``-token prompt is prefilled once (its KV
    state lands in the prefix cache: the growth of ``mlxk_prefix_cache_bytes`` is the memory of
    one 2,000-token sequence), then 4 concurrent streamed completions that share it (served from
-   the prefix cache, distinct endings) decode ``--tokens`` tokens each: aggregate decode tok/s
-   (all tokens / first to last token) and the mean per-stream rate.
+   the prefix cache, distinct endings) decode ``--tokens`` tokens each: aggregate tok/s (all
+   tokens / wall time, the short prefill of each ending included) and the mean per-stream
+   decode rate (``bench_serve.one_request``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -50,26 +50,6 @@ def long_prompt(tokenizer: object, n_tokens: int, seed: int) -> str:
     return tokenizer.decode(tokenizer.encode(text)[:n_tokens])
 
 
-def stream(client: httpx.Client, base: str, model: str, prompt: str, tokens: int) -> tuple[float, float, int]:
-    body = {"model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
-    first = last = 0.0
-    count = pieces = 0
-    with client.stream("POST", base + "/v1/completions", json=body) as r:
-        r.raise_for_status()
-        for line in r.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            ev = json.loads(line[6:])
-            if ev.get("usage"):
-                count = ev["usage"]["completion_tokens"]
-            if any(c.get("text") for c in ev.get("choices") or ()):
-                last = time.perf_counter()
-                first = first or last
-                pieces += 1
-    return first, last, count or pieces
-
-
 def prefix_bytes(base: str, model: str) -> float:
     from tests.support.fixtures_server import metric_value
 
@@ -77,20 +57,21 @@ def prefix_bytes(base: str, model: str) -> float:
 
 
 def serve_arm(base: str, name: str, prompt: str, tokens: int) -> tuple[float, float, int]:
+    from bench_serve import one_request
+
     model = NAMES[name]
+    url = base + "/v1/chat/completions"
     before = prefix_bytes(base, model)
     with httpx.Client(timeout=3600) as client:
-        r = client.post(base + "/v1/completions", json={"model": model, "prompt": prompt, "max_tokens": 1,
-                                                        "temperature": 0})
-        r.raise_for_status()
+        one_request(client, url, model, prompt, 1)     # the prefill; its KV lands in the prefix cache
         held = int(prefix_bytes(base, model) - before)
+        start = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:
-            runs = list(pool.map(lambda i: stream(client, base, model, f"{prompt} Entry {i}:", tokens),
+            runs = list(pool.map(lambda i: one_request(client, url, model, f"{prompt} Entry {i}:", tokens),
                                  range(4)))
-    total = sum(n for _, _, n in runs)
-    span = max(last for _, last, _ in runs) - min(first for first, _, _ in runs)
-    per = statistics.mean((n - 1) / (last - first) for first, last, n in runs if last > first)
-    return total / span, per, held
+        wall = time.perf_counter() - start
+    per = statistics.mean(r.decode_tps for r in runs if r.decode_tps)
+    return sum(r.tokens for r in runs) / wall, per, held
 
 
 def quality(lm: object) -> None:

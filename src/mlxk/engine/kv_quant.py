@@ -46,10 +46,7 @@ class QuantSpec:
 
 
 def encode(x: mx.array, bits: int, group: int) -> Parts:
-    """Quantized parts of ``x``; scales and biases in float16 for a float32 model (a float32
-    scale would add 4 bytes per group and buys nothing at 4-8 bits)."""
-    if x.dtype == mx.float32:
-        x = x.astype(mx.float16)
+    """Quantized parts of ``x`` (scales and biases in ``x``'s dtype)."""
     return tuple(mx.quantize(x, group_size=group, bits=bits))
 
 
@@ -101,9 +98,6 @@ class KVQuant:
         self.spec = spec
         self.quantized = False
         self.group = None
-        # an empty array of the model's key/value dtype (attention gets them back in it); an
-        # array, not an ``mx.Dtype``, because caches are deep-copied and a Dtype cannot be
-        self.like: mx.array | None = None
 
     def _encode(self, keys: mx.array, values: mx.array) -> tuple[Parts, Parts]:
         if not self.quantized:
@@ -111,15 +105,19 @@ class KVQuant:
         return encode(keys, self.spec.key_bits, self.group), encode(values, self.spec.value_bits, self.group)
 
     def _decode(self, keys: Parts, values: Parts) -> tuple[mx.array, mx.array]:
-        k, v = decode(keys, self.spec.key_bits, self.group), decode(values, self.spec.value_bits, self.group)
-        if self.like is not None and k.dtype != self.like.dtype:
-            k, v = k.astype(self.like.dtype), v.astype(self.like.dtype)
-        return k, v
+        return decode(keys, self.spec.key_bits, self.group), decode(values, self.spec.value_bits, self.group)
+
+    def _store(self, keys: mx.array, values: mx.array, at: int) -> None:
+        """Write new keys/values at token ``at`` (switching to quantized storage when due)."""
+        self._switch(at, keys)
+        k, v = self._encode(keys, values)
+        self.keys = grow(self.keys, k, at)
+        self.values = grow(self.values, v, at)
+        put(self.keys, k, at)
+        put(self.values, v, at)
 
     def _switch(self, held: int, incoming: mx.array) -> None:
         """Turn to quantized storage once the cache would hold more than ``spec.start`` tokens."""
-        if self.like is None or self.like.dtype != incoming.dtype:
-            self.like = mx.zeros((0,), incoming.dtype)
         if not self.quantized and held + incoming.shape[2] > self.spec.start:
             self.quantize_held(incoming.shape[-1])
 
@@ -151,12 +149,7 @@ class QuantizedKV(KVQuant, _BaseCache):
         self._init_quant(spec)
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
-        self._switch(self.offset, keys)
-        k, v = self._encode(keys, values)
-        self.keys = grow(self.keys, k, self.offset)
-        self.values = grow(self.values, v, self.offset)
-        put(self.keys, k, self.offset)
-        put(self.values, v, self.offset)
+        self._store(keys, values, self.offset)
         self.offset += keys.shape[2]
         return self._decode(tokens(self.keys, None, self.offset), tokens(self.values, None, self.offset))
 

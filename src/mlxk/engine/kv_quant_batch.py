@@ -28,9 +28,7 @@ from mlxk.engine.kv_quant import (
     QuantizedKV,
     QuantSpec,
     encode,
-    grow,
     part_bytes,
-    put,
     tokens,
     zeros,
 )
@@ -47,12 +45,7 @@ class BatchQuantizedKV(KVQuant, _BaseCache):
         self._init_quant(spec)
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
-        self._switch(self._idx, keys)
-        k, v = self._encode(keys, values)
-        self.keys = grow(self.keys, k, self._idx)
-        self.values = grow(self.values, v, self._idx)
-        put(self.keys, k, self._idx)
-        put(self.values, v, self._idx)
+        self._store(keys, values, self._idx)
         self._idx += keys.shape[2]
         self.offset = self.offset + keys.shape[2]
         return self.keys_and_values()
@@ -129,8 +122,6 @@ class BatchQuantizedKV(KVQuant, _BaseCache):
     def adopt(self, ref: KVQuant) -> None:
         """Quantize this (full precision) cache with ``ref``'s group size."""
         self.group = ref.group
-        if self.like is None:
-            self.like = ref.like
         self.quantized = True
         if self.keys is not None and self.values is not None and self.group is not None:
             self.keys = encode(self.keys[0], self.spec.key_bits, self.group)
@@ -157,7 +148,7 @@ class BatchQuantizedKV(KVQuant, _BaseCache):
     def extract(self, idx: int) -> QuantizedKV:
         """Row ``idx`` as a single-sequence cache (for the prefix cache)."""
         cache = QuantizedKV(self.spec)
-        cache.quantized, cache.group, cache.like = self.quantized, self.group, self.like
+        cache.quantized, cache.group = self.quantized, self.group
         if self.keys is not None and self.values is not None:
             start = int(self.left_padding[idx].item())
             cache.keys = tuple(mx.contiguous(p[idx:idx + 1, :, start:self._idx]) for p in self.keys)
@@ -171,7 +162,6 @@ class BatchQuantizedKV(KVQuant, _BaseCache):
         lengths = [c.offset if c.keys is not None else 0 for c in caches]
         longest = max(lengths)
         batch = cls(caches[0].spec, [longest - n for n in lengths])
-        batch.like = next((c.like for c in caches if c.like is not None), None)
         held = [c for c in caches if c.keys is not None and c.offset]
         if not held:
             return batch
