@@ -9,6 +9,8 @@ with the real SmolLM2 (one server for the module; generations stay short).
   previous_response_id, required function call + function_call_output round trip,
   json_schema, GET/DELETE, hosted tools and unknown ids refused.
 - greedy output through each dialect equals Chat Completions token for token.
+- logprobs (Responses ``include``/``top_logprobs``, Ollama ``logprobs``/``top_logprobs``)
+  equal Chat Completions' for the same greedy request within 1e-4.
 """
 
 from __future__ import annotations
@@ -366,7 +368,6 @@ def test_logprobs_on_responses_and_ollama_equal_chat_completions(oai: openai.Ope
     parts = list(olla.chat(model=MODEL, messages=ASK, options=opts, logprobs=True, top_logprobs=2,
                            stream=True))
     _same_logprobs([lp for p in parts for lp in (p.logprobs or [])], want)
-    assert all(lp["bytes"] == list(lp.token.encode()) for lp in r.logprobs)
     assert olla.chat(model=MODEL, messages=ASK, options=opts).logprobs is None
     g = olla.generate(model=MODEL, prompt=ASK[0]["content"], options=opts, logprobs=True)
     assert g.response == text and [t.token for t in g.logprobs] == [t.token for t in want]
