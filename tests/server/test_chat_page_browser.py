@@ -513,11 +513,11 @@ return sizes.length;
 """
 
 
-def test_full_storage_drops_old_images_and_keeps_the_chats(browser: WebDriver, tmp_path: Path) -> None:
+def test_large_images_are_downscaled_and_full_storage_drops_old_ones(browser: WebDriver, tmp_path: Path) -> None:
     from PIL import Image
 
-    noisy = tmp_path / "noise.png"  # noise: a thumbnail of tens of KB
-    Image.effect_noise((700, 500), 80).convert("RGB").save(noisy)
+    noisy = tmp_path / "noise.png"  # noise: a thumbnail of tens of KB; too large to send as it is
+    Image.effect_noise((2000, 1400), 80).convert("RGB").save(noisy)
     by_id(browser, "new-chat").click()
     browser.find_element("css selector", "input[type=file]").send_keys(str(noisy))
     wait_for(lambda: len(thumbnails(browser)) == 1, 10, "the thumbnail")
@@ -533,7 +533,9 @@ def test_full_storage_drops_old_images_and_keeps_the_chats(browser: WebDriver, t
         images = [img for chat in stored for m in chat["messages"] for img in m.get("images", [])]
         assert len(images) == 2 and all(img["dropped"] and not img["thumb"] for img in images)
         user = browser.find_elements("css selector", "article.message.user")[-1]
-        assert user.find_elements("css selector", ".message-images img")  # shown while the page lives
+        shown = user.find_element("css selector", ".message-images img")  # shown while the page lives
+        assert browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]",
+                                      shown) == [1536, 1075]  # what was sent: downscaled in the page
         older = [b for b in browser.find_elements("css selector", "#chat-list .chat-open")
                  if b.text == VLM_QUESTION]
         older[0].click()
