@@ -175,3 +175,79 @@ def test_one_at_a_time_families_answer_alike_and_the_queue_is_bounded(
         assert r.sched.peak_batch == 0
     finally:
         r.close()
+
+
+def _tiny_family_model(family: str) -> Any:
+    """A random-weight model of ``family`` built in memory (no tokenizer: token ids only)."""
+    import json
+
+    import mlx.core as mx
+    from mlx_vlm.models import qwen2_5_vl, qwen2_vl
+
+    module = {"qwen2_vl": qwen2_vl, "qwen2_5_vl": qwen2_5_vl}[family]
+    vision = {"model_type": family, "depth": 2, "in_channels": 3, "patch_size": 14,
+              "spatial_patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
+    vision |= {"embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2} \
+        if family == "qwen2_vl" else {"hidden_size": 32, "intermediate_size": 64, "out_hidden_size": 64,
+                                      "num_heads": 2, "window_size": 56, "fullatt_block_indexes": [1]}
+    config = {"model_type": family, "hidden_size": 64, "num_hidden_layers": 2,
+              "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2,
+              "rms_norm_eps": 1e-6, "vocab_size": 300, "max_position_embeddings": 4096,
+              "rope_theta": 1e6, "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+              "tie_word_embeddings": False, "image_token_id": 250, "video_token_id": 253,
+              "vision_start_token_id": 251, "vision_end_token_id": 252, "vision_config": vision}
+    mx.random.seed(1)
+    mc = module.ModelConfig.from_dict(json.loads(json.dumps(config)))
+    mc.text_config = module.TextConfig.from_dict(mc.text_config)
+    mc.vision_config = module.VisionConfig.from_dict(vision)
+    model = module.Model(mc)
+    mx.eval(model.parameters())
+    return model
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+def test_every_batched_family_decodes_as_alone(family: str) -> None:
+    """For each family in ``BATCHED_FAMILIES``: images of different grids (so different rope
+    offsets) and a text-only prompt, joining the batch one by one, decode the tokens
+    ``mlx_vlm``'s own single-sequence loop produces."""
+    from types import SimpleNamespace
+
+    import mlx.core as mx
+    from mlx_vlm.generate import generate_step
+
+    from mlxk.engine.vision.decode import BATCHED_FAMILIES, DecodeBatch, Row, batchable, prefill
+
+    assert family in BATCHED_FAMILIES
+    model = _tiny_family_model(family)
+    lm = SimpleNamespace(model=model)
+    assert batchable(lm)
+    greedy, n = (lambda x: mx.argmax(x, -1)), 10
+    mx.random.seed(7)
+
+    def case(grid: tuple[int, int, int] | None) -> SimpleNamespace:
+        if grid is None:
+            return SimpleNamespace(input_ids=mx.array([[5, 6, 7, 8, 9]]), pixel_values=None,
+                                   mask=None, max_tokens=n, model_kwargs={})
+        t, h, w = grid
+        ids = [5, 6, 251, *[250] * (t * h * w // 4), 252, 7, 8, 9]
+        return SimpleNamespace(input_ids=mx.array([ids]), mask=None, max_tokens=n,
+                               pixel_values=mx.random.normal((t * h * w, 3 * 2 * 14 * 14)),
+                               model_kwargs={"image_grid_thw": mx.array([grid])})
+
+    cases = [case((1, 4, 4)), case(None), case((1, 8, 4)), case((1, 4, 8))]
+    alone = [[int(t) for t, _ in generate_step(c.input_ids, model, c.pixel_values, None,
+                                                max_tokens=n, sampler=greedy, **c.model_kwargs)]
+             for c in cases]
+    batch, got = DecodeBatch(model.language_model), {}
+    for i, c in enumerate(cases):
+        pre = prefill(lm, c, greedy, [])
+        got[i] = [pre.token]
+        batch.add(Row(i, pre.token, greedy, []), pre)
+        for row, token, _ in batch.step():
+            got[row.key].append(token)
+    while batch.rows:
+        for row, token, _ in batch.step():
+            got[row.key].append(token)
+        batch.keep([j for j, r in enumerate(batch.rows) if len(got[r.key]) < n])
+    assert batch.peak == len(cases)
+    assert [got[i][:n] for i in range(len(cases))] == alone

@@ -15,10 +15,11 @@ which mlx-vlm's Qwen2-VL language model adds to each row's cache offset. Nothing
 per-sequence stays on the model between steps.
 
 Families: ``BATCHED_FAMILIES`` lists those whose language model takes per-row
-offsets that way (read in mlx-vlm 0.7.10's ``qwen2_vl`` and ``qwen2_5_vl``). Others
-keep per-sequence state mlx-vlm does not expose per row (cross-attention states,
-sliding-window or recurrent caches, position ids of their own), so their requests
-run one at a time (``VisionScheduler`` chooses).
+offsets that way (read in mlx-vlm 0.7.10's ``qwen2_vl`` and ``qwen2_5_vl``, tested
+with the tiny Qwen2-VL), and only with plain KV caches. Requests to the others run
+one at a time (``VisionScheduler`` chooses): some keep per-sequence state mlx-vlm
+does not expose per row (mllama's cross-attention states, Gemma 3's sliding-window
+caches), and batching the rest is not verified.
 """
 
 from __future__ import annotations
