@@ -175,7 +175,7 @@ class DecodeBatch:
             sampled = samplers[0](logprobs)
         else:
             sampled = mx.concatenate([s(logprobs[i:i + 1]) for i, s in enumerate(samplers)])
-        mx.eval(sampled, logprobs, [c.state for c in self._cache or ()])
+        mx.eval(sampled, logprobs)      # the cache writes are part of this graph
         tokens = [int(t) for t in sampled.reshape(-1).tolist()]
         self.steps += 1
         self.peak = max(self.peak, len(self.rows))
