@@ -17,7 +17,7 @@ from tests.support.tiny_vlm import QUESTION, reference
 
 from mlxk.engine.batch import Delta, Submission
 from mlxk.engine.types import GenerationRequest, SamplingParams
-from mlxk.errors import ServerBusy
+from mlxk.errors import ExecutionError, ServerBusy
 
 pytestmark = pytest.mark.slow
 TOKENS = 12
@@ -146,6 +146,27 @@ def test_logprobs_in_the_batch(runner: Runner, pictures: list[Path], answers: di
     assert all(len(e["top"]) == 2 and e["top"][0]["id"] == e["id"] for e in entries)  # greedy
     assert _text(got[0]) == answers["red"][0]
     assert all(d.logprobs is None for d in got[1])
+
+
+def test_a_failed_step_fails_its_batch_and_the_model_serves_on(
+        runner: Runner, pictures: list[Path], answers: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlxk.engine.vision import decode
+
+    real, calls = decode.DecodeBatch.step, []
+
+    def failing(self: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        return real(self)
+
+    monkeypatch.setattr(decode.DecodeBatch, "step", failing)
+    with pytest.raises(ExecutionError, match="generation failed: RuntimeError: boom"):
+        runner.run([Submission(runner.prepare(_request(k, pictures))) for k in ("red", "text")])
+    monkeypatch.undo()
+    got = runner.run([Submission(runner.prepare(_request(k, pictures))) for k in ("text", "green")])
+    assert [_text(d) for d in got] == [answers["text"][0], answers["green"][0]]
+    assert runner.sched.active_count == 0
 
 
 def test_one_at_a_time_families_answer_alike_and_the_queue_is_bounded(

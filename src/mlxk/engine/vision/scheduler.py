@@ -132,8 +132,15 @@ class VisionScheduler(BatchScheduler):
                 if self._closing:
                     return
             with wired_limit(self.lm.model, [generation_stream]):
-                while self._turn(batch, uids):     # until nothing runs and nothing waits
-                    pass
+                while True:                        # until nothing runs and nothing waits
+                    try:
+                        if not self._turn(batch, uids):
+                            break
+                    except Exception as exc:  # a failed step fails its batch, not the server
+                        log.exception("vision batch step failed for %s", self.name)
+                        batch.keep([])
+                        self.fail_active(ExecutionError(
+                            f"generation failed: {type(exc).__name__}: {exc}"))
 
     def _turn(self, batch: Any, uids: Any) -> bool:
         """Cancels, at most one admission (prefill), then one decode step; False when idle."""
@@ -197,14 +204,8 @@ class VisionScheduler(BatchScheduler):
         import mlx.core as mx
         from mlx_vlm.generate import generation_stream
 
-        try:
-            with mx.stream(generation_stream):
-                results = batch.step()
-        except Exception as exc:  # a failed step fails its batch, not the server
-            log.exception("vision decode step failed for %s", self.name)
-            batch.keep([])
-            self.fail_active(ExecutionError(f"generation failed: {type(exc).__name__}: {exc}"))
-            return
+        with mx.stream(generation_stream):
+            results = batch.step()
         self.decode_steps, self.peak_batch = batch.steps, max(self.peak_batch, batch.peak)
         self._count(0, len(results))
         now = time.perf_counter()
@@ -212,7 +213,9 @@ class VisionScheduler(BatchScheduler):
         ended = set()
         for row, token, logprobs in results:
             h = row.key
-            if h.done or self._emit(h, token, logprobs, now, out):
+            if h.done:      # cancelled meanwhile: the next turn drops it (and counts it)
+                continue
+            if self._emit(h, token, logprobs, now, out):
                 ended.add(h)
                 self._active.pop(h.uid, None)
         if ended:
