@@ -14,6 +14,7 @@ with the real SmolLM2 (one server for the module; generations stay short).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -324,3 +325,30 @@ def test_responses_errors(oai: openai.OpenAI) -> None:
         oai.responses.retrieve("resp_nope")
     with pytest.raises(openai.NotFoundError):
         oai.responses.create(model=MODEL, input="x", previous_response_id="resp_nope")
+
+
+PHONE_TOOL = {"type": "custom", "name": "dial", "description": "dial a phone number",
+              "format": {"type": "grammar", "syntax": "regex", "definition": r"\d{3}-\d{4}"}}
+SUM_TOOL = {"type": "custom", "name": "add", "description": "add two numbers",
+            "format": {"type": "grammar", "syntax": "lark",
+                       "definition": 'start: NUM " + " NUM\nNUM: /[0-9]{1,3}/\n'}}
+
+
+def test_responses_custom_tool_grammars_are_enforced(oai: openai.OpenAI) -> None:
+    r = oai.responses.create(model=MODEL, input="Please call the office.", tools=[PHONE_TOOL, SUM_TOOL],
+                             tool_choice={"type": "custom", "name": "dial"},
+                             max_output_tokens=60, temperature=0)
+    calls = [o for o in r.output if o.type == "custom_tool_call"]
+    assert [c.name for c in calls] == ["dial"] and re.fullmatch(r"\d{3}-\d{4}", calls[0].input)
+    events = list(oai.responses.create(model=MODEL, input="What is two plus three?", stream=True,
+                                       tools=[PHONE_TOOL, SUM_TOOL],
+                                       tool_choice={"type": "custom", "name": "add"},
+                                       max_output_tokens=60, temperature=0))
+    done = [e for e in events if e.type == "response.output_item.done"
+            and e.item.type == "custom_tool_call"]
+    assert [d.item.name for d in done] == ["add"]
+    assert re.fullmatch(r"[0-9]{1,3} \+ [0-9]{1,3}", done[0].item.input), done[0].item.input
+    with pytest.raises(openai.BadRequestError) as bad:
+        oai.responses.create(model=MODEL, input="x", tools=[
+            {**SUM_TOOL, "format": {**SUM_TOOL["format"], "definition": "start: nowhere"}}])
+    assert "'add'" in bad.value.body["message"] and bad.value.body["param"] == "tools"

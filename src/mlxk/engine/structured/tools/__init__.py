@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlxk.cache.detect import template_supports_tools as template_supports_tools
+from mlxk.engine.structured import custom
 from mlxk.engine.structured.tools import hermes, llama3, mistral
 from mlxk.engine.structured.tools.formats import ToolFormat
 from mlxk.engine.text.reasoning import held_suffix
@@ -233,13 +234,28 @@ def call_schema(tools: list[dict[str, Any]], choice: ToolChoice,
 
 
 def call_grammar_lark(fmt: str, tools: list[dict[str, Any]], choice: ToolChoice,
-                      parallel: bool, json_lark: Any) -> str:
-    """A Lark grammar forcing one (or, with ``parallel``, several) calls in format ``fmt``.
+                      parallel: bool, json_lark: Any,
+                      raw: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    """A Lark grammar forcing one (or, with ``parallel``, several) calls in format ``fmt``,
+    and the subgrammars it references.
 
     ``json_lark(schema) -> str`` renders an inline ``%json`` rule (see constrained.py).
+    ``raw``: ``{tool name: Lark grammar}`` of custom tools whose input is written raw
+    (``custom.py``); their calls are alternatives of their own.
     """
     f = format_of(fmt)
-    return f.grammar(json_lark(call_schema(tools, choice, f.args_key)), parallel)
+    allowed = [t for t in tools if choice.mode != "named" or t["function"]["name"] == choice.name]
+    raw = {n: g for n, g in (raw or {}).items()
+           if any(t["function"]["name"] == n for t in allowed)}
+    if raw and f.close_tag is None:
+        raise ValidationError(f"custom tool {next(iter(raw))!r} has a Lark grammar, but this model "
+                              f"writes tool calls as bare JSON ({f.name}), which cannot end raw "
+                              "text; use a regex grammar", param="tools")
+    plain = [t for t in allowed if t["function"]["name"] not in raw]
+    rule_names, rules, subs = custom.raw_call_rules(raw, f.args_key)
+    alts = ([json_lark(call_schema(plain, ToolChoice("required"), f.args_key))] if plain else []) \
+        + rule_names
+    return f.grammar(" | ".join(alts), parallel) + rules, subs
 
 
 # ---------------------------------------------------------------- parsing
@@ -317,10 +333,12 @@ class ToolCallParser:
     do, e.g. SmolLM2 under ``tool_choice: required``): it is dropped and the answer ends there.
     """
 
-    def __init__(self, fmt: str = HERMES, parallel: bool = True) -> None:
+    def __init__(self, fmt: str = HERMES, parallel: bool = True,
+                 raw_tools: frozenset[str] = frozenset()) -> None:
         self.format = format_of(fmt)
         self.fmt = fmt
         self.parallel = parallel
+        self.raw_tools = raw_tools  # custom tools whose forced input is raw text (custom.py)
         self.calls: list[dict[str, Any]] = []
         self.done = False          # parallel=False and one call is complete
         self._buf = ""
@@ -466,8 +484,11 @@ class ToolCallParser:
         self._buf = self._buf[n:]
         return False
 
-    @staticmethod
-    def _parse_json_call(body: str) -> dict[str, Any] | None:
+    def _parse_json_call(self, body: str) -> dict[str, Any] | None:
+        if self.raw_tools:
+            raw = custom.raw_call_input(body, self.raw_tools, self.format.args_key)
+            if raw is not None:
+                return raw
         try:
             return _as_call(json.loads(body))
         except json.JSONDecodeError:
