@@ -350,6 +350,11 @@ def test_responses_custom_tool_grammars_are_enforced(oai: openai.OpenAI) -> None
             and e.item.type == "custom_tool_call"]
     assert [d.item.name for d in done] == ["add"]
     assert re.fullmatch(r"[0-9]{1,3} \+ [0-9]{1,3}", done[0].item.input), done[0].item.input
+    auto = oai.responses.create(model=MODEL, input="Dial 555-1234 for me.", tools=[PHONE_TOOL],
+                                max_output_tokens=40, temperature=0)
+    assert auto.status in ("completed", "incomplete") and auto.output
+    for call in (o for o in auto.output if o.type == "custom_tool_call"):  # the model may answer
+        assert re.fullmatch(r"\d{3}-\d{4}", call.input), call.input
     with pytest.raises(openai.BadRequestError) as bad:
         oai.responses.create(model=MODEL, input="x", tools=[
             {**SUM_TOOL, "format": {**SUM_TOOL["format"], "definition": "start: nowhere"}}])

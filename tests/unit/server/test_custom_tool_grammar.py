@@ -24,8 +24,9 @@ SUM = {"type": "custom", "name": "calc", "description": "add numbers",
 SUM_RE = re.compile(r'[0-9]{1,3}(?:[+"\\][0-9]{1,3})?')
 
 
-def translate(tools: list[dict[str, Any]], choice: Any = None) -> Any:
-    body = {"model": "m", "input": "x", "tools": tools, **({"tool_choice": choice} if choice else {})}
+def translate(tools: list[dict[str, Any]], choice: Any = None, **extra: Any) -> Any:
+    body = {"model": "m", "input": "x", "tools": tools, **({"tool_choice": choice} if choice else {}),
+            **extra}
     return rsp.to_core(rsp.ResponsesRequest.model_validate(body), rsp.ResponseStore())
 
 
@@ -34,7 +35,8 @@ def test_regex_becomes_an_anchored_pattern_and_lark_travels_with_the_tool() -> N
                     {"type": "custom", "name": "dial"}).core.gen
     dial, calc, free = gen.tools
     assert dial["function"]["parameters"]["properties"]["input"]["pattern"] == r"^(?:\d{3}-\d{4})$"
-    assert custom.GRAMMAR_KEY not in dial and custom.GRAMMAR_KEY not in free
+    assert dial[custom.GRAMMAR_KEY] == {"syntax": "regex", "definition": r"\d{3}-\d{4}"}
+    assert custom.GRAMMAR_KEY not in free and custom.has_grammar(gen.tools)
     assert calc[custom.GRAMMAR_KEY] == {"syntax": "lark", "definition": SUM["format"]["definition"]}
     assert free["function"]["parameters"]["properties"]["input"] == {"type": "string"}
     assert custom.lark_tools(gen.tools) == {"calc": SUM["format"]["definition"]}
@@ -66,7 +68,7 @@ def test_forced_lark_call_grammar_uses_a_subgrammar_and_parses_raw() -> None:
     both, _ = T.call_grammar_lark(T.HERMES, tools, T.ToolChoice("required"), True,
                                   lambda s: "%json " + json.dumps(s),
                                   {"calc": SUM["format"]["definition"]})
-    assert "%json" in both and "raw_call_0" in both
+    assert "json_call_0" in both and "raw_call_0" in both   # one rule per tool, parted by name
     with pytest.raises(ValidationError, match="bare JSON"):
         T.call_grammar_lark(T.LLAMA3, tools, T.ToolChoice("named", "calc"), False,
                             lambda s: "%json " + json.dumps(s),
@@ -91,32 +93,39 @@ def tiny_lm() -> Any:
     return build_tiny_lm()
 
 
-def forced_inputs(lm: Any, tool: dict[str, Any], seeds: range) -> list[str]:
+def forced_call(lm: Any, gen: Any, seed: int) -> tuple[str, str]:
+    """(tool name, input) of the one call a random model makes under ``gen``'s plan."""
     from mlx_lm.generate import generate_step
     from mlx_lm.sample_utils import make_sampler
     from tests.support.structured_lm import FakeDecoder
 
     from mlxk.engine.structured import plan as S
 
+    p = S.plan(lm, gen)
+    prepared = SimpleNamespace(logits_processors=[],
+                               decoder=FakeDecoder(lm.tokenizer, lm.eos_token_ids))
+    S.attach(lm, p, prepared)
+    mx.random.seed(seed)
+    chunks = []
+    for tok, _ in generate_step(mx.array(lm.tokenizer.encode("hello")), lm.model,
+                                max_tokens=120, sampler=make_sampler(1.0),
+                                logits_processors=prepared.logits_processors):
+        chunks += prepared.decoder.feed(tok)
+        if prepared.decoder.finished:
+            break
+    chunks.append(prepared.decoder.finish("stop"))
+    calls = [c for ch in chunks for c in ch.tool_calls or []]
+    assert len(calls) == 1, chunks
+    return calls[0]["function"]["name"], json.loads(calls[0]["function"]["arguments"])["input"]
+
+
+def forced_inputs(lm: Any, tool: dict[str, Any], seeds: range) -> list[str]:
     gen = translate([PHONE, SUM], {"type": "custom", "name": tool["name"]}).core.gen
     out = []
     for seed in seeds:
-        p = S.plan(lm, gen)
-        prepared = SimpleNamespace(logits_processors=[],
-                                   decoder=FakeDecoder(lm.tokenizer, lm.eos_token_ids))
-        S.attach(lm, p, prepared)
-        mx.random.seed(seed)
-        chunks = []
-        for tok, _ in generate_step(mx.array(lm.tokenizer.encode("hello")), lm.model,
-                                    max_tokens=120, sampler=make_sampler(1.0),
-                                    logits_processors=prepared.logits_processors):
-            chunks += prepared.decoder.feed(tok)
-            if prepared.decoder.finished:
-                break
-        chunks.append(prepared.decoder.finish("stop"))
-        calls = [c for ch in chunks for c in ch.tool_calls or []]
-        assert len(calls) == 1 and calls[0]["function"]["name"] == tool["name"]
-        out.append(json.loads(calls[0]["function"]["arguments"])["input"])
+        name, text = forced_call(lm, gen, seed)
+        assert name == tool["name"]
+        out.append(text)
     return out
 
 
@@ -128,3 +137,36 @@ def test_random_model_forced_through_a_regex_custom_tool(tiny_lm: Any) -> None:
 def test_random_model_forced_through_a_lark_custom_tool(tiny_lm: Any) -> None:
     for text in forced_inputs(tiny_lm, SUM, range(4)):
         assert SUM_RE.fullmatch(text), text
+
+
+def test_required_with_regex_and_lark_tools_validates_whichever_is_called(tiny_lm: Any) -> None:
+    gen = translate([PHONE, SUM], "required", parallel_tool_calls=False).core.gen
+    names = set()
+    for seed in range(6):
+        name, text = forced_call(tiny_lm, gen, seed)
+        names.add(name)
+        assert (re.fullmatch(r"\d{3}-\d{4}", text) if name == "dial" else SUM_RE.fullmatch(text)), text
+    assert names == {"dial", "calc"}
+
+
+def test_auto_mode_keeps_free_text_and_constrains_calls(tiny_lm: Any) -> None:
+    import llguidance
+
+    from mlxk.engine.structured import grammar as C
+    from mlxk.engine.structured import plan as S
+
+    p = S.plan(tiny_lm, translate([PHONE, SUM], "auto").core.gen)
+    assert p.grammar_lark.startswith("start: auto_call* auto_end") and p.raw_tools == {"calc"}
+    lltok = C.ll_tokenizer(tiny_lm.tokenizer)
+
+    def accepts(text: str) -> bool:
+        m = llguidance.LLMatcher(lltok, C.lark_grammar(p.grammar_lark, p.subgrammars), log_level=0)
+        return m.consume_tokens(lltok.tokenize_str(text)) and m.is_accepting()
+
+    call = '<tool_call>\n{{"name": "{}", "arguments": {{"input": "{}"}}}}\n</tool_call>'
+    assert accepts("hello world, no call at all")
+    assert accepts("ok " + call.format("dial", "555-1234") + "\n" + call.format("calc", '1"2'))
+    assert not accepts(call.format("dial", "55-1234"))
+    assert not accepts("text " + call.format("calc", "1-2"))
+    no_grammar = S.plan(tiny_lm, translate([{"type": "custom", "name": "free"}], "auto").core.gen)
+    assert no_grammar.grammar_lark is None      # plain custom tools leave auto mode unconstrained

@@ -115,19 +115,26 @@ def plan(lm: LoadedModel, request: GenerationRequest) -> StructuredPlan:
             request, messages=T.messages_for_fallback(request.messages, tools, choice),
             tools=None)
     out = StructuredPlan(request=new, tool_format=fmt, parallel=parallel)
+    raw = custom.lark_tools(request.tools)
     if choice.mode in ("required", "named"):
         out.grammar_lark, out.subgrammars = T.call_grammar_lark(
-            fmt, tools, choice, parallel and choice.mode == "required", C.json_schema_lark,
-            custom.lark_tools(request.tools))
-        out.raw_tools = frozenset(custom.lark_tools(request.tools)) if out.subgrammars else frozenset()
-    elif grammar is not None:
-        # auto + response_format: either tool call(s) or the JSON answer (custom Lark
-        # grammars are not enforced in auto mode: their calls are plain JSON here).
-        calls, _ = T.call_grammar_lark(fmt, tools, T.ToolChoice("required"), parallel,
-                                       C.json_schema_lark)
-        answer = _response_format_lark(request.response_format, C)
-        out.grammar_lark = (calls.replace("start:", "calls:", 1)
-                            + f"start: calls | answer\nanswer: {answer}\n")
+            fmt, tools, choice, parallel and choice.mode == "required", C.json_schema_lark, raw)
+    else:
+        # auto: a grammar only to keep response_format or custom-tool grammars; Lark inputs
+        # only where calls are wrapped in tags (elsewhere they stay plain JSON strings).
+        raw = raw if T.format_of(fmt).close_tag is not None else {}
+        if grammar is not None:
+            # either tool call(s) or the JSON answer.
+            calls, out.subgrammars = T.call_grammar_lark(fmt, tools, T.ToolChoice("required"),
+                                                         parallel, C.json_schema_lark, raw)
+            answer = _response_format_lark(request.response_format, C)
+            out.grammar_lark = (calls.replace("start:", "calls:", 1)
+                                + f"start: calls | answer\nanswer: {answer}\n")
+        elif custom.has_grammar(request.tools):
+            auto = T.auto_grammar_lark(fmt, tools, C.json_schema_lark, raw)
+            if auto is not None:
+                out.grammar_lark, out.subgrammars = auto
+    out.raw_tools = frozenset(raw) if out.subgrammars else frozenset()
     return out
 
 

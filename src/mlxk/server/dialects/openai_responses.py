@@ -7,7 +7,7 @@ vision models (a data URI; an http(s) URL only with ``serve --allow-image-urls``
 ``instructions`` (a system turn; not carried over by ``previous_response_id``, as with
 OpenAI), ``tools`` of type ``function`` and ``custom`` (free text, passed to the model as
 one ``input`` string; a custom tool's ``format`` grammar, ``regex`` or ``lark``, is checked
-(an invalid one is a 400 naming the tool) and enforced on a forced call: see
+(an invalid one is a 400 naming the tool) and enforced on its calls: see
 ``engine/structured/custom.py``),
 ``tool_choice``, ``parallel_tool_calls``, ``text.format`` (``text``, ``json_object``,
 ``json_schema``: enforced), ``max_output_tokens``, ``temperature``, ``top_p``, ``reasoning.effort`` (``none``/``minimal``
@@ -200,8 +200,7 @@ def custom_tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
     pattern = definition if syntax == "regex" else None
     out = wire.function_tool(name, tool.get("description"), custom_grammar.input_schema(pattern),
                              "tools")
-    if syntax == "lark":
-        out[custom_grammar.GRAMMAR_KEY] = {"syntax": "lark", "definition": definition}
+    out[custom_grammar.GRAMMAR_KEY] = {"syntax": syntax, "definition": definition}
     return out
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,15 +234,14 @@ def call_schema(tools: list[dict[str, Any]], choice: ToolChoice,
     return alts[0] if len(alts) == 1 else {"anyOf": alts}
 
 
-def call_grammar_lark(fmt: str, tools: list[dict[str, Any]], choice: ToolChoice,
-                      parallel: bool, json_lark: Any,
-                      raw: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
-    """A Lark grammar forcing one (or, with ``parallel``, several) calls in format ``fmt``,
-    and the subgrammars it references.
+def call_alternatives(fmt: str, tools: list[dict[str, Any]], choice: ToolChoice, json_lark: Any,
+                      raw: dict[str, str] | None = None) -> tuple[str, str, dict[str, str]]:
+    """What one call of format ``fmt`` may be: (the ``call`` rule's body, extra Lark rules,
+    ``{subgrammar name: Lark grammar}``).
 
     ``json_lark(schema) -> str`` renders an inline ``%json`` rule (see constrained.py).
     ``raw``: ``{tool name: Lark grammar}`` of custom tools whose input is written raw
-    (``custom.py``); their calls are alternatives of their own.
+    (``custom.py``); then every tool gets a rule of its own.
     """
     f = format_of(fmt)
     allowed = [t for t in tools if choice.mode != "named" or t["function"]["name"] == choice.name]
@@ -251,11 +251,40 @@ def call_grammar_lark(fmt: str, tools: list[dict[str, Any]], choice: ToolChoice,
         raise ValidationError(f"custom tool {next(iter(raw))!r} has a Lark grammar, but this model "
                               f"writes tool calls as bare JSON ({f.name}), which cannot end raw "
                               "text; use a regex grammar", param="tools")
-    plain = [t for t in allowed if t["function"]["name"] not in raw]
-    rule_names, rules, subs = custom.raw_call_rules(raw, f.args_key)
-    alts = ([json_lark(call_schema(plain, ToolChoice("required"), f.args_key))] if plain else []) \
-        + rule_names
-    return f.grammar(" | ".join(alts), parallel) + rules, subs
+    if not raw:
+        return json_lark(call_schema(allowed, ToolChoice("required"), f.args_key)), "", {}
+    plain = {t["function"]["name"]: json_lark(t["function"]["parameters"])
+             for t in allowed if t["function"]["name"] not in raw}
+    rule_names, rules, subs = custom.call_rules(plain, raw, f.args_key)
+    return " | ".join(rule_names), rules, subs
+
+
+def call_grammar_lark(fmt: str, tools: list[dict[str, Any]], choice: ToolChoice,
+                      parallel: bool, json_lark: Any,
+                      raw: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    """A Lark grammar forcing one (or, with ``parallel``, several) calls in format ``fmt``,
+    and the subgrammars it references (see :func:`call_alternatives`)."""
+    call, rules, subs = call_alternatives(fmt, tools, choice, json_lark, raw)
+    return format_of(fmt).grammar(call, parallel) + rules, subs
+
+
+def auto_grammar_lark(fmt: str, tools: list[dict[str, Any]], json_lark: Any,
+                      raw: dict[str, str] | None = None) -> tuple[str, dict[str, str]] | None:
+    """``tool_choice: auto`` with a grammar to keep: free text with any number of calls, each
+    call constrained like a forced one. Only for formats that wrap calls in tags (``hermes``):
+    the text before a call ends lazily at the open tag, the text after the last call never
+    holds one. None for other formats (auto stays unconstrained there)."""
+    f = format_of(fmt)
+    if f.close_tag is None:
+        return None
+    call, rules, subs = call_alternatives(fmt, tools, ToolChoice("required"), json_lark, raw)
+    # A wrapped call sits on its own line between the tags (hermes.py).
+    return ("start: auto_call* auto_end\n"
+            "auto_end: AUTO_TEXT\n"
+            f"AUTO_TEXT: /(?s:.*)/ & ~/(?s:.*){re.escape(f.open_tag)}(?s:.*)/\n"
+            f"auto_head[lazy]: /(?s:.*)/ {json.dumps(f.open_tag)}\n"
+            f'auto_call: auto_head "\\n" call {json.dumps(chr(10) + f.close_tag)}\n'
+            f"call: {call}\n" + rules), subs
 
 
 # ---------------------------------------------------------------- parsing
