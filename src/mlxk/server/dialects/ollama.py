@@ -17,13 +17,13 @@ to vision models. Streaming (the default) is NDJSON; the final object carries
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlxk.duration import parse_keep_alive
 from mlxk.engine.types import GenerationRequest
 from mlxk.errors import ModelNotFound, ValidationError
 from mlxk.server import core, images, responses
@@ -40,8 +40,6 @@ from mlxk.server.dialects.common import (
 )
 
 MEDIA_TYPE = "application/x-ndjson"
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 REFUSED = {  # route -> what to use instead (no client may make the server download or delete)
     "pull": "run `mlxk pull <model>` on the server's machine",
     "push": "run `mlxk push <dir> <repo>` on the server's machine",
@@ -130,20 +128,9 @@ def model_name(name: str) -> str:
 
 
 def keep_alive_seconds(value: float | str | None) -> float | None:
-    """Ollama's ``keep_alive``: seconds, or a Go duration (``"5m"``, ``"1h30m"``); <0: forever."""
-    if value is None or isinstance(value, (int, float)):
-        return None if value is None else float(value)
-    text = value.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    sign = -1.0 if text.startswith("-") else 1.0
-    parts = _DURATION.findall(text.lstrip("+-"))
-    if not parts or "".join(n + u for n, u in parts) != text.lstrip("+-"):
-        raise ValidationError(f"keep_alive {value!r} is not a duration (e.g. 300, '5m', '1h')",
-                              param="keep_alive")
-    return sign * sum(float(n) * _UNITS[u] for n, u in parts)
+    """Ollama's ``keep_alive`` (seconds, or a Go duration such as ``"5m"``; negative: forever)
+    in seconds, ``duration.NEVER`` for forever; None when absent. One parser: ``mlxk.duration``."""
+    return None if value is None else parse_keep_alive(value)
 
 
 def _num(opts: dict[str, Any], key: str, kind: type = float) -> Any:

@@ -6,7 +6,9 @@ parts, ``function_call``, ``function_call_output``, ``custom_tool_call``,
 vision models (a data URI; an http(s) URL only with ``serve --allow-image-urls``), files are a 400),
 ``instructions`` (a system turn; not carried over by ``previous_response_id``, as with
 OpenAI), ``tools`` of type ``function`` and ``custom`` (free text, passed to the model as
-one ``input`` string; a custom tool's ``format`` grammar is accepted but not enforced),
+one ``input`` string; a custom tool's ``format`` grammar, ``regex`` or ``lark``, is checked
+(an invalid one is a 400 naming the tool) and enforced on its calls: see
+``engine/structured/custom.py``),
 ``tool_choice``, ``parallel_tool_calls``, ``text.format`` (``text``, ``json_object``,
 ``json_schema``: enforced), ``max_output_tokens``, ``temperature``, ``top_p``, ``reasoning.effort`` (``none``/``minimal``
 turn the chat template's thinking switch off, other levels on, where it has one),
@@ -31,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlxk.engine.structured import custom as custom_grammar
 from mlxk.engine.types import GenerationRequest
 from mlxk.errors import ModelNotFound, ValidationError
 from mlxk.server import core, images, responses
@@ -39,8 +42,6 @@ from mlxk.server.dialects import common as wire
 
 STORE_MAX_ITEMS = 256
 STORE_TTL_S = 3600.0
-CUSTOM_INPUT = {"type": "object", "properties": {"input": {"type": "string"}},
-                "required": ["input"], "additionalProperties": False}
 TEXT_PARTS = ("input_text", "output_text", "text")
 LOGPROBS = "message.output_text.logprobs"     # the ``include`` value that asks for logprobs
 
@@ -187,12 +188,33 @@ def _tools(tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]] | N
             out.append(wire.function_tool(t.get("name"), t.get("description"), t.get("parameters"),
                                      "tools"))
         elif kind == "custom":
-            out.append(wire.function_tool(t.get("name"), t.get("description"), CUSTOM_INPUT, "tools"))
+            out.append(custom_tool(t, f"tools[{i}]"))
             custom.add(str(t.get("name")))
         else:
             raise wire.refuse("tools", f"tools[{i}]: tool type {kind!r} is a hosted tool this server "
                                   "cannot run (only 'function' and 'custom' tools)")
     return out, frozenset(custom)
+
+
+def custom_tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
+    """A ``custom`` tool as a function tool with one string ``input``; its grammar checked
+    here (400 naming the tool) and carried for the engine (``structured/custom.py``)."""
+    name, fmt = tool.get("name"), tool.get("format")
+    if fmt is None or (isinstance(fmt, dict) and fmt.get("type") == "text"):
+        return wire.function_tool(name, tool.get("description"), custom_grammar.input_schema(),
+                                  "tools")
+    if not isinstance(fmt, dict) or fmt.get("type") != "grammar":
+        raise ValidationError(f"{where}.format must be {{'type': 'text'}} or {{'type': 'grammar', "
+                              "'syntax': 'lark'|'regex', 'definition': ...}", param="tools")
+    from mlxk.engine.structured.grammar import check_custom_grammar
+
+    syntax, definition = fmt.get("syntax"), fmt.get("definition")
+    check_custom_grammar(str(name), str(syntax), definition)
+    pattern = definition if syntax == "regex" else None
+    out = wire.function_tool(name, tool.get("description"), custom_grammar.input_schema(pattern),
+                             "tools")
+    out[custom_grammar.GRAMMAR_KEY] = {"syntax": syntax, "definition": definition}
+    return out
 
 
 def tool_choice(choice: str | dict[str, Any] | None) -> Any:
