@@ -4,11 +4,11 @@ greedy answer, and `mlxk run --adapter-path` / `mlxk serve --adapter-path` give 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.adapters import build_random_adapter
 from tests.support.cli import run_mlxk
 from tests.support.fixtures_models import SMOLLM2_REPO_ID, build_smollm2
 from tests.support.fixtures_server import module_hf_home, start_serve
@@ -20,26 +20,8 @@ LORA = {"rank": 4, "scale": 10.0, "dropout": 0.0}
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
-    from mlx_lm import load
-    from mlx_lm.tuner.utils import linear_to_lora_layers
-
-    model, _ = load(str(build_smollm2()))
-    model.freeze()
-    linear_to_lora_layers(model, 4, LORA)
-    mx.random.seed(7)
-    weights = {}
-    for name, value in tree_flatten(model.trainable_parameters()):
-        if name.endswith("lora_b"):   # zero after init: make the adapter do something
-            value = mx.random.normal(value.shape) * 0.5
-        weights[name] = value
-    assert weights and all(k.endswith(("lora_a", "lora_b")) for k in weights)
-    out = tmp_path_factory.mktemp("adapter")
-    mx.save_safetensors(str(out / "adapters.safetensors"), weights)
-    (out / "adapter_config.json").write_text(json.dumps(
-        {"fine_tune_type": "lora", "num_layers": 4, "lora_parameters": LORA}))
-    return out
+    return build_random_adapter(build_smollm2(), tmp_path_factory.mktemp("adapter"), num_layers=4,
+                                rank=LORA["rank"], scale=LORA["scale"])
 
 
 def reference(adapter_path: Path | None) -> str:

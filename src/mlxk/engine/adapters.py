@@ -3,31 +3,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from mlxk.cache.adapters import CONFIG, WEIGHTS, read_config
 from mlxk.errors import ValidationError
 
-CONFIG = "adapter_config.json"
-WEIGHTS = "adapters.safetensors"
-
-
-def read_config(path: str | Path) -> dict[str, Any]:
-    """The adapter's config, or a clear error naming what is missing (no mlx import)."""
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise ValidationError(f"adapter path {folder} is not a directory")
-    missing = [f for f in (CONFIG, WEIGHTS) if not (folder / f).is_file()]
-    if missing:
-        raise ValidationError(f"{folder} is not an mlx-lm adapter: {', '.join(missing)} missing")
-    try:
-        config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ValidationError(f"{folder / CONFIG} is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict):
-        raise ValidationError(f"{folder / CONFIG} must hold a JSON object")
-    return config
+__all__ = ["CONFIG", "WEIGHTS", "apply", "read_config"]
 
 
 def apply(model: Any, path: str | Path) -> Any:

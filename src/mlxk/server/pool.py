@@ -66,6 +66,7 @@ class ModelEntry:
     keep_alive: float | None = None  # this model's own keep-alive (``load --keep-alive``); None: the server's
     loaded_at: float = 0.0          # wall-clock epoch seconds when it became ready
     stopping: bool = False          # ``stop`` is draining it: new requests get a 503
+    adapter: str | None = None      # a served LoRA (``base+name``): its folder
 
     @property
     def loaded(self) -> bool:
@@ -95,6 +96,7 @@ class Target:
     key: str
     path: Path
     job: Job = "text"
+    adapter: str | None = None      # a served LoRA folder (``base+name``), applied at load
 
 
 def weights_size(path: Path) -> int:
@@ -129,6 +131,12 @@ def default_loader(path: Path, name: str, adapter_path: str | None = None) -> Lo
     from mlxk.engine.choose import load
 
     return load(path, name=name, adapter_path=adapter_path)
+
+
+def adapter_size(folder: str) -> int:
+    with contextlib.suppress(OSError):
+        return (Path(folder) / "adapters.safetensors").stat().st_size
+    return 0
 
 
 def default_embedding_loader(path: Path, name: str) -> EmbeddingModel:
@@ -179,6 +187,9 @@ class ModelPool:
         self.defaults: dict[Job, str | None] = {"text": None, "embedding": None}
         total = plat.memory_total_bytes() or 0
         self.budget = settings.memory_budget_bytes or int(total * 0.75) or None
+        from mlxk.server.loras import Adapters
+
+        self.adapters = Adapters(settings.adapters)
 
     # --- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -220,7 +231,7 @@ class ModelPool:
         key = self._aliases.get((job, name)) or name
         entry = self._entries.get(key)
         if entry is None or entry.job != job:
-            target = await asyncio.to_thread(self._resolvers[job], name)
+            target = await asyncio.to_thread(self._resolve, name, job)
             entry = await self._ensure(target)
             self._aliases[(job, name)] = entry.key
         elif entry.stopping:
@@ -322,8 +333,9 @@ class ModelPool:
         async with self._lock:
             entry = self._entries.get(target.key)
             if entry is None:
-                entry = ModelEntry(target.key, target.path, weights_size(target.path), pinned=pinned,
-                                   job=target.job)
+                size = weights_size(target.path) + (adapter_size(target.adapter) if target.adapter else 0)
+                entry = ModelEntry(target.key, target.path, size, pinned=pinned, job=target.job,
+                                   adapter=target.adapter)
                 await self._make_room(entry)
                 entry.ready = asyncio.get_running_loop().create_future()
                 self._entries[entry.key] = entry
@@ -378,7 +390,7 @@ class ModelPool:
                 m.decode_tokens.labels(key).inc(decoded)
 
         factory = self._scheduler_factory or scheduler_class(path)
-        adapter = self.options(key).get("adapter_path")
+        adapter = entry.adapter or self.options(key).get("adapter_path")
         loader = self._loader
 
         def load() -> LoadedModel:
@@ -389,10 +401,31 @@ class ModelPool:
                        on_tokens=on_tokens, cache_options=self.cache_options(key))
 
     def options(self, key: str) -> dict[str, OptionValue]:
-        """The generation options of model ``key`` (flags, then ``--model-options``)."""
+        """The generation options of model ``key`` (flags, then ``--model-options``); a served
+        adapter ``base+name`` has its base's options, less the base's own ``adapter_path``."""
         from mlxk.server.model_options import options_for
 
-        return options_for(self.settings.generation, self.settings.model_options, key)
+        served = self.adapters.by_id(key)
+        opts = options_for(self.settings.generation, self.settings.model_options,
+                           served.base if served else key)
+        return {k: v for k, v in opts.items() if k != "adapter_path"} if served else opts
+
+    def _resolve(self, name: str, job: Job) -> Target:
+        """A request's model name -> what to load: a served adapter (``base+name``) or a model."""
+        if job == "text" and self.adapters:
+            served = self.adapters.find(name, lambda base: self._base_key(base))
+            if served is not None:
+                return Target(served.id, self._base_path(served.base_ref), "text", served.path)
+        elif "+" in name:
+            raise ModelNotFound(f"model '{name}' names an adapter, and this server serves none "
+                                "(serve --lora NAME=DIR)", param="model")
+        return self._resolvers[job](name)
+
+    def _base_key(self, name: str) -> str:
+        return self._aliases.get(("text", name)) or self._resolvers["text"](name).key
+
+    def _base_path(self, ref: str) -> Path:
+        return Path(ref) if os.path.isabs(ref) else self._resolvers["text"](ref).path
 
     def cache_options(self, key: str) -> CacheOptions:
         from mlxk.server.model_options import cache_options
