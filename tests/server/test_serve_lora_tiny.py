@@ -21,6 +21,10 @@ from tests.support.cli import run_mlxk
 from tests.support.fixtures_models import TINY_REPO_ID, tiny_llama_dir
 from tests.support.fixtures_server import ServeProcess, module_hf_home, start_serve
 
+from mlxk.errors import ValidationError
+from mlxk.server.loras import parse_flag
+from mlxk.server.model_options import read_file, split_loras
+
 WINDOW = 256
 PROMPT = "Hello world!"
 N = 8
@@ -37,10 +41,12 @@ def adapters(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, adapters: dict[str, Path]) -> Iterator[ServeProcess]:
     home = module_hf_home(tmp_path_factory, {TINY_REPO_ID: tiny_llama_dir()})
+    opts = Path(home) / "models.toml"       # one more name for the sql folder, from --model-options
+    opts.write_text(f'["tiny-llama"]\nloras = {{ other = "{adapters["sql"]}" }}\n')
     # sql: base from --model, name given; chat: the folder's name, base from --model as well
     sp = start_serve(home, "--keep-alive", "-1", "--model", TINY_REPO_ID, "--max-kv-size", str(WINDOW),
                      "--lora", f"sql={adapters['sql']}", "--lora", str(adapters["chat"]),
-                     log_dir=Path(home))
+                     "--model-options", str(opts), log_dir=Path(home))
     sp.home = home  # type: ignore[attr-defined]
     yield sp
     assert sp.stop() == 0
@@ -62,14 +68,17 @@ def run_answer(home: Path, *extra: str) -> str:
 def test_models_list_adapters_and_the_window(server: ServeProcess) -> None:
     cards = {c["id"]: c for c in httpx.get(server.base_url + "/v1/models").json()["data"]}
     base = f"{TINY_REPO_ID}"
-    assert {f"{base}+sql", f"{base}+chat"} <= set(cards)
-    for mid in (base, f"{base}+sql", f"{base}+chat"):
+    assert {f"{base}+sql", f"{base}+chat", f"{base}+other"} <= set(cards)
+    for mid in (base, f"{base}+sql", f"{base}+chat", f"{base}+other"):
         assert cards[mid]["context_length"] == WINDOW and cards[mid]["max_model_len"] == 2048, mid
         assert cards[mid]["kv_cache"] == {"max_kv_size": WINDOW, "kv_bits": None}
     assert (cards[f"{base}+sql"]["parent"], cards[f"{base}+sql"]["adapter"]) == (base, "sql")
     assert cards[base]["parent"] is None and cards[base]["loaded"] is True
     one = httpx.get(server.base_url + f"/v1/models/{base}+chat").json()
     assert one["adapter"] == "chat" and one["capabilities"] == cards[base]["capabilities"]
+    for alias in ("tiny-llama+chat", "chat"):      # resolves as a request's model does
+        assert httpx.get(server.base_url + f"/v1/models/{alias}").json()["id"] == f"{base}+chat"
+    assert httpx.get(server.base_url + "/v1/models/tiny-llama+nope").status_code == 404
 
 
 def test_adapter_names_give_run_adapter_path_output(server: ServeProcess, adapters: dict[str, Path]) -> None:
@@ -112,3 +121,20 @@ def test_lora_flags_checked_at_start(adapters: dict[str, Path], tmp_path: Path) 
     assert r.returncode != 0 and "is not an mlx-lm adapter" in r.stderr
     r = run_mlxk("serve", "--lora", f"a+b={adapters['sql']}", "--adapter-path", str(adapters["sql"]))
     assert r.returncode != 0 and "use one of them" in r.stderr
+
+
+def test_flag_and_options_file_shapes(tmp_path: Path) -> None:
+    assert parse_flag("./a/sql") == (None, None, "./a/sql")
+    assert parse_flag("sql=./a") == (None, "sql", "./a")
+    assert parse_flag("org/m+sql=./a") == ("org/m", "sql", "./a")
+    for bad in ("=./a", "sql=", "+sql=./a"):
+        with pytest.raises(ValidationError, match="BASE"):
+            parse_flag(bad)
+    f = tmp_path / "o.toml"
+    f.write_text('["m"]\nmax_kv_size = 64\nloras = { sql = "ad/sql" }\n')
+    options, per_model = split_loras(read_file(str(f)))
+    assert options == {"m": {"max_kv_size": 64}}
+    assert per_model == {"m": {"sql": str(tmp_path / "ad" / "sql")}}
+    f.write_text('["m"]\nloras = { sql = 3 }\n')
+    with pytest.raises(ValidationError, match="adapter names to folders"):
+        read_file(str(f))

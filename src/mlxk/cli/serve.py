@@ -52,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from mlxk.cli.options import add_cache_flags
 
     add_cache_flags(p)
-    p.add_argument("--lora", action="append", default=[], metavar="[BASE+][NAME=]DIR",
+    adapters = next(g for g in p._action_groups if g.title == "adapters")
+    adapters.add_argument("--lora", action="append", default=[], metavar="[BASE+][NAME=]DIR",
                    help="serve a LoRA adapter as model BASE+NAME next to the plain base (repeatable; "
                         "NAME: the folder's name, BASE: --model, else the base the adapter names)")
     q.add_argument("--prefill-chunk", type=int, default=st.DEFAULT_PREFILL_CHUNK, metavar="N",

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from mlxk.cache.detect import context_length
+from mlxk.server.loras import Adapters
 from mlxk.server.pool import ModelPool
 
 LISTED_TYPES = frozenset({"chat", "base"})
@@ -49,14 +50,28 @@ def _evaluate_cache(include_embeddings: bool) -> list[dict[str, Any]]:
     return cards
 
 
-def resolve_id(name: str) -> str | None:
-    """The cache id a client's short name or substring stands for (None: no single model)."""
+def resolve_id(name: str, adapters: Adapters | None = None) -> str | None:
+    """The id a client's short name or substring stands for (None: no single model); with the
+    server's ``adapters``, also ``name+adapter`` and a bare adapter name."""
     from mlxk.cache.resolve import resolve, validate_name
     from mlxk.cache.runnable import is_path_like
-    from mlxk.errors import MlxkError
+    from mlxk.errors import MlxkError, ModelNotFound
 
     if is_path_like(name):
         return None
+    if adapters:
+        def base_key(base: str) -> str:
+            key = resolve_id(base)
+            if key is None:
+                raise ModelNotFound(base)
+            return key
+
+        try:
+            served = adapters.find(name, base_key)
+        except MlxkError:
+            return None
+        if served is not None:
+            return served.id
     try:
         validate_name(name.rsplit("@", 1)[0])
         resolved = resolve(name, local_dirs=False)
