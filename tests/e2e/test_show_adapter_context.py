@@ -1,9 +1,12 @@
 """`mlxk show DIR` on a LoRA adapter folder (mlx-lm's format, built here with mlx-lm's tuner
 utilities over the tiny llama): base model, rank, layers, scale, size, whether the base is in the
-cache; JSON valid against show.json; no mlx imported; a broken folder gets a clear error."""
+cache; JSON valid against show.json; no mlx imported; a broken folder gets a clear error. And
+`show MODEL` reports the model's own context length (a `--max-kv-size` window is a server setting:
+`/v1/models` reports it, tests/server/test_serve_lora_tiny.py)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -65,3 +68,10 @@ def test_broken_adapter_folder(adapter: Path, tmp_path: Path) -> None:
     (broken / "adapter_config.json").write_text("{not json")
     r = run_mlxk("show", str(broken))
     assert r.returncode == 1 and "not valid JSON" in r.stderr
+
+
+def test_show_reports_the_models_own_context_length(tiny_cached: str) -> None:
+    r = run_mlxk("show", tiny_cached, "--json")
+    meta = assert_valid(r.json, "show")["data"]["metadata"]
+    assert meta["context_length"] == 2048          # the tiny llama's max_position_embeddings
+    assert re.search(r"^Context length\s+2,048$", run_mlxk("show", tiny_cached).stdout, re.M)
