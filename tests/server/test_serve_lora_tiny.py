@@ -4,7 +4,8 @@ built with mlx-lm's tuner utilities, and a `--max-kv-size` window.
 - `/v1/models` lists `tiny-llama+sql` and `tiny-llama+chat` as their own cards (`parent`,
   `adapter`); every text card reports `context_length` (the window) and `max_model_len` (config).
 - Greedy output for `<base>+<name>` equals `mlxk run --adapter-path`; the plain base name equals a
-  plain `mlxk run`; the adapters change the output; the bare adapter name works too.
+  plain `mlxk run`; the adapters change the output; the bare adapter name works too. The adapters
+  share the base's weights: base and both adapters stay loaded under `--max-loaded 2`.
 - An unknown adapter is 404 `model_not_found` (the official `openai` client's NotFoundError).
 """
 
@@ -100,8 +101,30 @@ def test_adapter_names_give_run_adapter_path_output(server: ServeProcess, adapte
         assert r.status_code == 200, r.text
         assert r.json()["model"] == f"{TINY_REPO_ID}+sql"
         assert r.json()["choices"][0]["message"]["content"] == answers["sql"]
+    # the adapters ride on the loaded base (its weights shared): with the default --max-loaded 2,
+    # the base and both adapters stay loaded, each adapter counted at its own size
     cards = {c["id"]: c for c in httpx.get(server.base_url + "/v1/models").json()["data"]}
-    assert cards[f"{TINY_REPO_ID}+sql"]["loaded"] is True
+    assert all(cards[f"{TINY_REPO_ID}{s}"]["loaded"] for s in ("", "+sql", "+chat"))
+    ps = {m["name"]: m for m in httpx.get(server.base_url + "/mlxk/ps").json()["models"]}
+    for name, folder in adapters.items():
+        assert ps[f"{TINY_REPO_ID}+{name}"]["memory_bytes"] == (folder / "adapters.safetensors").stat().st_size
+    assert ps[TINY_REPO_ID]["memory_bytes"] > ps[f"{TINY_REPO_ID}+chat"]["memory_bytes"]
+
+
+def test_stopping_the_base_unloads_its_adapters(server: ServeProcess) -> None:
+    """Runs after the requests above (file order): base and adapters are loaded."""
+    def loaded() -> set[str]:
+        return {m["name"] for m in httpx.get(server.base_url + "/mlxk/ps").json()["models"]}
+
+    assert {TINY_REPO_ID, f"{TINY_REPO_ID}+sql"} <= loaded()
+    r = httpx.post(server.base_url + "/mlxk/stop", json={"model": TINY_REPO_ID}, timeout=60)
+    assert r.status_code == 200 and r.json()["stopped"] == [TINY_REPO_ID]
+    assert loaded() == set()
+    assert ask(server, "sql").status_code == 200            # loads the base again, then the adapter
+    assert loaded() == {TINY_REPO_ID, f"{TINY_REPO_ID}+sql"}
+    r = httpx.post(server.base_url + "/mlxk/stop", json={"all": True}, timeout=60)
+    assert r.status_code == 200 and r.json()["stopped"] == [f"{TINY_REPO_ID}+sql", TINY_REPO_ID]
+    assert loaded() == set()
 
 
 def test_unknown_adapter_is_404(server: ServeProcess) -> None:
