@@ -1,6 +1,7 @@
 """LoRA adapters: a random adapter built here with mlx-lm's tuner utilities changes SmolLM2's
 greedy answer, and `mlxk run --adapter-path` / `mlxk serve --adapter-path` give exactly what
-`mlx_lm.generate` gives with the same adapter."""
+`mlx_lm.generate` gives with the same adapter; `serve --lora` too (`<base>+<name>`, the plain base
+unchanged)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,21 @@ def test_serve_with_adapter_matches_mlx_lm(adapter: Path, tmp_path_factory: pyte
             "messages": [{"role": "user", "content": PROMPT}], "max_tokens": N, "temperature": 0})
         assert r.status_code == 200, r.text
         assert r.json()["choices"][0]["message"]["content"].strip() == reference(adapter).strip()
+    finally:
+        assert sp.stop() == 0
+
+
+def test_serve_lora_naming_matches_mlx_lm(adapter: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`serve --lora`: the quantized base's weights shared with the adapter (CPU kernels in place)."""
+    home = module_hf_home(tmp_path_factory, {SMOLLM2_REPO_ID: build_smollm2()})
+    sp = start_serve(home, "--model", SMOLLM2_REPO_ID, "--lora", f"fr={adapter}", log_dir=Path(home))
+    try:
+        for model, want in ((f"{SMOLLM2_REPO_ID}+fr", reference(adapter)), (SMOLLM2_REPO_ID, reference(None))):
+            r = httpx.post(sp.base_url + "/v1/chat/completions", timeout=300, json={
+                "model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": N,
+                "temperature": 0})
+            assert r.status_code == 200, r.text
+            assert r.json()["choices"][0]["message"]["content"].strip() == want.strip(), model
     finally:
         assert sp.stop() == 0
 

@@ -12,6 +12,7 @@ built with mlx-lm's tuner utilities, and a `--max-kv-size` window.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -101,6 +102,11 @@ def test_adapter_names_give_run_adapter_path_output(server: ServeProcess, adapte
         assert r.status_code == 200, r.text
         assert r.json()["model"] == f"{TINY_REPO_ID}+sql"
         assert r.json()["choices"][0]["message"]["content"] == answers["sql"]
+    # base and adapters at once, on their own schedulers over the same weights: nothing mixes up
+    models = [TINY_REPO_ID, f"{TINY_REPO_ID}+sql", f"{TINY_REPO_ID}+chat"] * 2
+    with ThreadPoolExecutor(6) as ex:
+        together = [r.json()["choices"][0]["message"]["content"] for r in ex.map(lambda m: ask(server, m), models)]
+    assert together == [plain, answers["sql"], answers["chat"]] * 2
     # the adapters ride on the loaded base (its weights shared): with the default --max-loaded 2,
     # the base and both adapters stay loaded, each adapter counted at its own size
     cards = {c["id"]: c for c in httpx.get(server.base_url + "/v1/models").json()["data"]}
