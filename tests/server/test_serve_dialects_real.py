@@ -9,6 +9,8 @@ with the real SmolLM2 (one server for the module; generations stay short).
   previous_response_id, required function call + function_call_output round trip,
   json_schema, GET/DELETE, hosted tools and unknown ids refused.
 - greedy output through each dialect equals Chat Completions token for token.
+- logprobs (Responses ``include``/``top_logprobs``, Ollama ``logprobs``/``top_logprobs``)
+  equal Chat Completions' for the same greedy request within 1e-4.
 """
 
 from __future__ import annotations
@@ -324,3 +326,50 @@ def test_responses_errors(oai: openai.OpenAI) -> None:
         oai.responses.retrieve("resp_nope")
     with pytest.raises(openai.NotFoundError):
         oai.responses.create(model=MODEL, input="x", previous_response_id="resp_nope")
+
+
+# --- logprobs on every dialect ---------------------------------------------------------------------
+
+def _same_logprobs(got: list, want: list) -> None:
+    """Same tokens, logprobs within 1e-4, same top alternatives (token and value)."""
+    assert [t.token for t in got] == [t.token for t in want]
+    for g, w in zip(got, want, strict=True):
+        assert abs(g.logprob - w.logprob) <= 1e-4
+        assert [a.token for a in g.top_logprobs] == [a.token for a in w.top_logprobs]
+        assert all(abs(a.logprob - b.logprob) <= 1e-4
+                   for a, b in zip(g.top_logprobs, w.top_logprobs, strict=True))
+
+
+def test_logprobs_on_responses_and_ollama_equal_chat_completions(oai: openai.OpenAI,
+                                                                 olla: ollama.Client) -> None:
+    chat = oai.chat.completions.create(model=MODEL, messages=ASK, max_tokens=6, temperature=0,
+                                       logprobs=True, top_logprobs=2)
+    want, text = chat.choices[0].logprobs.content, chat.choices[0].message.content
+    assert len(want) == chat.usage.completion_tokens and "".join(t.token for t in want) == text
+    ask = {"model": MODEL, "input": ASK[0]["content"], "max_output_tokens": 6, "temperature": 0,
+           "include": ["message.output_text.logprobs"], "top_logprobs": 2}
+    part = oai.responses.create(**ask).output[0].content[0]
+    assert part.text == text
+    _same_logprobs(part.logprobs, want)
+    events = list(oai.responses.create(**ask, stream=True))
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    streamed = [lp for e in deltas for lp in e.logprobs]
+    assert "".join(lp.token for lp in streamed) == "".join(e.delta for e in deltas) == text
+    _same_logprobs(streamed, want)
+    done = next(e for e in events if e.type == "response.output_text.done")
+    _same_logprobs(done.logprobs, want)
+    plain = oai.responses.create(model=MODEL, input=ASK[0]["content"], max_output_tokens=6, temperature=0)
+    assert plain.output[0].content[0].logprobs == []   # only when asked for
+
+    opts = {"temperature": 0, "num_predict": 6}
+    r = olla.chat(model=MODEL, messages=ASK, options=opts, logprobs=True, top_logprobs=2)
+    assert r.message.content == text
+    _same_logprobs(r.logprobs, want)
+    parts = list(olla.chat(model=MODEL, messages=ASK, options=opts, logprobs=True, top_logprobs=2,
+                           stream=True))
+    _same_logprobs([lp for p in parts for lp in (p.logprobs or [])], want)
+    assert olla.chat(model=MODEL, messages=ASK, options=opts).logprobs is None
+    g = olla.generate(model=MODEL, prompt=ASK[0]["content"], options=opts, logprobs=True)
+    assert g.response == text and [t.token for t in g.logprobs] == [t.token for t in want]
+    assert all(abs(a.logprob - b.logprob) <= 1e-4 and a.top_logprobs == []
+               for a, b in zip(g.logprobs, want, strict=True))
