@@ -31,7 +31,7 @@ def adapted_copy(lm: LoadedModel, path: str | Path, name: str) -> LoadedModel:
     tree is copied (containers only, no array), the adapter's layers wrap the shared base layers
     and its own weights load into the copy. ``lm`` itself is left as it was."""
     if type(lm) is not LoadedModel:
-        raise ValidationError(f"LoRA adapters apply to text models run by mlx-lm; {lm.name} is not one "
+        raise ValidationError(f"LoRA adapters apply to text models run by mlx-lm; {getattr(lm, 'name', 'the base')} is not one "
                               "(vision and embedding models take none yet)", param="model")
     model = apply(_tree_copy(lm.model), path)
     return dataclasses.replace(lm, model=model, name=name, cache_options=None, draft=None)
