@@ -62,7 +62,7 @@ async def get_model(model_id: str, request: Request) -> dict:
     if model_id in cards:
         return cards[model_id]
     # Short names and unambiguous substrings resolve as they do in requests.
-    full = await asyncio.to_thread(catalog.resolve_id, model_id)
+    full = await asyncio.to_thread(catalog.resolve_id, model_id, _pool(request).adapters)
     if full in cards:
         return cards[full]
     raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
