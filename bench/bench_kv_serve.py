@@ -76,7 +76,7 @@ def serve_arm(base: str, name: str, prompt: str, tokens: int) -> tuple[float, fl
 
 def quality(lm: object) -> None:
     from mlx_lm.models.cache import KVCache
-    from tests.e2e.test_kv_cache_real import TEXT, perplexity
+    from tests.support.kv_quality import TEXT, perplexity
 
     from mlxk.engine.kv_quant import QuantizedKV, QuantSpec
 

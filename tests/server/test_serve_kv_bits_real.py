@@ -20,9 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.e2e.test_kv_cache_real import PROMPTS, TEXT
 from tests.support.fixtures_models import SMOLLM2_REPO_ID, build_smollm2
 from tests.support.fixtures_server import ServeProcess, metric_value, module_hf_home, start_serve
+from tests.support.kv_quality import PROMPTS, TEXT
 
 FULL, KV8, KV4 = SMOLLM2_REPO_ID, "mlxk-test/SmolLM2-kv8", "mlxk-test/SmolLM2-kv4"
 CHUNK = 128

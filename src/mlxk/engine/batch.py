@@ -38,7 +38,7 @@ carries one entry per prompt token (the first ``None``, it has no context).
 
 KV-cache options (``cache_options``): ``max_kv_size`` makes every sequence's cache a
 rotating one (mlx-lm's ``BatchRotatingKVCache`` in the batch; the prefix cache is off
-then); ``kv_bits`` makes it our quantized one (``engine.kv_quant_batch``; the prefix cache
+then); ``kv_bits`` makes it our quantized one (``engine.kv_quant.BatchQuantizedKV``; the prefix cache
 stays in memory then, mlx-lm's file format cannot name our cache class).
 
 Seeds: a request with a ``seed`` (and temperature > 0) gets its own sampler

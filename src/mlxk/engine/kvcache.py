@@ -4,7 +4,7 @@
 the first 4 tokens kept as attention sinks): memory stops growing at N tokens and the model
 sees a sliding window of the conversation. ``--kv-bits {4,8}`` stores keys and values
 quantized (``--kv-group-size`` values share a scale, from ``--quantized-kv-start`` tokens on)
-in our own cache (``engine.kv_quant``; ``engine.kv_quant_batch`` in the serve batch).
+in our own cache (``engine.kv_quant``: one per sequence, and a batched one for serve).
 ``--kv-bits 4`` means 4-bit values and 5-bit keys (``KEY_BITS``): keys carry the outlier
 channels, and on SmolLM2 4-bit keys cost +13.8% perplexity on a 500-token text where 5-bit
 keys cost under 1% (bench/bench_gen_controls.py). Memory per token and head against float16:

@@ -1,4 +1,4 @@
-"""The batched quantized KV cache (engine/kv_quant_batch.py) against mlx-lm's BatchKVCache.
+"""The batched quantized KV cache (engine/kv_quant.py, BatchQuantizedKV) against mlx-lm's BatchKVCache.
 
 Every operation mlx-lm's BatchGenerator uses (merge with left padding, decode steps, filter,
 extend, extract, prepare/finalize of a right-padded prefill chunk, the mask) is run on both,
