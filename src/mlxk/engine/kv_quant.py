@@ -4,9 +4,10 @@ prefix cache) and a running batch's (``BatchQuantizedKV``, for ``serve``).
 Keys and values are stored quantized (mlx's affine ``mx.quantize``, one scale and bias per
 ``group_size`` values of a head vector) and handed to attention dequantized, so the model's
 ordinary attention runs on them; only the stored state shrinks. Keys and values need not share
-a width: keys carry the outlier channels that 4 bits ruin (on SmolLM2 a 4-bit key cache adds
-13.8% perplexity, a 4-bit value cache 1.9%), so ``--kv-bits 4`` keeps keys at 5 bits and
-values at 4 (``engine.kvcache.KEY_BITS``).
+a width: keys carry the outlier channels that 4 bits ruin (on SmolLM2, 4-bit keys and values
+cost +13.0% perplexity on a 500-token text, 5-bit keys with 4-bit values +2.1%;
+bench/bench_kv_serve.py), so ``--kv-bits 4`` keeps keys at 5 bits and values at 4
+(``engine.kvcache.KEY_BITS``).
 
 Until the sequence holds more than ``start`` tokens (``--quantized-kv-start``) the cache keeps
 full precision, then converts what it holds in one go, as mlx-lm's ``maybe_quantize_kv_cache``.

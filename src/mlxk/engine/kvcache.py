@@ -6,8 +6,8 @@ sees a sliding window of the conversation. ``--kv-bits {4,8}`` stores keys and v
 quantized (``--kv-group-size`` values share a scale, from ``--quantized-kv-start`` tokens on)
 in our own cache (``engine.kv_quant``: one per sequence, and a batched one for serve).
 ``--kv-bits 4`` means 4-bit values and 5-bit keys (``KEY_BITS``): keys carry the outlier
-channels, and on SmolLM2 4-bit keys cost +13.8% perplexity on a 500-token text where 5-bit
-keys cost under 1% (bench/bench_gen_controls.py). Memory per token and head against float16:
+channels, and on SmolLM2 4-bit keys cost +13.0% perplexity on a 500-token text where 5-bit
+keys cost +2.1% (8 bits: +0.2%; bench/bench_kv_serve.py). Memory per token and head against float16:
 3.2x smaller at "4 bits" (group 64), 1.9x at 8 bits; against float32, 5.8x and 3.6x.
 
 A quantized rotating cache is not built, so the two do not combine (refused up front).
