@@ -124,6 +124,9 @@ class KVQuant:
     def _decode(self, keys: Parts, values: Parts) -> tuple[mx.array, mx.array]:
         return decode(keys, self.spec.key_bits, self.group), decode(values, self.spec.value_bits, self.group)
 
+    def is_trimmable(self) -> bool:
+        return True
+
     def _store(self, keys: mx.array, values: mx.array, at: int) -> None:
         """Write new keys/values at token ``at`` (switching to quantized storage when due)."""
         self._switch(at, keys)
@@ -179,9 +182,6 @@ class QuantizedKV(KVQuant, _BaseCache):
     @state.setter
     def state(self, v: list[Any]) -> None:
         raise NotImplementedError("a quantized KV cache is not restored from a saved state")
-
-    def is_trimmable(self) -> bool:
-        return True
 
     def trim(self, n: int) -> int:
         n = min(self.offset, n)
@@ -257,9 +257,6 @@ class BatchQuantizedKV(KVQuant, _BaseCache):
     @state.setter
     def state(self, v: list[Any]) -> None:
         raise NotImplementedError("a batch cache is not restored from a saved state")
-
-    def is_trimmable(self) -> bool:
-        return True
 
     def trim(self, n: int) -> int:
         n = min(self._idx, n)
