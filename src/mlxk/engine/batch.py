@@ -40,6 +40,10 @@ KV-cache options (``cache_options``): ``max_kv_size`` makes every sequence's cac
 rotating one (mlx-lm's ``BatchRotatingKVCache`` in the batch; the prefix cache is off
 then); ``kv_bits`` is refused at start-up for serve (see ``engine.kvcache``).
 
+Speculative decoding (``prompt_lookup``): sequences without logits processors draft from
+their own prompt and answer, verified inside the batch (``engine.batch_speculative``);
+``spec_counts`` counts drafted and accepted tokens.
+
 Seeds: a request with a ``seed`` (and temperature > 0) gets its own sampler
 with a private PRNG key (``mx.random.key(seed)``, split per token), so it runs in
 the shared batch without touching the global random state and without being
@@ -61,6 +65,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlxk.engine.speculative import SpecCounts
 from mlxk.engine.types import CacheOptions, Chunk, LoadedModel, SamplingParams
 from mlxk.errors import ExecutionError, MlxkError, ServerBusy, ValidationError
 
@@ -179,8 +184,10 @@ class BatchScheduler:
                  prompt_cache_size: int = 16, prompt_cache_bytes: int = 1 << 30,
                  prompt_cache_dir: str | None = None, prompt_cache_disk_bytes: int = 0,
                  model_id: str = "", on_tokens: Callable[[int, int], None] | None = None,
-                 cache_options: CacheOptions | None = None) -> None:
+                 cache_options: CacheOptions | None = None, prompt_lookup: int | None = None) -> None:
         self.name = name
+        self.prompt_lookup = prompt_lookup     # serve --prompt-lookup N (engine.batch_speculative)
+        self.spec_counts = SpecCounts()        # drafted / accepted tokens (cumulative, /metrics)
         self.cache_options = cache_options
         self.max_batch = max(1, max_batch)
         self.max_queue = max(0, max_queue)
@@ -337,6 +344,11 @@ class BatchScheduler:
     def new_generator(self, cls: Any, stream: Any) -> Any:
         """The batch generator the loop steps (built again after a failed step)."""
         assert self.lm is not None
+        if self.prompt_lookup:
+            from mlxk.engine.batch_speculative import SpecBatchGenerator
+
+            return SpecBatchGenerator(self.lm.model, stream=stream, counts=self.spec_counts,
+                                      **self.generator_kwargs())
         return cls(self.lm.model, stream=stream, **self.generator_kwargs())
 
     def on_loop_start(self, gen: Any) -> None:
@@ -421,6 +433,8 @@ class BatchScheduler:
             h.uid = uid
             h.admitted = now
             self._active[uid] = h
+            if self.prompt_lookup and not h.processors and hasattr(gen, "draft"):
+                gen.draft(uid, list(h.prepared.prompt_tokens), self.prompt_lookup)
         self._set_active_count()
 
     def _fresh_cache(self) -> Any:
