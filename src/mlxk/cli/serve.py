@@ -55,6 +55,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--prefill-chunk", type=int, default=st.DEFAULT_PREFILL_CHUNK, metavar="N",
                    help="prompt tokens prefilled between two decode steps of the running requests "
                         f"(default {st.DEFAULT_PREFILL_CHUNK}; larger: faster long prompts, longer stalls)")
+    q.add_argument("--prompt-lookup", type=int, default=None, metavar="N",
+                   help="speculative decoding in the batch: each request drafts up to N tokens from "
+                        "its own prompt and answer, verified in one pass (same output; pays where "
+                        "answers repeat their input)")
     q.add_argument("--prompt-cache-dir", default=None, metavar="DIR",
                    help="keep long prompt prefixes on disk here, found again after a restart")
     q.add_argument("--prompt-cache-disk-bytes", type=float, default=None, metavar="GB",
@@ -97,6 +101,10 @@ def build_settings(args: argparse.Namespace) -> Any:
 
     generation = {k: getattr(args, k) for k in ("max_kv_size", "kv_bits", "kv_group_size",
                                                 "quantized_kv_start")}
+    if args.prompt_lookup is not None:
+        from mlxk.server.model_options import check_prompt_lookup
+
+        generation["prompt_lookup"] = check_prompt_lookup(args.prompt_lookup)
     if args.adapter_path:
         from pathlib import Path
 
@@ -144,11 +152,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
     settings = build_settings(args)
 
     if distributed_requested(args):
-        if args.max_kv_size or args.kv_bits or args.model_options or args.adapter_path:
+        if args.max_kv_size or args.kv_bits or args.model_options or args.adapter_path or args.prompt_lookup:
             from mlxk.errors import UsageError
 
-            raise UsageError("--max-kv-size, --kv-bits, --adapter-path and --model-options do not work with "
-                             "--hosts/--hostfile yet")
+            raise UsageError("--max-kv-size, --kv-bits, --adapter-path, --prompt-lookup and --model-options do "
+                             "not work with --hosts/--hostfile yet")
 
         from mlxk.cli import distributed
 
