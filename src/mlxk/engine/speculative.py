@@ -45,7 +45,7 @@ class SpecCounts:
                 "acceptance_rate": rate}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Draft(SpecCounts):
     """``--draft-model``: the draft LoadedModel and tokens per round."""
 
@@ -53,7 +53,7 @@ class Draft(SpecCounts):
     num_draft: int = 3
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Lookup(SpecCounts):
     """``--prompt-lookup N``: at most ``num_draft`` tokens per round from the context."""
 

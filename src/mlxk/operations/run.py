@@ -71,7 +71,7 @@ def load_draft(lm: LoadedModel, ref: str, num_draft: int,
         raise ValidationError("--draft-model does not combine with --max-kv-size or --kv-bits yet")
     draft = load(ref)
     speculative.check_vocab(lm, draft)
-    return speculative.Draft(draft, num_draft)
+    return speculative.Draft(lm=draft, num_draft=num_draft)
 
 
 def prompt_lookup(lm: LoadedModel, num_draft: int, cache_options: CacheOptions | None) -> Lookup:
