@@ -5,10 +5,10 @@ by perturbing the weights) give the plain greedy tokens; logits processors decod
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
 
 import pytest
+from tests.support.draft_models import perturbed_copy
 
 from mlxk.engine.types import GenerationRequest, SamplingParams
 
@@ -24,18 +24,9 @@ def tiny_lm(tiny_model_dir: Path):
 
 @pytest.fixture(scope="module")
 def draft_lm(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    import mlx.core as mx
-
     from mlxk.engine.loader import load_model
 
-    dest = tmp_path_factory.mktemp("tiny-draft")
-    for f in tiny_model_dir.iterdir():
-        if f.is_file() and not f.name.endswith(".safetensors"):
-            shutil.copy(f, dest / f.name)
-    mx.random.seed(5)
-    for f in tiny_model_dir.glob("*.safetensors"):
-        weights = {k: v * (1 + 0.3 * mx.random.normal(v.shape)).astype(v.dtype) for k, v in mx.load(str(f)).items()}
-        mx.save_safetensors(str(dest / f.name), weights, metadata={"format": "mlx"})
+    dest = perturbed_copy(tiny_model_dir, tmp_path_factory.mktemp("tiny-draft") / "m")
     return load_model(dest, "mlxk-test/tiny-draft")
 
 

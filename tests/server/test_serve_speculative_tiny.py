@@ -2,7 +2,8 @@
 model twice: `mlxk-test/tiny-llama` drafts (the flag), `mlxk-test/tiny-plain` does not
 (`prompt_lookup: null` in --model-options). Concurrent greedy requests give the same tokens
 from both; a repetition-penalty request (a logits processor: decoded plainly inside the
-verify step) too; /metrics counts drafted and accepted tokens."""
+verify step) too; /metrics counts drafted and accepted tokens. A second server drafts with a
+tiny draft model (the tiny model's weights perturbed, same tokenizer) inside its batch."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.support.cli import run_mlxk
+from tests.support.draft_models import perturbed_copy
 from tests.support.fixtures_models import TINY_REPO_ID, tiny_llama_dir
 from tests.support.fixtures_server import ServeProcess, metric_value, module_hf_home, start_serve
 
 PLAIN = "mlxk-test/tiny-plain"
+DRAFT = "mlxk-test/tiny-draft"
 PROMPTS = ["def add(a, b):\n    return a + b\n" * 3, "Hello world, hello world, hello world",
            "The capital of France is Paris. The capital of", "0 1 2 3 4 5 6 7 8 9 0 1 2 3"]
 
@@ -29,6 +32,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     opts.write_text(json.dumps({PLAIN: {"prompt_lookup": None}}))
     sp = start_serve(home, "--keep-alive", "-1", "--prompt-lookup", "4", "--model-options", str(opts),
                      log_dir=Path(home))
+    yield sp
+    assert sp.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def draft_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    draft = perturbed_copy(tiny_llama_dir(), tmp_path_factory.mktemp("draft") / "m")
+    home = module_hf_home(tmp_path_factory, {PLAIN: tiny_llama_dir(), DRAFT: draft})
+    sp = start_serve(home, "--keep-alive", "-1", "--model", PLAIN, "--draft-model", DRAFT,
+                     "--num-draft-tokens", "3", log_dir=Path(home))
     yield sp
     assert sp.stop() == 0
 
@@ -70,6 +83,22 @@ def test_streamed_answer_equals_the_whole_one(server: ServeProcess) -> None:
     assert "".join(pieces) == _ask(server, PLAIN, PROMPTS[3], max_tokens=24)
 
 
-def test_bad_prompt_lookup_is_refused_at_start() -> None:
+def test_bad_speculation_flags_are_refused_at_start() -> None:
     r = run_mlxk("serve", "--prompt-lookup", "0")
     assert r.returncode != 0 and "--prompt-lookup must be between 1 and 16" in r.stderr
+    r = run_mlxk("serve", "--prompt-lookup", "2", "--draft-model", "x")
+    assert r.returncode == 2 and "choose one" in r.stderr
+    r = run_mlxk("serve", "--draft-model", "no-such-model")
+    assert r.returncode != 0 and "no-such-model" in r.stderr
+
+
+def test_draft_model_in_the_batch_keeps_greedy_outputs(server: ServeProcess,
+                                                       draft_server: ServeProcess) -> None:
+    with ThreadPoolExecutor(2 * len(PROMPTS)) as pool:
+        spec = pool.map(lambda p: _ask(draft_server, PLAIN, p), PROMPTS)
+        plain = pool.map(lambda p: _ask(server, PLAIN, p), PROMPTS)
+        assert list(spec) == list(plain)
+    metrics = httpx.get(draft_server.base_url + "/metrics").text
+    drafted = metric_value(metrics, "mlxk_speculative_draft_tokens", model=PLAIN)
+    assert drafted > 0
+    assert 0 <= metric_value(metrics, "mlxk_speculative_accepted_tokens", model=PLAIN) <= drafted

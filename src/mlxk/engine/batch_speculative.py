@@ -1,7 +1,10 @@
-"""Speculative decoding inside the server's batch (``serve --prompt-lookup N``).
+"""Speculative decoding inside the server's batch (``serve --prompt-lookup N``,
+``serve --draft-model NAME``).
 
-Each sequence of the running batch keeps its own draft source (``PromptLookup`` over its
-prompt and answer so far). A decode step where at least one sequence has a draft becomes a
+Each sequence of the running batch keeps its own draft source: a ``PromptLookup`` over its
+prompt and answer so far, or a ``ModelDrafter`` (the draft model with a KV cache of its own
+for that sequence; the draft model runs sequence by sequence, ``num_draft`` single-token
+steps each, not batched across sequences). A decode step where at least one sequence has a draft becomes a
 verify step: every sequence feeds ``[pending token, its drafts, padding]`` (one width for the
 batch) through the model in one batched forward pass; each sequence then keeps the drafts its
 own sampler confirms (``engine.speculative.accept``: greedy output is the plain output, with
@@ -36,7 +39,9 @@ from mlx_lm.generate import BatchGenerator, GenerationBatch
 from mlx_lm.models.cache import BatchKVCache, dynamic_roll
 
 from mlxk.engine.prompt_lookup import PromptLookup
-from mlxk.engine.speculative import SpecCounts, accept
+from mlxk.engine.speculative import ModelDrafter, SpecCounts, accept
+
+Drafter = PromptLookup | ModelDrafter   # extend(tokens), propose(pending, limit)
 
 
 def rewind(caches: list[Any], rejected: list[int]) -> None:
@@ -67,7 +72,7 @@ def rewind(caches: list[Any], rejected: list[int]) -> None:
 class SpecGenerationBatch(GenerationBatch):
     """mlx-lm's generation batch with verify steps (see module docstring)."""
 
-    drafters: dict[int, PromptLookup]
+    drafters: dict[int, Drafter]
     counts: SpecCounts
 
     def next(self) -> list[Any]:
@@ -168,9 +173,9 @@ class SpecBatchGenerator(BatchGenerator):
         batch.counts = counts
         self._generation_batch = batch   # mlx-lm 0.32.2: the one place it is built
 
-    def draft(self, uid: int, tokens: list[int], max_draft: int) -> None:
-        """Sequence ``uid`` (its prompt ``tokens``) drafts up to ``max_draft`` tokens a step."""
-        self.drafters[uid] = PromptLookup(tokens, max_draft)
+    def draft(self, uid: int, drafter: Drafter) -> None:
+        """Sequence ``uid`` drafts from ``drafter`` (fed its prompt already) from now on."""
+        self.drafters[uid] = drafter
 
     def remove(self, uids: list[int], return_prompt_caches: bool = False) -> Any:
         for uid in uids:

@@ -92,11 +92,51 @@ def steps(lm: Any, draft: Draft, prompt: Any, *, max_tokens: int, sampler: Any,
         gen.close()
 
 
+class ModelDrafter:
+    """Drafts of one sequence from a draft model (``serve --draft-model``): its own
+    single-sequence KV cache, kept in step with the sequence (rolled back to the common prefix
+    when drafts were rejected), greedy proposals. Same interface as ``PromptLookup``."""
+
+    def __init__(self, model: Any, tokens: list[int], max_draft: int, prefill_step: int = 512) -> None:
+        from mlx_lm.models.cache import make_prompt_cache
+
+        self.model = model
+        self.max_draft = max_draft
+        self.prefill_step = prefill_step
+        self.tokens = [int(t) for t in tokens]
+        self.cache = make_prompt_cache(model)
+        self.cached: list[int] = []      # the tokens in ``cache``
+
+    def extend(self, tokens: list[int]) -> None:
+        self.tokens.extend(int(t) for t in tokens)
+
+    def propose(self, pending: int | None = None, limit: int | None = None) -> list[int]:
+        import mlx.core as mx
+        from mlx_lm.models.cache import trim_prompt_cache
+
+        k = self.max_draft if limit is None else max(0, min(limit, self.max_draft))
+        seq = self.tokens if pending is None else [*self.tokens, int(pending)]
+        if k == 0 or not seq:
+            return []
+        keep = min(accept(self.cached, seq), len(seq) - 1)
+        trim_prompt_cache(self.cache, len(self.cached) - keep)
+        feed = seq[keep:]
+        for start in range(0, len(feed) - 1, self.prefill_step):
+            self.model(mx.array(feed[start:min(start + self.prefill_step, len(feed) - 1)])[None],
+                       cache=self.cache)
+        y, out = feed[-1], []
+        for _ in range(k):
+            y = int(mx.argmax(self.model(mx.array([[y]]), cache=self.cache)[0, -1]).item())
+            out.append(y)
+        self.cached = [*seq, *out[:-1]]
+        return out
+
+
 def accept(drafts: list[int], targets: list[int]) -> int:
     """How many leading ``drafts`` the model's own choices (``targets``, one per verified
     position, at least ``len(drafts)``) confirm; ``targets[n]`` is then the model's next token."""
     n = 0
-    while n < len(drafts) and drafts[n] == targets[n]:
+    while n < len(drafts) and n < len(targets) and drafts[n] == targets[n]:
         n += 1
     return n
 

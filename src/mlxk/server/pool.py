@@ -386,11 +386,22 @@ class ModelPool:
         def load() -> LoadedModel:
             return loader(path, key, adapter) if adapter else loader(path, key)
 
-        lookup = self.options(key).get("prompt_lookup")
         return factory(load, name=key, max_batch=s.max_batch,
                        max_queue=s.max_queue, on_finish=on_finish, **self._prefill_options(entry),
                        on_tokens=on_tokens, cache_options=self.cache_options(key),
-                       **({"prompt_lookup": lookup} if lookup else {}))
+                       **self._spec_options(key))
+
+    def _spec_options(self, key: str) -> dict[str, object]:
+        """Speculative decoding for model ``key``: ``--prompt-lookup`` or ``--draft-model``."""
+        opts = self.options(key)
+        if opts.get("prompt_lookup"):
+            return {"prompt_lookup": opts["prompt_lookup"]}
+        draft = opts.get("draft_model")
+        if not draft:
+            return {}
+        loader, name = self._loader, str(opts.get("draft_name") or draft)
+        return {"draft_load": lambda: loader(Path(str(draft)), name),
+                "num_draft": int(opts.get("num_draft_tokens") or 3)}
 
     def options(self, key: str) -> dict[str, OptionValue]:
         """The generation options of model ``key`` (flags, then ``--model-options``)."""
@@ -454,7 +465,7 @@ class ModelPool:
     def _watch_speculation(self, key: str, sched: BatchScheduler) -> None:
         """Drafted / accepted tokens and their ratio, for a model served with speculation."""
         counts = getattr(sched, "spec_counts", None)
-        if counts is None or not getattr(sched, "prompt_lookup", None):
+        if counts is None or not getattr(sched, "speculates", False):
             return
         self.metrics.spec_drafted.labels(key).set_function(lambda: counts.drafted)
         self.metrics.spec_accepted.labels(key).set_function(lambda: counts.accepted)
