@@ -123,21 +123,33 @@ def batch_section(path: Path, draft_path: Path, rounds: int) -> None:
         from mlxk.engine.loader import load_model
 
         arms["draft k=3"] = {"draft_load": lambda: load_model(draft_path, name="draft"), "num_draft": 3}
-    res: dict[str, list[tuple[float, float | None, list[str]]]] = {a: [] for a in arms}
+    res = interleaved(arms, rounds, lambda kw: batch_arm(path, 48, **kw))
+    table(f"Speculative decoding in the serve batch, 4 concurrent greedy requests, 48 tokens, median of {rounds}",
+          "aggregate tok/s", res)
+
+
+def interleaved(arms: dict, rounds: int, run_one) -> dict[str, list[tuple]]:
+    """Each arm once per round, the order rotated round by round (a shared machine drifts)."""
+    res: dict[str, list[tuple]] = {a: [] for a in arms}
     for r in range(rounds):
         names = list(arms)[r % len(arms):] + list(arms)[:r % len(arms)]
         for name in names:
-            res[name].append(batch_arm(path, 48, **arms[name]))
-    print(f"\nSpeculative decoding in the serve batch, 4 concurrent greedy requests, 48 tokens, median of {rounds}")
-    print("| arm | aggregate tok/s | acceptance | vs plain | same texts |")
+            res[name].append(run_one(arms[name]))
+    return res
+
+
+def table(title: str, speed: str, res: dict[str, list[tuple]]) -> None:
+    """Rows of (tok/s, acceptance, output): median speed, vs the "plain" arm, same output."""
+    print("\n" + title)
+    print(f"| arm | {speed} | acceptance | vs plain | same output |")
     print("|---|---|---|---|---|")
     plain_t = statistics.median(x[0] for x in res["plain"])
-    plain_texts = res["plain"][0][2]
+    plain_out = res["plain"][0][2]
     for name, rows in res.items():
         t = statistics.median(x[0] for x in rows)
         acc = rows[0][1]
         print(f"| {name} | {t:.2f} | {'-' if acc is None else f'{acc:.0%}'} | {t / plain_t:.2f}x | "
-              f"{all(x[2] == plain_texts for x in rows)} |")
+              f"{all(x[2] == plain_out for x in rows)} |")
 
 
 def main() -> None:
@@ -197,21 +209,9 @@ def spec_section(lm, draft_path: Path, rounds: int) -> None:
     spec = {"plain": None, "draft k=2": Draft(lm=draft_lm, num_draft=2),
             "draft k=4": Draft(lm=draft_lm, num_draft=4),
             "prompt-lookup 2": Lookup(num_draft=2), "prompt-lookup 4": Lookup(num_draft=4)}
-    res: dict[str, list[tuple[float, float | None, str]]] = {a: [] for a in spec}
-    for r in range(rounds):
-        names = list(spec)[r % len(spec):] + list(spec)[:r % len(spec)]
-        for name in names:
-            res[name].append(spec_arm(lm, spec[name], 48))
-    print("\nSpeculative decoding in run, code-edit prompt, 48 tokens greedy, median of", rounds)
-    print("| arm | decode tok/s | acceptance | vs plain | same text |")
-    print("|---|---|---|---|---|")
-    plain_t = statistics.median(x[0] for x in res["plain"])
-    plain_text = res["plain"][0][2]
-    for name, rows in res.items():
-        t = statistics.median(x[0] for x in rows)
-        acc = rows[0][1]
-        print(f"| {name} | {t:.2f} | {'-' if acc is None else f'{acc:.0%}'} | {t / plain_t:.2f}x | "
-              f"{all(x[2] == plain_text for x in rows)} |")
+    res = interleaved(spec, rounds, lambda d: spec_arm(lm, d, 48))
+    table(f"Speculative decoding in run, code-edit prompt, 48 tokens greedy, median of {rounds}",
+          "decode tok/s", res)
 
 
 if __name__ == "__main__":
