@@ -12,8 +12,9 @@
    versus ``--draft-model`` (a SmolLM2 copy with its layers' quantization scales perturbed by 5%
    noise, built like tests/e2e/test_speculative_real.py) and ``--prompt-lookup`` at 2 and 4 draft
    tokens; decode tok/s and the acceptance rate.
+   Two code-edit prompts: one SmolLM2 answers with a rewrite, one it answers by copying the code.
 3. Speculative in the server's batch: ``engine.batch.BatchScheduler`` (the `serve` path) with 4
-   concurrent greedy requests (two code edits, two chat questions), plain versus
+   concurrent greedy requests (the two code edits, two chat questions), plain versus
    ``--prompt-lookup 4`` versus ``--draft-model`` k=3; aggregate tok/s, acceptance, same texts.
 """
 
@@ -34,6 +35,14 @@ CODE_EDIT = (
     "Rename the variable `total` to `running_sum` in this function and return the code only:\n\n"
     "def accumulate(values):\n    total = 0\n    for v in values:\n        total += v\n"
     "        print(total)\n    return total\n"
+)
+
+# SmolLM2-135M answers CODE_EDIT with a rewrite of its own; it answers COPY_EDIT by printing the
+# code again (unrenamed): the two ends of what prompt lookup sees.
+COPY_EDIT = (
+    "Rename the functions to plus, minus, times. Output the whole code.\n\n"
+    "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\n"
+    "def mul(a, b):\n    return a * b\n"
 )
 
 
@@ -60,13 +69,13 @@ def kv_arm(lm, opts, context: int, tokens: int) -> tuple[float, int]:
     return tokens / (time.perf_counter() - start), cache_nbytes(cache)
 
 
-def spec_arm(lm, draft, tokens: int) -> tuple[float, float | None, str]:
+def spec_arm(lm, draft, tokens: int, prompt: str = CODE_EDIT) -> tuple[float, float | None, str]:
     from mlxk.engine.generate import stream
     from mlxk.engine.types import GenerationRequest, SamplingParams
 
     lm.draft = draft
     try:
-        req = GenerationRequest(messages=[{"role": "user", "content": CODE_EDIT}],
+        req = GenerationRequest(messages=[{"role": "user", "content": prompt}],
                                 sampling=SamplingParams(temperature=0), max_tokens=tokens)
         text, final = "", None
         for chunk in stream(lm, req):
@@ -78,8 +87,7 @@ def spec_arm(lm, draft, tokens: int) -> tuple[float, float | None, str]:
     return t["generation_tps"], t.get("acceptance_rate"), text
 
 
-BATCH_PROMPTS = [CODE_EDIT, CODE_EDIT.replace("total", "acc"), "What is the capital of France?",
-                 "Name three colors."]
+BATCH_PROMPTS = [CODE_EDIT, COPY_EDIT, "What is the capital of France?", "Name three colors."]
 
 
 def batch_arm(path: Path, tokens: int, **spec: object) -> tuple[float, float | None, list[str]]:
@@ -209,9 +217,10 @@ def spec_section(lm, draft_path: Path, rounds: int) -> None:
     spec = {"plain": None, "draft k=2": Draft(lm=draft_lm, num_draft=2),
             "draft k=4": Draft(lm=draft_lm, num_draft=4),
             "prompt-lookup 2": Lookup(num_draft=2), "prompt-lookup 4": Lookup(num_draft=4)}
-    res = interleaved(spec, rounds, lambda d: spec_arm(lm, d, 48))
-    table(f"Speculative decoding in run, code-edit prompt, 48 tokens greedy, median of {rounds}",
-          "decode tok/s", res)
+    for label, prompt in (("a rewrite", CODE_EDIT), ("a copy of the code", COPY_EDIT)):
+        res = interleaved(spec, rounds, lambda d, p=prompt: spec_arm(lm, d, 48, p))
+        table(f"Speculative decoding in run, code-edit prompt answered with {label}, 48 tokens greedy, "
+              f"median of {rounds}", "decode tok/s", res)
 
 
 if __name__ == "__main__":
