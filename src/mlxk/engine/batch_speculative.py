@@ -131,8 +131,8 @@ class SpecGenerationBatch(GenerationBatch):
         self.counts.accepted += sum(accepted)
         emitted = [[(p, self._next_logprobs[i]), *((d[j], rows[i][j]) for j in range(a))]
                    for i, (p, d, a) in enumerate(zip(pending, drafts, accepted, strict=True))]
-        self._current_tokens = mx.array(pending)
-        self._next_tokens = mx.array([t[a] for t, a in zip(chosen, accepted, strict=True)])
+        self._current_tokens = mx.array(pending, dtype=mx.uint32)
+        self._next_tokens = mx.array([t[a] for t, a in zip(chosen, accepted, strict=True)], dtype=mx.uint32)
         self._next_logprobs = [rows[i][a] for i, a in enumerate(accepted)]
         for i, toks in enumerate(emitted):
             self.tokens[i].extend(t for t, _ in toks)
