@@ -15,6 +15,7 @@ from tests.support.fixtures_server import ServeProcess, ThreadedServer
 from mlxk.server.ui import STATIC_DIR, page_url
 
 ASSETS = {"/ui/chat.js": "text/javascript", "/ui/markdown.js": "text/javascript",
+          "/ui/images.js": "text/javascript",
           "/ui/chat.css": "text/css"}
 
 

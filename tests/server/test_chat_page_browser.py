@@ -1,13 +1,14 @@
 """The chat page in a real browser (headless Chromium) against `mlxk serve --api-key` with the real
-SmolLM2. One server and one browser for the module; the tests run in order and build on each
-other (key entered once, conversations kept for the reload test). Answers stay short: CPU decode
-is a few tokens per second.
+SmolLM2 (and the tiny random-weight Qwen2-VL for images). One server and one browser for the
+module; the tests run in order and build on each other (key entered once, conversations kept for
+the reload test). Answers stay short: CPU decode is a few tokens per second.
 
 ``UPDATE_SCREENSHOTS=1`` also writes the README's screenshot to docs/images/chat.png.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -17,14 +18,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.select import Select
 from tests.support.browser import chromium, wait_for
 from tests.support.fixtures_embed import MINILM_REPO_ID, unpack_minilm
 from tests.support.fixtures_models import SMOLLM2_REPO_ID, build_smollm2, tiny_llama_dir
 from tests.support.fixtures_server import ServeProcess, metric_value, module_hf_home, start_serve
+from tests.support.tiny_vlm import TINY_VLM_REPO_ID, tiny_vlm_dir
 
 pytestmark = pytest.mark.slow
 KEY = "page-test-key"
@@ -32,6 +36,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO_ROOT / "docs" / "images" / "chat.png"
 QUESTION = "What is the capital of France?"
 THINKER = "mlxk-test/tiny-think"  # random weights, template opens <think>: answers are reasoning
+VLM = TINY_VLM_REPO_ID             # random weights: answers are noise, the image plumbing is real
+VLM_QUESTION = "What is in the picture?"
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "parameters": {
         "type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
@@ -42,9 +48,10 @@ WEATHER = {"type": "function", "function": {
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     home = module_hf_home(tmp_path_factory, {SMOLLM2_REPO_ID: build_smollm2(),
                                              MINILM_REPO_ID: unpack_minilm(),
-                                             THINKER: tiny_llama_dir(think=True)})
+                                             THINKER: tiny_llama_dir(think=True),
+                                             VLM: tiny_vlm_dir()})
     sp = start_serve(home, "--api-key", KEY, "--model", SMOLLM2_REPO_ID, "--keep-alive", "-1",
-                     log_dir=Path(home))
+                     "--max-loaded", "3", log_dir=Path(home))
     yield sp
     assert sp.stop() == 0
 
@@ -125,7 +132,7 @@ def test_page_asks_for_the_key_and_then_lists_chat_models(server: ServeProcess, 
     options = wait_for(lambda: [o.get_attribute("value") for o in
                                 browser.find_elements("css selector", "#model option") if o.get_attribute("value")],
                        30, "the model list")
-    assert options == [SMOLLM2_REPO_ID, THINKER]
+    assert options == sorted([SMOLLM2_REPO_ID, THINKER, VLM])
     assert by_id(browser, "model").get_attribute("value") == SMOLLM2_REPO_ID
     assert not browser.find_elements("css selector", "#key-dialog[open]")
     badges = [b.text for b in browser.find_elements("css selector", "#model-badges .badge")]
@@ -349,3 +356,191 @@ def test_screenshot(browser: WebDriver, tmp_path: Path) -> None:
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
+
+
+# ---------------------------------------------------------------------------- images (tiny Qwen2-VL)
+
+def api_post(server: ServeProcess, path: str, body: dict) -> dict:
+    req = urllib.request.Request(server.base_url + path, data=json.dumps(body).encode(), headers={
+        "Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read())
+
+
+def vlm_reference(server: ServeProcess, picture: Path | None) -> tuple[str, int]:
+    """(answer, prompt tokens) of the same request the page makes, sent straight to the API."""
+    content: object = VLM_QUESTION
+    if picture is not None:
+        uri = "data:image/png;base64," + base64.b64encode(picture.read_bytes()).decode()
+        content = [{"type": "image_url", "image_url": {"url": uri}}, {"type": "text", "text": VLM_QUESTION}]
+    body = api_post(server, "/v1/chat/completions", {
+        "model": VLM, "messages": [{"role": "user", "content": content}], "max_tokens": 8, "temperature": 0})
+    return body["choices"][0]["message"]["content"], body["usage"]["prompt_tokens"]
+
+
+_FILE_EVENT = """
+const [kind, b64, name] = arguments;
+const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+const files = new DataTransfer();
+files.items.add(new File([bytes], name, {type: 'image/png'}));
+const init = {bubbles: true, cancelable: true};
+const ev = kind === 'paste' ? new ClipboardEvent('paste', {...init, clipboardData: files})
+                            : new DragEvent('drop', {...init, dataTransfer: files});
+(kind === 'paste' ? document.getElementById('prompt') : document.getElementById('messages')).dispatchEvent(ev);
+"""
+
+
+def file_event(driver: WebDriver, kind: str, picture: Path) -> None:
+    """A paste (into the message box) or a drop (on the conversation) carrying ``picture``."""
+    driver.execute_script(_FILE_EVENT, kind, base64.b64encode(picture.read_bytes()).decode(), picture.name)
+
+
+def thumbnails(driver: WebDriver) -> list[WebElement]:
+    return driver.find_elements("css selector", "#attachment-list .attachment")
+
+
+def stats_prompt_tokens(answer: WebElement) -> int:
+    stats = answer.find_element("class name", "stats").text
+    return int(stats.split("prompt ", 1)[1].split(" ", 1)[0])
+
+
+def regenerate_and_wait(driver: WebDriver) -> None:
+    """Regenerate the last answer and wait for the new one (the tiny model may finish before a
+    poll could see the Stop button, so the old answer's element going away marks the start)."""
+    old = last_answer(driver)
+    old.find_element("css selector", "button[aria-label='Regenerate answer']").click()
+    wait_for(lambda: staleness_of(old)(driver), 30, "the regenerated answer to start")
+    wait_idle(driver, 120)
+
+
+def test_images_are_offered_only_for_vision_models(browser: WebDriver, pictures: list[Path]) -> None:
+    by_id(browser, "new-chat").click()
+    pick_model(browser, SMOLLM2_REPO_ID)
+    assert not by_id(browser, "attach").is_displayed()
+    file_event(browser, "paste", pictures[0])
+    banner = wait_for(lambda: by_id(browser, "banner").text, 5, "the refusal")
+    assert f"{SMOLLM2_REPO_ID} does not take images" in banner and "vision" in banner
+    assert thumbnails(browser) == []
+
+    pick_model(browser, VLM)
+    assert "vision" in [b.text for b in browser.find_elements("css selector", "#model-badges .badge")]
+    attach = by_id(browser, "attach")
+    assert attach.is_displayed() and attach.get_attribute("aria-label") == "Attach images"
+    by_id(browser, "prompt").click()
+    ActionChains(browser).send_keys(Keys.TAB).perform()  # next in the focus order after the message box
+    assert browser.switch_to.active_element == attach
+
+
+def test_an_attached_image_goes_to_the_vision_model(server: ServeProcess, browser: WebDriver,
+                                                    pictures: list[Path]) -> None:
+    set_field(browser, "max-tokens", "8")
+    set_field(browser, "temperature", "0")
+    set_field(browser, "system-prompt", "")
+    set_field(browser, "tools", "")
+    # Selenium sets the (hidden) file input's files as a person choosing them in the picker would.
+    browser.find_element("css selector", "input[type=file]").send_keys(str(pictures[0]))
+    wait_for(lambda: len(thumbnails(browser)) == 1, 10, "the thumbnail")
+    file_event(browser, "drop", pictures[0])
+    wait_for(lambda: len(thumbnails(browser)) == 2, 10, "the dropped image's thumbnail")
+    remove = thumbnails(browser)[1].find_element("tag name", "button")
+    assert remove.get_attribute("aria-label") == f"Remove image {pictures[0].name}"
+    remove.click()
+    assert len(thumbnails(browser)) == 1
+    ask(browser, VLM_QUESTION)
+    wait_idle(browser, 180)
+    assert not by_id(browser, "attachments").is_displayed() and thumbnails(browser) == []
+    user = browser.find_elements("css selector", "article.message.user")[-1]
+    shown = user.find_elements("css selector", ".message-images img")
+    assert len(shown) == 1 and shown[0].get_attribute("alt") == pictures[0].name
+    assert browser.execute_script("return arguments[0].naturalWidth", shown[0]) == 64
+    answer = last_answer(browser)
+    assert not answer.find_elements("class name", "error")
+    text, with_image = vlm_reference(server, pictures[0])
+    _, without_image = vlm_reference(server, None)
+    assert with_image > without_image  # the image's tokens: the server received it
+    assert stats_prompt_tokens(answer) == with_image
+    assert answer.find_element("class name", "content").get_attribute("textContent").strip() == text.strip()
+
+
+def test_images_stay_in_the_history_after_reload(server: ServeProcess, browser: WebDriver,
+                                                 pictures: list[Path]) -> None:
+    browser.refresh()
+    wait_for(lambda: by_id(browser, "model").get_attribute("value") == VLM, 30, "the vision chat to reopen")
+    user = browser.find_elements("css selector", "article.message.user")[-1]
+    assert len(user.find_elements("css selector", ".message-images img")) == 1
+    stored = browser.execute_script("return JSON.parse(localStorage.getItem('mlxk.chats.v1'))")
+    images = [img for chat in stored for m in chat["messages"] for img in m.get("images", [])]
+    assert len(images) == 1 and "full" not in images[0]  # only the thumbnail is kept
+    assert images[0]["thumb"].startswith("data:image/png;base64,")  # a small PNG is its own thumbnail
+    _, with_image = vlm_reference(server, pictures[0])
+    regenerate_and_wait(browser)
+    assert stats_prompt_tokens(last_answer(browser)) == with_image  # the stored image was sent again
+
+
+def test_images_wait_while_a_text_model_is_picked(server: ServeProcess, browser: WebDriver,
+                                                  pictures: list[Path]) -> None:
+    browser.find_element("css selector", "input[type=file]").send_keys(str(pictures[0]))
+    wait_for(lambda: len(thumbnails(browser)) == 1, 10, "the thumbnail")
+    pick_model(browser, SMOLLM2_REPO_ID)
+    assert not by_id(browser, "attach").is_displayed()
+    note = by_id(browser, "attachment-note").text
+    assert f"{SMOLLM2_REPO_ID} does not take images" in note
+    before = len(answers(browser))
+    ask(browser, "And now?")
+    assert f"{SMOLLM2_REPO_ID} does not take images" in by_id(browser, "banner").text
+    assert len(answers(browser)) == before and len(thumbnails(browser)) == 1  # nothing sent, nothing lost
+    thumbnails(browser)[0].find_element("tag name", "button").click()
+    assert not by_id(browser, "attachments").is_displayed()
+    # The conversation holds an image: the server itself refuses it for a text model, in its words.
+    by_id(browser, "prompt").clear()
+    regenerate_and_wait(browser)
+    error = wait_for(lambda: last_answer(browser).find_element("class name", "error").text, 10, "the error")
+    assert error.startswith("Error 400:") and "does not take images" in error
+    pick_model(browser, VLM)
+
+
+_FILL_STORAGE = """
+// Fills localStorage until it refuses, then frees about 16 KB: room for a message's text, not
+// for an image's thumbnail.
+const sizes = [];
+for (let size = 1 << 20; size >= 1024;) {
+  try { localStorage.setItem(`filler${sizes.length}`, 'x'.repeat(size)); sizes.push(size); }
+  catch { size /= 2; }
+}
+let freed = 0;
+while (freed < 16384) { freed += sizes.pop(); localStorage.removeItem(`filler${sizes.length}`); }
+return sizes.length;
+"""
+
+
+def test_large_images_are_downscaled_and_full_storage_drops_old_ones(browser: WebDriver, tmp_path: Path) -> None:
+    from PIL import Image
+
+    noisy = tmp_path / "noise.png"  # noise: a thumbnail of tens of KB; too large to send as it is
+    Image.effect_noise((2000, 1400), 80).convert("RGB").save(noisy)
+    by_id(browser, "new-chat").click()
+    browser.find_element("css selector", "input[type=file]").send_keys(str(noisy))
+    wait_for(lambda: len(thumbnails(browser)) == 1, 10, "the thumbnail")
+    fillers = browser.execute_script(_FILL_STORAGE)
+    try:
+        ask(browser, "Describe it.")
+        wait_idle(browser, 120)
+        assert "storage for the page is full" in by_id(browser, "banner").text
+        assert not last_answer(browser).find_elements("class name", "error")
+        stored = browser.execute_script("return JSON.parse(localStorage.getItem('mlxk.chats.v1'))")
+        titles = [chat["title"] for chat in stored]
+        assert "Describe it." in titles and VLM_QUESTION in titles  # every chat's text is kept
+        images = [img for chat in stored for m in chat["messages"] for img in m.get("images", [])]
+        assert len(images) == 2 and all(img["dropped"] and not img["thumb"] for img in images)
+        user = browser.find_elements("css selector", "article.message.user")[-1]
+        shown = user.find_element("css selector", ".message-images img")  # shown while the page lives
+        assert browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]",
+                                      shown) == [1536, 1075]  # what was sent: downscaled in the page
+        older = [b for b in browser.find_elements("css selector", "#chat-list .chat-open")
+                 if b.text == VLM_QUESTION]
+        older[0].click()
+        kept = browser.find_elements("css selector", "article.message.user .image-dropped")
+        assert kept and "not kept in this browser" in kept[0].text
+    finally:
+        browser.execute_script("for (let i = 0; i < arguments[0]; i++) localStorage.removeItem(`filler${i}`)",
+                               fillers)

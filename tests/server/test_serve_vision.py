@@ -13,7 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.support.fixtures_models import TINY_REPO_ID, tiny_llama_dir
-from tests.support.fixtures_server import ServeProcess, get_json, module_hf_home, start_serve
+from tests.support.fixtures_server import (
+    ServeProcess,
+    get_json,
+    metric_value,
+    module_hf_home,
+    start_serve,
+)
 from tests.support.tiny_vlm import (
     MAX_TOKENS,
     QUESTION,
@@ -24,6 +30,7 @@ from tests.support.tiny_vlm import (
 
 pytestmark = pytest.mark.slow
 VLM = TINY_VLM_REPO_ID
+LONG = 40          # tokens per request where requests must overlap in time
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +118,48 @@ def test_concurrent_image_and_text_requests_get_their_own_answers(
         else:
             assert got == references[n][0]
             assert body["usage"]["prompt_tokens"] == references[n][1]
+
+
+def decode_counters(sp: ServeProcess) -> tuple[float, float]:
+    """(tokens, steps) the vision model's decode loop produced so far."""
+    text = httpx.get(sp.base_url + "/metrics", timeout=30).text
+    return (metric_value(text, "mlxk_decode_tokens_total", model=VLM),
+            metric_value(text, "mlxk_decode_steps_total", model=VLM))
+
+
+def test_concurrent_vision_requests_decode_in_one_batch(server: ServeProcess, pictures: list[Path]) -> None:
+    """Image requests (two different images, both) and text-only ones to the vision model,
+    sent together: each gets ``mlx_vlm.generate``'s answer, and the model's decode made
+    fewer steps than tokens (one at a time, every step makes one token)."""
+    refs = {n: reference(tiny_vlm_dir(), pictures[:n], max_tokens=LONG) for n in (0, 1, 2)}
+    jobs = [2, 0, 1, 0, 2, 1]
+    tokens0, steps0 = decode_counters(server)
+
+    def one(n: int) -> httpx.Response:
+        return post_chat(server, openai_content(pictures[:n]) if n else QUESTION, max_tokens=LONG)
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        results = list(pool.map(one, jobs))
+    for n, r in zip(jobs, results, strict=True):
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["choices"][0]["message"]["content"] == refs[n][0], n
+        assert body["usage"]["prompt_tokens"] == refs[n][1]
+    tokens1, steps1 = decode_counters(server)
+    assert tokens1 - tokens0 == LONG * len(jobs)
+    assert steps1 - steps0 < tokens1 - tokens0
+
+
+def test_n_choices_of_an_image_request_share_decode_steps(server: ServeProcess, pictures: list[Path],
+                                                          references: dict) -> None:
+    """``n`` sequences are admitted together, so they decode in one batch for certain."""
+    tokens0, steps0 = decode_counters(server)
+    r = post_chat(server, openai_content(pictures[:1]), n=3)
+    assert r.status_code == 200, r.text
+    assert [c["message"]["content"] for c in r.json()["choices"]] == [references[1][0]] * 3
+    tokens1, steps1 = decode_counters(server)
+    assert tokens1 - tokens0 == 3 * MAX_TOKENS
+    assert steps1 - steps0 < tokens1 - tokens0
 
 
 def test_bad_images_are_400s_and_the_server_stays_up(server: ServeProcess,

@@ -40,6 +40,8 @@ class Metrics:
                                       "served from a prefix cache)", ["model"], registry=r)
         self.decode_tokens = Counter("mlxk_decode_tokens", "tokens computed by decode steps",
                                      ["model"], registry=r)
+        self.decode_steps = Counter("mlxk_decode_steps", "forward passes that produced tokens; one "
+                                    "step of N batched sequences makes N tokens", ["model"], registry=r)
         self.tps = Histogram("mlxk_generation_tokens_per_second", "decode speed per request",
                              ["model"], buckets=_TPS_BUCKETS, registry=r)
         self.queue_depth = Gauge("mlxk_queue_depth", "requests waiting for a decode slot",

@@ -378,6 +378,7 @@ class ModelPool:
                 m.prefill_tokens.labels(key).inc(prefilled)
             if decoded:
                 m.decode_tokens.labels(key).inc(decoded)
+                m.decode_steps.labels(key).inc()
 
         factory = self._scheduler_factory or scheduler_class(path)
         adapter = self.options(key).get("adapter_path")

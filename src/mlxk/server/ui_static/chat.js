@@ -3,7 +3,10 @@
 // State lives in the browser: chats in localStorage, the API key (when the server asks for
 // one) in sessionStorage, so it is forgotten when the tab closes. Answers stream over
 // fetch + server-sent events; Stop aborts the request, which makes the server cancel it.
+// Images (vision models only) go as OpenAI image_url parts holding data URIs; localStorage keeps
+// only their thumbnails (see images.js), and drops those of the oldest chats when it is full.
 
+import { imageFiles, isImageDataUri, prepareImage } from "./images.js";
 import { escapeHtml, renderMarkdown } from "./markdown.js";
 
 const STORE_CHATS = "mlxk.chats.v1";
@@ -11,6 +14,7 @@ const STORE_CURRENT = "mlxk.currentChat";
 const STORE_MODEL = "mlxk.model";
 const STORE_KEY = "mlxk.apiKey";
 const BADGES = ["chat", "vision", "tools", "reasoning"];
+const MAX_IMAGES = 8; // per message: the server's default limit per request
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -20,6 +24,8 @@ const ui = {
   tools: $("tools"), toolChoice: $("tool-choice"),
   banner: $("banner"), messages: $("messages"), emptyHint: $("empty-hint"), composer: $("composer"),
   prompt: $("prompt"), send: $("send"), stop: $("stop"),
+  attach: $("attach"), imageInput: $("image-input"), attachments: $("attachments"),
+  attachmentList: $("attachment-list"), attachmentNote: $("attachment-note"),
   keyDialog: $("key-dialog"), keyForm: $("key-form"), keyInput: $("api-key"), keyMessage: $("key-message"),
 };
 
@@ -28,6 +34,7 @@ const state = {
   current: null,       // the open chat object
   models: [],          // model cards from /v1/models (embedding models left out)
   controller: null,    // AbortController of the answer being streamed
+  pending: [],         // images chosen for the next message: {name, full, thumb, width, height}
 };
 
 // ---------------------------------------------------------------------------- storage
@@ -41,12 +48,47 @@ function loadChats() {
   }
 }
 
+// A chat as kept in localStorage: images by their thumbnail only (the full copy that was sent
+// lives in memory for this page's lifetime).
+function storable(chat) {
+  const messages = chat.messages.map((m) => (m.images
+    ? { ...m, images: m.images.map(({ full: _full, ...kept }) => kept) } : m));
+  return { ...chat, messages };
+}
+
+function isQuotaError(err) {
+  return err?.name === "QuotaExceededError" || err?.code === 22;
+}
+
+// Storage is full: forget the stored images of the least recently used chat that still has some
+// (they stay on screen until the page is reloaded). False when no chat has any left to drop.
+function dropOldestImages() {
+  const chats = [...state.chats].sort((a, b) => a.updated - b.updated);
+  for (const chat of chats) {
+    const images = chat.messages.flatMap((m) => m.images || []).filter((img) => img.thumb);
+    if (!images.length) continue;
+    for (const img of images) { img.thumb = null; img.dropped = true; }
+    return true;
+  }
+  return false;
+}
+
 function saveChats() {
-  try {
-    localStorage.setItem(STORE_CHATS, JSON.stringify(state.chats));
-    if (state.current) localStorage.setItem(STORE_CURRENT, state.current.id);
-  } catch (err) {
-    showBanner(`Could not save the chat in this browser: ${err.message}`);
+  let dropped = false;
+  for (;;) {
+    try {
+      localStorage.setItem(STORE_CHATS, JSON.stringify(state.chats.map(storable)));
+      if (state.current) localStorage.setItem(STORE_CURRENT, state.current.id);
+      break;
+    } catch (err) {
+      if (isQuotaError(err) && dropOldestImages()) { dropped = true; continue; }
+      showBanner(`Could not save the chat in this browser: ${err.message}`);
+      return;
+    }
+  }
+  if (dropped) {
+    showBanner("This browser's storage for the page is full: the images of the oldest chats are no "
+      + "longer kept (their text is).");
   }
 }
 
@@ -128,7 +170,9 @@ async function errorText(res) {
   } catch {
     detail = res.statusText;
   }
-  const hint = res.status === 503 ? " (the server is busy or the model cannot be loaded now; try again)" : "";
+  const hint = res.status === 503 ? " (the server is busy or the model cannot be loaded now; try again)"
+    : res.status === 413 ? " (images make a request large: send fewer or smaller ones, or start the "
+      + "server with a larger --max-body-bytes)" : "";
   return `Error ${res.status}: ${detail || "request failed"}${hint}`;
 }
 
@@ -177,9 +221,86 @@ function onModelChange() {
   attachImages(card);
 }
 
-// Hook for image input: when vision models are served, show an attach control here for cards
-// whose capabilities include "vision" and send images as image_url content parts.
-function attachImages(_card) {}
+// ---------------------------------------------------------------------------- images
+
+function isVision(card) {
+  return (card?.capabilities || []).includes("vision");
+}
+
+function selectedCard() {
+  return state.models.find((m) => m.id === ui.model.value);
+}
+
+function notVisionText(card) {
+  return `${card ? card.id : "This model"} does not take images (no "vision" badge): pick a vision `
+    + "model to send images.";
+}
+
+// The attach control shows for vision models only; images already chosen stay (with a note)
+// when the model changes, so picking a vision model again sends them.
+function attachImages(card) {
+  ui.attach.hidden = !isVision(card);
+  renderPending();
+}
+
+// Files from the picker, a paste or a drop become images to send with the next message.
+async function addImages(files) {
+  const card = selectedCard();
+  if (!isVision(card)) {
+    showBanner(notVisionText(card));
+    return;
+  }
+  const problems = [];
+  for (const file of files) {
+    if (state.pending.length >= MAX_IMAGES) {
+      problems.push(`at most ${MAX_IMAGES} images per message`);
+      break;
+    }
+    try {
+      state.pending.push(await prepareImage(file));
+    } catch (err) {
+      problems.push(`${file.name || "the pasted file"}: ${err.message}`);
+    }
+  }
+  showBanner(problems.length ? `Not attached: ${problems.join("; ")}.` : "");
+  renderPending();
+}
+
+function renderPending() {
+  ui.attachments.hidden = state.pending.length === 0;
+  ui.attachmentList.replaceChildren(...state.pending.map((img, i) => {
+    const li = document.createElement("li");
+    li.className = "attachment";
+    const pic = document.createElement("img");
+    pic.src = img.thumb;
+    pic.alt = img.name;
+    pic.title = `${img.name} (${img.width}×${img.height})`;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "attachment-remove";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", `Remove image ${img.name}`);
+    remove.addEventListener("click", () => {
+      state.pending.splice(i, 1);
+      renderPending();
+      (ui.attachmentList.querySelector(".attachment-remove") || ui.prompt).focus();
+    });
+    li.append(pic, remove);
+    return li;
+  }));
+  const vision = isVision(selectedCard());
+  ui.attachmentNote.textContent = state.pending.length && !vision ? notVisionText(selectedCard()) : "";
+  ui.attachments.classList.toggle("refused", !vision);
+}
+
+function imagesHtml(images) {
+  const items = images.map((img) => {
+    const src = isImageDataUri(img.full) ? img.full : isImageDataUri(img.thumb) ? img.thumb : null;
+    return src ? `<img src="${escapeHtml(src)}" alt="${escapeHtml(img.name || "image")}">`
+      : `<span class="image-dropped">${escapeHtml(img.name || "image")}: not kept in this browser</span>`;
+  });
+  return `<div class="message-images">${items.join("")}</div>`;
+}
 
 // ---------------------------------------------------------------------------- rendering
 
@@ -224,7 +345,10 @@ function messageElement(msg, index) {
 function fillMessage(el, msg, index) {
   const parts = [];
   if (msg.role === "user") {
-    parts.push(`<div class="content user-text">${escapeHtml(msg.content)}</div>`);
+    if (msg.images?.length) parts.push(imagesHtml(msg.images));
+    if (msg.content || !msg.images?.length) {
+      parts.push(`<div class="content user-text">${escapeHtml(msg.content)}</div>`);
+    }
   } else {
     if (msg.reasoning) {
       // Open while the model thinks, folded once the answer starts, unless the user chose.
@@ -257,6 +381,7 @@ function toolCallHtml(call) {
 function statsText(msg) {
   const s = msg.stats;
   const bits = [];
+  if (s.promptTokens != null) bits.push(`prompt ${s.promptTokens}`);
   if (s.completionTokens != null) bits.push(`${s.completionTokens} tokens`);
   if (s.tokensPerSecond != null) bits.push(`${s.tokensPerSecond.toFixed(1)} tok/s`);
   if (s.ttft != null) bits.push(`TTFT ${s.ttft.toFixed(2)} s`);
@@ -387,7 +512,18 @@ function rememberSettings() {
 
 // ---------------------------------------------------------------------------- sending
 
+// A stored image is sent as its full copy while the page holds it, else as its thumbnail (after a
+// reload); one whose thumbnail was dropped for lack of storage is left out.
+function userContent(m) {
+  const urls = (m.images || []).map((img) => img.full || img.thumb).filter(isImageDataUri);
+  if (!urls.length) return m.content || "";
+  const parts = urls.map((url) => ({ type: "image_url", image_url: { url } }));
+  if (m.content) parts.push({ type: "text", text: m.content });
+  return parts;
+}
+
 function historyMessage(m) {
+  if (m.role === "user") return { role: "user", content: userContent(m) };
   if (m.role !== "assistant" || !m.toolCalls?.length) return { role: m.role, content: m.content || "" };
   return {
     role: "assistant", content: m.content || null,
@@ -432,15 +568,20 @@ function requestBody(chat) {
 
 async function send() {
   const text = ui.prompt.value.trim();
-  if (!text || state.controller) return;
+  const images = state.pending;
+  if ((!text && !images.length) || state.controller) return;
   if (!ui.model.value) { showBanner("Pick a model first."); return; }
+  if (images.length && !isVision(selectedCard())) { showBanner(notVisionText(selectedCard())); return; }
   const chat = state.current;
   rememberSettings();
   chat.model = ui.model.value;
   if (!state.chats.includes(chat)) state.chats.push(chat);
-  if (chat.title === "New chat") chat.title = text.length > 48 ? `${text.slice(0, 47)}…` : text;
-  chat.messages.push({ role: "user", content: text });
+  const title = text || images.map((img) => img.name).join(", ");
+  if (chat.title === "New chat") chat.title = title.length > 48 ? `${title.slice(0, 47)}…` : title;
+  chat.messages.push(images.length ? { role: "user", content: text, images } : { role: "user", content: text });
   ui.prompt.value = "";
+  state.pending = [];
+  renderPending();
   await answer(chat);
 }
 
@@ -463,10 +604,10 @@ async function answer(chat) {
   const msg = { role: "assistant", content: "", reasoning: "", toolCalls: [], streaming: true };
   chat.messages.push(msg);
   chat.updated = Date.now();
-  saveChats();
+  showBanner("");
+  saveChats(); // may put up a note of its own (storage full)
   renderChatList();
   renderMessages();
-  showBanner("");
   const controller = new AbortController();
   state.controller = controller;
   setStreaming(true);
@@ -504,6 +645,7 @@ async function answer(chat) {
       const decodeSeconds = firstAt !== null ? (ended - firstAt) / 1000 : 0;
       const tokens = usage?.completion_tokens;
       msg.stats = {
+        promptTokens: usage?.prompt_tokens ?? null,
         completionTokens: tokens ?? null,
         // Decode speed: tokens after the first over the time since the first arrived.
         tokensPerSecond: tokens > 1 && decodeSeconds > 0 ? (tokens - 1) / decodeSeconds : null,
@@ -589,6 +731,37 @@ function wire() {
     if (!inside && ui.app.classList.contains("sidebar-open")) closeSidebarIfNarrow();
   });
   ui.stop.addEventListener("click", stop);
+  ui.attach.addEventListener("click", () => ui.imageInput.click());
+  ui.imageInput.addEventListener("change", async () => {
+    const files = [...ui.imageInput.files];
+    ui.imageInput.value = ""; // choosing the same file again fires change again
+    await addImages(files);
+    ui.prompt.focus();
+  });
+  // Pasted images (a screenshot from the clipboard); pasted text stays the textarea's business.
+  ui.prompt.addEventListener("paste", (ev) => {
+    const files = imageFiles(ev.clipboardData?.files);
+    if (!files.length) return;
+    ev.preventDefault();
+    addImages(files);
+  });
+  // Files dropped anywhere on the page (a file dropped where nobody takes it would make the
+  // browser leave the page to show it).
+  const carriesFiles = (ev) => [...(ev.dataTransfer?.types || [])].includes("Files");
+  document.addEventListener("dragover", (ev) => {
+    if (!carriesFiles(ev)) return;
+    ev.preventDefault();
+    ui.app.classList.add("dropping");
+  });
+  document.addEventListener("dragleave", (ev) => {
+    if (!ev.relatedTarget) ui.app.classList.remove("dropping");
+  });
+  document.addEventListener("drop", (ev) => {
+    ui.app.classList.remove("dropping");
+    if (!carriesFiles(ev)) return;
+    ev.preventDefault();
+    addImages([...ev.dataTransfer.files]);
+  });
   ui.newChat.addEventListener("click", startNewChat);
   ui.model.addEventListener("change", onModelChange);
   for (const input of [ui.system, ui.temperature, ui.maxTokens, ui.tools, ui.toolChoice]) {
