@@ -102,3 +102,16 @@ def test_draft_model_in_the_batch_keeps_greedy_outputs(server: ServeProcess,
     drafted = metric_value(metrics, "mlxk_speculative_draft_tokens", model=PLAIN)
     assert drafted > 0
     assert 0 <= metric_value(metrics, "mlxk_speculative_accepted_tokens", model=PLAIN) <= drafted
+
+
+def test_logprobs_of_accepted_tokens_match_plain(server: ServeProcess) -> None:
+    def lps(model: str) -> list[tuple[str, float]]:
+        r = httpx.post(server.base_url + "/v1/chat/completions", timeout=300, json={
+            "model": model, "messages": [{"role": "user", "content": PROMPTS[1]}], "max_tokens": 16,
+            "temperature": 0, "logprobs": True, "top_logprobs": 2})
+        assert r.status_code == 200, r.text
+        return [(e["token"], e["logprob"]) for e in r.json()["choices"][0]["logprobs"]["content"]]
+
+    spec, plain = lps(TINY_REPO_ID), lps(PLAIN)
+    assert [t for t, _ in spec] == [t for t, _ in plain]
+    assert all(abs(a - b) < 1e-3 for (_, a), (_, b) in zip(spec, plain, strict=True))
