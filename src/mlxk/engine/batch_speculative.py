@@ -41,7 +41,7 @@ from mlx_lm.models.cache import BatchKVCache, dynamic_roll
 from mlxk.engine.prompt_lookup import PromptLookup
 from mlxk.engine.speculative import ModelDrafter, SpecCounts, accept
 
-Drafter = PromptLookup | ModelDrafter   # extend(tokens), propose(pending, limit)
+Drafter = PromptLookup | ModelDrafter   # extend(tokens), propose(pending, limit), feedback(n, kept)
 
 
 def rewind(caches: list[Any], rejected: list[int]) -> None:
@@ -129,6 +129,9 @@ class SpecGenerationBatch(GenerationBatch):
         rewind(self.prompt_cache, [width - 1 - a for a in accepted])
         self.counts.drafted += sum(len(d) for d in drafts)
         self.counts.accepted += sum(accepted)
+        for uid, d, a in zip(self.uids, drafts, accepted, strict=True):
+            if d:
+                self.drafters[uid].feedback(len(d), a)
         emitted = [[(p, self._next_logprobs[i]), *((d[j], rows[i][j]) for j in range(a))]
                    for i, (p, d, a) in enumerate(zip(pending, drafts, accepted, strict=True))]
         self._current_tokens = mx.array(pending, dtype=mx.uint32)

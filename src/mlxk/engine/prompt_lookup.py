@@ -10,7 +10,8 @@ batch), so the drafts only decide the speed, never the output.
 Matching: the longest suffix n-gram first (``MAX_NGRAM`` down to ``MIN_NGRAM`` tokens), its
 most recent earlier occurrence. A 1-token key would propose after nearly every common token
 and mostly be rejected, which costs a wider verify step for nothing, so keys are at least two
-tokens. Pure Python, no mlx: an index from n-gram to the end of its latest occurrence is
+tokens. How many tokens a sequence drafts adapts to how its drafts fared (``DraftLength``, shared with
+the draft-model source). Pure Python, no mlx: an index from n-gram to the end of its latest occurrence is
 updated as tokens arrive, so a proposal costs O(MAX_NGRAM), not a scan of the context.
 """
 
@@ -23,11 +24,34 @@ MIN_NGRAM = 2
 MAX_DRAFT = 16   # --prompt-lookup N is at most this
 
 
-class PromptLookup:
-    """The draft source of one sequence: feed it every token (``extend``), ask ``propose``."""
+class DraftLength:
+    """How many tokens a sequence drafts next: all of the last draft accepted, two more (up to
+    the maximum); otherwise one fewer (at least one). A sequence whose drafts keep failing
+    then costs a narrow verify pass, one that keeps copying its input drafts the most."""
+
+    def __init__(self, max_draft: int) -> None:
+        self.max_draft = max(0, int(max_draft))
+        self.current = self.max_draft
+
+    def feedback(self, proposed: int, accepted: int) -> None:
+        if proposed == 0:
+            return
+        if accepted == proposed:
+            self.current = min(self.max_draft, self.current + 2)
+        else:
+            self.current = max(1, self.current - 1)
+
+    def limit(self, limit: int | None) -> int:
+        wanted = self.current if limit is None else min(limit, self.current)
+        return max(0, wanted)
+
+
+class PromptLookup(DraftLength):
+    """The draft source of one sequence: feed it every token (``extend``), ask ``propose``,
+    report how many of a proposal were kept (``feedback``)."""
 
     def __init__(self, tokens: Iterable[int], max_draft: int) -> None:
-        self.max_draft = max(0, int(max_draft))
+        super().__init__(max_draft)
         self.tokens: list[int] = []
         # n-gram -> index just after its latest occurrence that has a following token
         self._index: dict[tuple[int, ...], int] = {}
@@ -48,7 +72,7 @@ class PromptLookup:
     def propose(self, pending: int | None = None, limit: int | None = None) -> list[int]:
         """Up to ``limit`` (default ``max_draft``) tokens likely to follow the sequence, plus
         ``pending`` when given (a token already chosen but not yet fed to ``extend``)."""
-        k = self.max_draft if limit is None else max(0, min(limit, self.max_draft))
+        k = self.limit(limit)
         if k == 0:
             return []
         seq = self.tokens if pending is None else [*self.tokens, int(pending)]

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from mlxk.engine.prompt_lookup import DraftLength
 from mlxk.errors import ValidationError
 
 
@@ -92,7 +93,7 @@ def steps(lm: Any, draft: Draft, prompt: Any, *, max_tokens: int, sampler: Any,
         gen.close()
 
 
-class ModelDrafter:
+class ModelDrafter(DraftLength):
     """Drafts of one sequence from a draft model (``serve --draft-model``): its own
     single-sequence KV cache, kept in step with the sequence (rolled back to the common prefix
     when drafts were rejected), greedy proposals. Same interface as ``PromptLookup``."""
@@ -100,8 +101,8 @@ class ModelDrafter:
     def __init__(self, model: Any, tokens: list[int], max_draft: int, prefill_step: int = 512) -> None:
         from mlx_lm.models.cache import make_prompt_cache
 
+        super().__init__(max_draft)
         self.model = model
-        self.max_draft = max_draft
         self.prefill_step = prefill_step
         self.tokens = [int(t) for t in tokens]
         self.cache = make_prompt_cache(model)
@@ -114,7 +115,7 @@ class ModelDrafter:
         import mlx.core as mx
         from mlx_lm.models.cache import trim_prompt_cache
 
-        k = self.max_draft if limit is None else max(0, min(limit, self.max_draft))
+        k = self.limit(limit)
         seq = self.tokens if pending is None else [*self.tokens, int(pending)]
         if k == 0 or not seq:
             return []
@@ -173,6 +174,7 @@ def lookup_steps(lm: Any, lookup: Lookup, prompt: list[int], *, max_tokens: int,
         n = accept(drafts, targets)
         lookup.drafted += len(drafts)
         lookup.accepted += n
+        history.feedback(len(drafts), n)
         trim_prompt_cache(cache, len(drafts) - n)
         history.extend([pending, *drafts[:n]])
         for token in [*drafts[:n], targets[n]]:

@@ -35,3 +35,20 @@ def test_accept_counts_the_agreeing_prefix() -> None:
     assert accept([], [7]) == 0
     assert accept([1, 2], [1, 2, 6]) == 2
     assert accept([3], [1, 3]) == 0
+
+
+def test_draft_length_follows_acceptance() -> None:
+    from mlxk.engine.prompt_lookup import DraftLength
+
+    d = DraftLength(4)
+    d.feedback(4, 1)
+    d.feedback(3, 0)
+    assert d.limit(None) == 2 and d.limit(1) == 1
+    d.feedback(2, 0)
+    d.feedback(1, 0)
+    assert d.limit(None) == 1                     # never below one
+    d.feedback(1, 1)
+    assert d.limit(None) == 3
+    d.feedback(3, 3)
+    d.feedback(0, 0)                              # nothing proposed: no change
+    assert d.limit(None) == 4                     # never above the maximum
