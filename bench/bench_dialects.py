@@ -103,13 +103,16 @@ def one(client: httpx.Client, base: str, name: str, model: str, n: int) -> tuple
 
 def render_cost(n: int = 20000) -> dict[str, float]:
     """Microseconds of CPU per streamed text delta, per dialect (no model, no network)."""
-    from mlxk.server import core, sse
+    from types import SimpleNamespace
+
+    from mlxk.server import core
     from mlxk.server.dialects import anthropic as ant
     from mlxk.server.dialects import ollama as oll
+    from mlxk.server.dialects import openai_chat
     from mlxk.server.dialects import openai_responses as rsp
-    from mlxk.server.responses import Reply
 
-    reply = Reply("chat", "org/model")
+    run = SimpleNamespace(model="org/model", sequences=1, tokenizer=None, prompt_tokens=20)
+    writer_c = openai_chat.StreamWriter(run, include_usage=False)  # type: ignore[arg-type]
     writer_a = ant.StreamWriter("msg_1", "org/model", 20)
     writer_a.feed([core.TextDelta("x")])
     req = rsp.ResponsesRequest.model_validate({"model": "m", "input": "x"})
@@ -118,8 +121,7 @@ def render_cost(n: int = 20000) -> dict[str, float]:
     writer_o = oll.StreamWriter("org/model", chat=True)
     delta = [core.TextDelta(" word")]
     renders: dict[str, Callable[[], bytes]] = {
-        "chat": lambda: sse.event(reply.envelope([{"index": 0, "delta": {"content": " word"},
-                                                    "logprobs": None, "finish_reason": None}])),
+        "chat": lambda: writer_c.feed(delta),
         "anthropic": lambda: writer_a.feed(delta),
         "responses": lambda: writer_r.feed(delta),
         "ollama": lambda: writer_o.feed(delta),

@@ -1,14 +1,15 @@
 """LoRA adapters: a random adapter built here with mlx-lm's tuner utilities changes SmolLM2's
 greedy answer, and `mlxk run --adapter-path` / `mlxk serve --adapter-path` give exactly what
-`mlx_lm.generate` gives with the same adapter."""
+`mlx_lm.generate` gives with the same adapter; `serve --lora` too (`<base>+<name>`, the plain base
+unchanged)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.adapters import build_random_adapter
 from tests.support.cli import run_mlxk
 from tests.support.fixtures_models import SMOLLM2_REPO_ID, build_smollm2
 from tests.support.fixtures_server import module_hf_home, start_serve
@@ -20,26 +21,8 @@ LORA = {"rank": 4, "scale": 10.0, "dropout": 0.0}
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
-    from mlx_lm import load
-    from mlx_lm.tuner.utils import linear_to_lora_layers
-
-    model, _ = load(str(build_smollm2()))
-    model.freeze()
-    linear_to_lora_layers(model, 4, LORA)
-    mx.random.seed(7)
-    weights = {}
-    for name, value in tree_flatten(model.trainable_parameters()):
-        if name.endswith("lora_b"):   # zero after init: make the adapter do something
-            value = mx.random.normal(value.shape) * 0.5
-        weights[name] = value
-    assert weights and all(k.endswith(("lora_a", "lora_b")) for k in weights)
-    out = tmp_path_factory.mktemp("adapter")
-    mx.save_safetensors(str(out / "adapters.safetensors"), weights)
-    (out / "adapter_config.json").write_text(json.dumps(
-        {"fine_tune_type": "lora", "num_layers": 4, "lora_parameters": LORA}))
-    return out
+    return build_random_adapter(build_smollm2(), tmp_path_factory.mktemp("adapter"), num_layers=4,
+                                rank=LORA["rank"], scale=LORA["scale"])
 
 
 def reference(adapter_path: Path | None) -> str:
@@ -71,6 +54,21 @@ def test_serve_with_adapter_matches_mlx_lm(adapter: Path, tmp_path_factory: pyte
             "messages": [{"role": "user", "content": PROMPT}], "max_tokens": N, "temperature": 0})
         assert r.status_code == 200, r.text
         assert r.json()["choices"][0]["message"]["content"].strip() == reference(adapter).strip()
+    finally:
+        assert sp.stop() == 0
+
+
+def test_serve_lora_naming_matches_mlx_lm(adapter: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`serve --lora`: the quantized base's weights shared with the adapter (CPU kernels in place)."""
+    home = module_hf_home(tmp_path_factory, {SMOLLM2_REPO_ID: build_smollm2()})
+    sp = start_serve(home, "--model", SMOLLM2_REPO_ID, "--lora", f"fr={adapter}", log_dir=Path(home))
+    try:
+        for model, want in ((f"{SMOLLM2_REPO_ID}+fr", reference(adapter)), (SMOLLM2_REPO_ID, reference(None))):
+            r = httpx.post(sp.base_url + "/v1/chat/completions", timeout=300, json={
+                "model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": N,
+                "temperature": 0})
+            assert r.status_code == 200, r.text
+            assert r.json()["choices"][0]["message"]["content"].strip() == want.strip(), model
     finally:
         assert sp.stop() == 0
 

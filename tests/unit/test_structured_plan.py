@@ -10,11 +10,11 @@ import pytest
 mx = pytest.importorskip("mlx.core")
 jsonschema = pytest.importorskip("jsonschema")
 
-from tests.support.structured_lm import assert_one_call, build_tiny_lm  # noqa: E402
+from tests.support.structured_lm import FakeDecoder, assert_one_call, build_tiny_lm  # noqa: E402
 
 from mlxk.engine.structured import plan as S  # noqa: E402
 from mlxk.engine.structured import tools as T  # noqa: E402
-from mlxk.engine.types import Chunk, GenerationRequest  # noqa: E402
+from mlxk.engine.types import GenerationRequest  # noqa: E402
 from mlxk.errors import ValidationError  # noqa: E402
 
 WEATHER = {"type": "function", "function": {
@@ -34,28 +34,6 @@ MSGS = [{"role": "user", "content": "hi"}]
 @pytest.fixture(scope="module")
 def tiny_lm():
     return build_tiny_lm()
-
-
-class FakeDecoder:
-    """Stands in for the engine's SequenceDecoder: one char of text per token id."""
-
-    def __init__(self, tokenizer, eos):
-        self.tokenizer, self.eos = tokenizer, eos
-        self.ids: list[int] = []
-        self.finished = False
-        self._sent = ""
-
-    def feed(self, token_id):
-        if token_id in self.eos:
-            self.finished = True
-            return []
-        self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids)
-        delta, self._sent = text[len(self._sent):], text
-        return [Chunk(text=delta)] if delta else []
-
-    def finish(self, reason):
-        return Chunk(finish_reason=reason, completion_tokens=len(self.ids))
 
 
 def run_plan(lm, request, seed=0, max_tokens=80):

@@ -186,9 +186,9 @@ def test_call_schema_named_and_required():
     assert named["properties"]["name"] == {"const": "get_weather"}
     req = T.call_schema(tools, T.ToolChoice("required"))
     assert len(req["anyOf"]) == 2
-    lark = T.call_grammar_lark(T.HERMES, tools, T.ToolChoice("required"), True,
-                               lambda s: "%json " + json.dumps(s))
-    assert "<tool_call>" in lark and "%json" in lark
+    lark, subs = T.call_grammar_lark(T.HERMES, tools, T.ToolChoice("required"), True,
+                                     lambda s: "%json " + json.dumps(s))
+    assert "<tool_call>" in lark and "%json" in lark and subs == {}
 
 
 @pytest.mark.parametrize("fmt,text", [

@@ -52,6 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from mlxk.cli.options import add_cache_flags
 
     add_cache_flags(p)
+    adapters = next(g for g in p._action_groups if g.title == "adapters")
+    adapters.add_argument("--lora", action="append", default=[], metavar="[BASE+][NAME=]DIR",
+                   help="serve a LoRA adapter as model BASE+NAME next to the plain base (repeatable; "
+                        "NAME: the folder's name, BASE: --model, else the base the adapter names)")
     q.add_argument("--prefill-chunk", type=int, default=st.DEFAULT_PREFILL_CHUNK, metavar="N",
                    help="prompt tokens prefilled between two decode steps of the running requests "
                         f"(default {st.DEFAULT_PREFILL_CHUNK}; larger: faster long prompts, longer stalls)")
@@ -111,6 +115,13 @@ def build_settings(args: argparse.Namespace) -> Any:
         from pathlib import Path
 
         generation["adapter_path"] = str(Path(args.adapter_path).expanduser().resolve())
+    from mlxk.server import loras
+    from mlxk.server.model_options import split_loras
+
+    model_options, per_model_loras = split_loras(read_file(args.model_options) if args.model_options else {})
+    if args.adapter_path and (args.lora or per_model_loras):
+        raise ValidationError("--adapter-path puts one adapter on every model; --lora serves adapters "
+                              "next to the plain base: use one of them")
     return ServerSettings(
         host=args.host or config.server_host(), port=_port(args.port), model=args.model,
         max_loaded=args.max_loaded,
@@ -121,7 +132,8 @@ def build_settings(args: argparse.Namespace) -> Any:
         prompt_cache_disk_bytes=disk,
         stop_timeout=args.stop_timeout, log_json=args.log_json, restart=args.restart, ui=args.ui,
         generation=generation,
-        model_options=read_file(args.model_options) if args.model_options else {},
+        model_options=model_options,
+        adapters=[a.to_dict() for a in loras.collect(args.lora, args.model, per_model_loras)],
         allow_image_urls=args.allow_image_urls,
     )
 
@@ -175,12 +187,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
     settings = build_settings(args)
 
     if distributed_requested(args):
-        if (args.max_kv_size or args.kv_bits or args.model_options or args.adapter_path
+        if (args.max_kv_size or args.kv_bits or args.model_options or args.adapter_path or args.lora
                 or args.prompt_lookup or args.draft_model):
             from mlxk.errors import UsageError
 
-            raise UsageError("--max-kv-size, --kv-bits, --adapter-path, --prompt-lookup, --draft-model and "
-                             "--model-options do not work with --hosts/--hostfile yet")
+            raise UsageError("--max-kv-size, --kv-bits, --adapter-path, --lora, --prompt-lookup, --draft-model "
+                             "and --model-options do not work with --hosts/--hostfile yet")
 
         from mlxk.cli import distributed
 

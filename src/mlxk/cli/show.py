@@ -11,8 +11,10 @@ from mlxk.output.human import size_str
 
 NAME = "show"
 HELP = "show details of one model"
-DESCRIPTION = "Show a model's type, health, runtime compatibility and metadata."
-EXAMPLE = "Examples:\n  mlxk show Qwen3-4B-4bit\n  mlxk show org/name@1a2b --files --config"
+DESCRIPTION = ("Show a model's type, health, runtime compatibility and metadata; on a LoRA adapter\n"
+               "folder (mlx-lm format), its base model, rank, layers, scale and size.")
+EXAMPLE = ("Examples:\n  mlxk show Qwen3-4B-4bit\n  mlxk show org/name@1a2b --files --config\n"
+           "  mlxk show ./adapters")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,7 +43,27 @@ def _value(key: str, value: object) -> str:
     return str(value)
 
 
+def render_adapter(a: dict) -> str:
+    if a["base_in_cache"]:
+        base = f"{a['base_model']} (in the cache)"
+    elif a["base_model"]:
+        base = f"{a['base_model']} ({'local folder' if a['base_local_dir'] else 'not in the cache'})"
+    else:
+        base = "- (the adapter config names none)"
+    layers = a["layers"]
+    span = f"{layers[0]}-{layers[-1]}" if len(layers) > 1 else ", ".join(map(str, layers)) or "-"
+    count = a["num_layers"] if a["num_layers"] is not None else len(layers)
+    rows = [("Adapter", a["path"]), ("Base model", base), ("Fine-tune type", a["fine_tune_type"]),
+            ("Rank", a["rank"]), ("Scale", a["scale"]), ("Dropout", a["dropout"]),
+            ("Layers", f"{count} (blocks {span})"), ("Modules", ", ".join(a["modules"]) or "-"),
+            ("Parameters", a["parameter_count"]), ("Size", size_str(a["size_bytes"]))]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {'-' if v is None else _value(k, v)}" for k, v in rows)
+
+
 def render(data: dict) -> str:
+    if "adapter" in data:
+        return render_adapter(data["adapter"])
     m, meta = data["model"], data["metadata"]
     rows = [("Name", m["name"]), ("Hash", m["hash"] or "-"), ("Size", size_str(m["size_bytes"])),
             ("Modified", m["last_modified"]), ("Framework", m["framework"]),

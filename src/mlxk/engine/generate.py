@@ -115,6 +115,13 @@ def prepare(lm: LoadedModel, request: GenerationRequest) -> Prepared:
         from mlxk.engine.structured import plan as structured
 
         structured.attach(lm, plan, prepared)
+    if request.reasoning_budget is not None:
+        from mlxk.engine import thinking
+
+        budget = thinking.budget_processor(lm, request.reasoning_budget,
+                                           prompt_mod.opens_reasoning(lm, text))
+        if budget is not None:
+            prepared.logits_processors = [*prepared.logits_processors, budget]
     return prepared
 
 

@@ -106,6 +106,7 @@ class GenerationRequest:
     logprobs: int | None = None            # top-k logprobs per token (None: off)
     parallel_tool_calls: bool = True       # False: at most one tool call
     reasoning: bool | None = None          # the template's thinking switch (None: its default)
+    reasoning_budget: int | None = None    # at most this many thinking tokens (think models; thinking.py)
 
 
 @dataclass

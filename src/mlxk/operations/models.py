@@ -149,7 +149,16 @@ def _revisions(repo: CachedRepo | None) -> list[dict[str, Any]]:
 
 def show_model(ref: str, files: bool = False, config: bool = False,
                root: Path | None = None) -> dict[str, Any]:
-    ev = evaluate(resolve(ref, root), root)
+    """A model's data, or an adapter's (``{"adapter": ...}``) when ``ref`` names a LoRA adapter folder."""
+    from mlxk.operations.show_adapter import adapter_folder, show_adapter
+
+    folder = adapter_folder(ref)
+    if folder is not None:
+        return show_adapter(folder, config, root)
+    resolved = resolve(ref, root)
+    if resolved.cached and (folder := adapter_folder(ref, Path(resolved.path))) is not None:
+        return show_adapter(folder, config, root)
+    ev = evaluate(resolved, root)
     model = model_object(ev)
     model["quantization"] = ev.description.quantization
     data: dict[str, Any] = {"model": model, "metadata": metadata(ev)}

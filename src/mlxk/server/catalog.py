@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from mlxk.cache.detect import context_length
+from mlxk.server.loras import Adapters
 from mlxk.server.pool import ModelPool
 
 LISTED_TYPES = frozenset({"chat", "base"})
@@ -49,14 +50,28 @@ def _evaluate_cache(include_embeddings: bool) -> list[dict[str, Any]]:
     return cards
 
 
-def resolve_id(name: str) -> str | None:
-    """The cache id a client's short name or substring stands for (None: no single model)."""
+def resolve_id(name: str, adapters: Adapters | None = None) -> str | None:
+    """The id a client's short name or substring stands for (None: no single model); with the
+    server's ``adapters``, also ``name+adapter`` and a bare adapter name."""
     from mlxk.cache.resolve import resolve, validate_name
     from mlxk.cache.runnable import is_path_like
-    from mlxk.errors import MlxkError
+    from mlxk.errors import MlxkError, ModelNotFound
 
     if is_path_like(name):
         return None
+    if adapters:
+        def base_key(base: str) -> str:
+            key = resolve_id(base)
+            if key is None:
+                raise ModelNotFound(base)
+            return key
+
+        try:
+            served = adapters.find(name, base_key)
+        except MlxkError:
+            return None
+        if served is not None:
+            return served.id
     try:
         validate_name(name.rsplit("@", 1)[0])
         resolved = resolve(name, local_dirs=False)
@@ -81,6 +96,12 @@ def cached_models(include_embeddings: bool = False) -> list[dict[str, Any]]:
 
 
 def model_list(pool: ModelPool, cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cards ``/v1/models`` answers: the cache's, loaded local folders, served adapters.
+
+    ``max_model_len`` is the model's own context length (its config); ``context_length`` is what
+    a sequence attends to at once under this server's options: the ``--max-kv-size`` window
+    (flag or ``--model-options``) when smaller, whether the model is loaded yet or not.
+    """
     by_id = {c["id"]: c for c in cards}
     for key in pool.loaded_names("embedding"):
         if key in by_id:
@@ -88,14 +109,28 @@ def model_list(pool: ModelPool, cards: list[dict[str, Any]]) -> list[dict[str, A
     for key in pool.loaded_names("text"):
         entry = pool.entry(key)
         lm = entry.lm if entry else None
-        ctx = lm.effective_context if lm is not None else None
-        if key in by_id:
-            by_id[key]["loaded"] = True
-            by_id[key]["context_length"] = ctx or by_id[key]["context_length"]
-        else:  # a preloaded local directory or a pinned revision
+        if key not in by_id and pool.adapters.by_id(key) is None:  # a preloaded local dir, a pinned revision
             caps = ["text-generation", *(["vision"] if getattr(lm, "vision", False) else [])]
-            by_id[key] = _card(key, time.time(), "local", "chat", caps, True, ctx)
-        opts = getattr(lm, "cache_options", None)
-        if opts is not None and opts.active:
-            by_id[key]["kv_cache"] = {"max_kv_size": opts.max_kv_size, "kv_bits": opts.kv_bits}
+            by_id[key] = _card(key, time.time(), "local", "chat", caps, True,
+                               getattr(lm, "context_length", None))
+    for served in pool.adapters.items:
+        base = by_id.get(served.base)
+        by_id[served.id] = {**(base or _card(served.id, time.time(), "local", "chat",
+                                             ["text-generation"], False)),
+                            "id": served.id, "owned_by": "local", "loaded": False,
+                            "parent": served.base, "adapter": served.name}
+    loaded = set(pool.loaded_names())
+    for key, card in by_id.items():
+        card["loaded"] = key in loaded
+        if card.get("model_type") != "embedding":
+            _effective_context(card, pool.options(key))
     return [by_id[k] for k in sorted(by_id)]
+
+
+def _effective_context(card: dict[str, Any], opts: dict[str, Any]) -> None:
+    own = card.get("max_model_len", card.get("context_length"))
+    window = opts.get("max_kv_size")
+    card["max_model_len"] = own
+    card["context_length"] = min(own, window) if own and window else (own or window)
+    if window is not None or opts.get("kv_bits") is not None:
+        card["kv_cache"] = {"max_kv_size": window, "kv_bits": opts.get("kv_bits")}

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from mlxk.cache.detect import template_supports_tools
-from mlxk.engine.generate import checked_ids
 from mlxk.engine.types import GenerationRequest, LoadedModel, SamplingParams
 from mlxk.errors import ValidationError
 from mlxk.server.schemas import MAX_STOP_STRINGS, ChatCompletionRequest, CompletionRequest
@@ -53,7 +52,7 @@ def _unknown_keys(given: dict[str, Any], known: frozenset[str], where: str) -> N
                               param=f"{where}.{extra[0]}", code="unsupported_parameter")
 
 
-def check_response_format(req: ChatCompletionRequest, lm: LoadedModel) -> None:
+def check_response_format(req: ChatCompletionRequest) -> None:
     fmt = req.response_format
     if fmt is None:
         return
@@ -140,11 +139,13 @@ def _stops(req: ChatCompletionRequest | CompletionRequest) -> tuple[str, ...]:
     return tuple(s for s in items if s)
 
 
-def chat_request(req: ChatCompletionRequest, lm: LoadedModel) -> GenerationRequest:
+def chat_request(req: ChatCompletionRequest) -> GenerationRequest:
+    """The request for the engine; what needs the loaded model (tools against its template,
+    logit_bias against its vocabulary) is checked by ``core`` once it is loaded."""
     check_common(req)
-    check_response_format(req, lm)
-    check_tools(req, lm)
-    check_bias(req, lm)
+    check_response_format(req)
+    if not req.tools and req.tool_choice not in (None, "none"):
+        raise _refuse("tool_choice", "tool_choice requires tools")
     if req.top_logprobs is not None and not req.logprobs:
         raise _refuse("top_logprobs", "top_logprobs requires logprobs: true")
     return GenerationRequest(
@@ -157,9 +158,9 @@ def chat_request(req: ChatCompletionRequest, lm: LoadedModel) -> GenerationReque
     )
 
 
-def completion_prompts(prompt: Any, lm: LoadedModel) -> list[str | list[int]]:
+def completion_prompts(prompt: Any) -> list[str | list[int]]:
     """OpenAI's prompt forms as a list of prompts: a string, a list of strings, a list of
-    token ids, or a list of lists of token ids (ids outside the vocabulary: 400)."""
+    token ids, or a list of lists of token ids (``core`` checks the ids against the vocabulary)."""
     if isinstance(prompt, str):
         return [prompt]
     if not prompt:
@@ -168,27 +169,24 @@ def completion_prompts(prompt: Any, lm: LoadedModel) -> list[str | list[int]]:
         prompt = [prompt]
     out: list[str | list[int]] = []
     for p in prompt:
-        if isinstance(p, list):
-            if not p:
-                raise ValidationError("a token-id prompt must not be empty", param="prompt")
-            p = checked_ids(lm, p)
+        if isinstance(p, list) and not p:
+            raise ValidationError("a token-id prompt must not be empty", param="prompt")
         out.append(p)
     return out
 
 
-def completion_requests(req: CompletionRequest, lm: LoadedModel) -> list[GenerationRequest]:
+def completion_requests(req: CompletionRequest) -> list[GenerationRequest]:
     """One ``GenerationRequest`` per prompt of a text completion."""
     check_common(req)
     if req.suffix:
         raise _refuse("suffix", "suffix (insertion) is not supported")
     if req.best_of is not None and req.best_of > 1:
         raise _refuse("best_of", "best_of > 1 is not supported")
-    check_bias(req, lm)
     common = {"sampling": sampling(req), "max_tokens": req.max_tokens, "stop": _stops(req),
               "use_chat_template": False, "logprobs": req.logprobs}
     return [GenerationRequest(prompt=p, **common) if isinstance(p, str)  # type: ignore[arg-type]
             else GenerationRequest(prompt_ids=tuple(p), **common)  # type: ignore[arg-type]
-            for p in completion_prompts(req.prompt, lm)]
+            for p in completion_prompts(req.prompt)]
 
 
 def check_bias(req: ChatCompletionRequest | CompletionRequest, lm: LoadedModel) -> None:

@@ -1,4 +1,5 @@
-"""Admitting work into a model's batch, for any wire dialect.
+"""Admitting work into a model's batch; ``core`` is its only caller (every dialect goes
+through ``core.start``).
 
 A ``Plan`` says what one request decodes: its prompts (``GenerationRequest``s),
 how many sequences per prompt (OpenAI's ``n``) and the per-sequence options.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi.responses import StreamingResponse
@@ -178,40 +179,3 @@ def drain(queue: asyncio.Queue, first: Any) -> list[Any]:
     while not queue.empty():
         items.append(queue.get_nowait())
     return items
-
-
-@dataclass
-class Collected:
-    """One sequence's output, collected (non-streaming replies)."""
-
-    text: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    logprobs: list[dict[str, Any]] = field(default_factory=list)
-    prompt_logprobs: list[dict[str, Any] | None] | None = None
-    final: Any = None
-
-
-async def collect(s: Session) -> list[Collected]:
-    """Every delta of every sequence, by index. A client that leaves cancels this await
-    (``disconnect.DisconnectMiddleware``); the caller's ``finally`` frees the slots."""
-    got = [Collected() for _ in s.handles]
-    left = len(got)
-    while left:
-        for item in drain(s.queue, await s.queue.get()):
-            if isinstance(item, BaseException):
-                raise item
-            one = got[item.index]
-            if item.prompt_logprobs is not None:
-                one.prompt_logprobs = item.prompt_logprobs
-            c = item.chunk
-            one.text.append(c.text)
-            one.reasoning.append(c.reasoning)
-            if c.tool_calls:
-                one.tool_calls.extend(c.tool_calls)
-            if item.logprobs:
-                one.logprobs.extend(item.logprobs)
-            if c.finish_reason is not None:
-                one.final = c
-                left -= 1
-    return got

@@ -1,8 +1,11 @@
 """Per-model generation options for `serve`: the command-line defaults, overridden per model
 by ``--model-options FILE`` (JSON or TOML: ``{"model name": {"max_kv_size": 4096, ...}}``).
 
-``adapter_path`` (a LoRA adapter folder) is relative to FILE's folder. A model matches a FILE entry by its full cache name (``org/name``) or by the part after the
-last ``/``; the full name wins. Unknown models or keys are refused at start-up. No mlx here.
+``adapter_path`` (a LoRA adapter folder the model itself runs with) and the folders of ``loras``
+(``{name = "dir"}``: adapters served next to the plain model as ``<model>+<name>``, see
+``server/loras.py``) are relative to FILE's folder. A model matches a FILE entry by its full cache
+name (``org/name``) or by the part after the last ``/``; the full name wins. Unknown models or keys
+are refused at start-up. No mlx here.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from mlxk.errors import ValidationError
 CACHE_KEYS = ("max_kv_size", "kv_bits", "kv_group_size", "quantized_kv_start")
 PATH_KEYS = ("adapter_path",)
 SPEC_KEYS = ("prompt_lookup",)   # speculative decoding in the batch (engine.batch_speculative)
-KNOWN_KEYS = frozenset(CACHE_KEYS + PATH_KEYS + SPEC_KEYS)
+LORAS = "loras"
+KNOWN_KEYS = frozenset((*CACHE_KEYS, *PATH_KEYS, *SPEC_KEYS, LORAS))
 
 
 def read_file(path: str) -> dict[str, dict[str, Any]]:
@@ -45,7 +49,9 @@ def read_file(path: str) -> dict[str, dict[str, Any]]:
             raise ValidationError(f"--model-options: unknown option(s) {', '.join(unknown)} for {model} "
                                   f"(known: {', '.join(sorted(KNOWN_KEYS))})")
         for key, value in opts.items():
-            if key in PATH_KEYS:
+            if key == LORAS:
+                opts[key] = _loras(value, model, p.parent)
+            elif key in PATH_KEYS:
                 if not isinstance(value, str):
                     raise ValidationError(f"--model-options: {model}.{key} must be a path")
                 opts[key] = str((p.parent / Path(value).expanduser()).resolve())  # relative to FILE
@@ -63,6 +69,18 @@ def check_prompt_lookup(value: int, where: str = "--prompt-lookup") -> int:
     if not 1 <= value <= MAX_DRAFT:
         raise ValidationError(f"{where} must be between 1 and {MAX_DRAFT} (got {value})")
     return value
+
+
+def _loras(value: object, model: str, folder: Path) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValidationError(f"--model-options: {model}.{LORAS} must map adapter names to folders")
+    return {name: str((folder / Path(d).expanduser()).resolve()) for name, d in value.items()}
+
+
+def split_loras(data: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
+    """(the generation options, ``{model: {adapter name: folder}}``) of a parsed FILE."""
+    options = {m: {k: v for k, v in o.items() if k != LORAS} for m, o in data.items()}
+    return options, {m: o[LORAS] for m, o in data.items() if o.get(LORAS)}
 
 
 def options_for(defaults: dict[str, Any], per_model: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:

@@ -68,6 +68,8 @@ class ModelEntry:
     keep_alive: float | None = None  # this model's own keep-alive (``load --keep-alive``); None: the server's
     loaded_at: float = 0.0          # wall-clock epoch seconds when it became ready
     stopping: bool = False          # ``stop`` is draining it: new requests get a 503
+    adapter: str | None = None      # a served LoRA (``base+name``): its folder
+    base: str | None = None         # ... and its base's key: the base stays loaded while it is
 
     @property
     def loaded(self) -> bool:
@@ -97,6 +99,8 @@ class Target:
     key: str
     path: Path
     job: Job = "text"
+    adapter: str | None = None      # a served LoRA folder (``base+name``), applied at load
+    base: str | None = None         # ... and the key of the base model it shares weights with
 
 
 def weights_size(path: Path) -> int:
@@ -131,6 +135,12 @@ def default_loader(path: Path, name: str, adapter_path: str | None = None) -> Lo
     from mlxk.engine.choose import load
 
     return load(path, name=name, adapter_path=adapter_path)
+
+
+def adapter_size(folder: str) -> int:
+    with contextlib.suppress(OSError):
+        return (Path(folder) / "adapters.safetensors").stat().st_size
+    return 0
 
 
 def default_embedding_loader(path: Path, name: str) -> EmbeddingModel:
@@ -181,6 +191,9 @@ class ModelPool:
         self.defaults: dict[Job, str | None] = {"text": None, "embedding": None}
         total = plat.memory_total_bytes() or 0
         self.budget = settings.memory_budget_bytes or int(total * 0.75) or None
+        from mlxk.server.loras import Adapters
+
+        self.adapters = Adapters(settings.adapters)
 
     # --- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -222,20 +235,20 @@ class ModelPool:
         key = self._aliases.get((job, name)) or name
         entry = self._entries.get(key)
         if entry is None or entry.job != job:
-            target = await asyncio.to_thread(self._resolvers[job], name)
-            entry = await self._ensure(target)
+            target = await asyncio.to_thread(self._resolve, name, job)
+            entry = await (self._ensure_adapter(target) if target.base else self._ensure(target))
             self._aliases[(job, name)] = entry.key
         elif entry.stopping:
             raise ServerBusy(f"model {entry.key} is being unloaded (mlxk stop); retry")
         elif entry.ready is not None and not entry.ready.done():
             await asyncio.shield(entry.ready)
         entry.in_use += 1
-        entry.last_used = time.monotonic()
+        self._touch(entry)
         return entry
 
     def release(self, entry: ModelEntry) -> None:
         entry.in_use = max(0, entry.in_use - 1)
-        entry.last_used = time.monotonic()
+        self._touch(entry)
         if entry.in_use == 0 and self.keep_alive_of(entry) == 0 and not entry.pinned:
             asyncio.get_running_loop().create_task(self._unload_if_idle(entry))
 
@@ -308,24 +321,67 @@ class ModelPool:
             with contextlib.suppress(Exception):
                 await asyncio.shield(entry.ready)
         entry.stopping = True
-        while entry.in_use and not force:
+        for rider in self._riders(entry):
+            rider.stopping = True
+        while (entry.in_use or any(r.in_use for r in self._riders(entry))) and not force:
             await asyncio.sleep(0.05)
         async with self._lock:
             if self._entries.get(entry.key) is entry:
                 await self._unload(entry)
         return entry.key
 
+    async def stop_all(self, force: bool = False) -> list[str]:
+        """Unload every model (``mlxk stop --all``): served adapters first, then the models."""
+        keys = sorted(self._entries, key=lambda k: (self._entries[k].base is None, k))
+        return [await self.stop(k, force) for k in keys if k in self._entries]
+
     @property
     def used_bytes(self) -> int:
         return sum(e.size_bytes for e in self._entries.values())
+
+    def _model_count(self) -> int:
+        """Loaded models as ``--max-loaded`` counts them: a served adapter rides on its base."""
+        return sum(1 for e in self._entries.values() if e.base is None)
+
+    def _riders(self, base: ModelEntry) -> list[ModelEntry]:
+        return [e for e in self._entries.values() if e.base == base.key]
+
+    def _touch(self, entry: ModelEntry) -> None:
+        """Using an adapter uses its base: the base's keep-alive runs from the last use of either."""
+        now = time.monotonic()
+        entry.last_used = now
+        base = self._entries.get(entry.base) if entry.base else None
+        if base is not None:
+            base.last_used = max(base.last_used, now)
+
+    def _evictable(self, pinned_too: bool = False) -> list[ModelEntry]:
+        """Idle loaded models that may be unloaded now; a base only when its adapters are idle too
+        (they go with it)."""
+        return [e for e in self._entries.values()
+                if e.loaded and e.in_use == 0 and (pinned_too or not e.pinned)
+                and not any(r.in_use for r in self._riders(e))]
+
+    async def _ensure_adapter(self, target: Target) -> ModelEntry:
+        """A served adapter: its base first (loaded, then held so nothing evicts it meanwhile)."""
+        assert target.base is not None
+        base = await self._ensure(Target(target.base, target.path, "text"))
+        base.in_use += 1
+        try:
+            return await self._ensure(target)
+        finally:
+            base.in_use = max(0, base.in_use - 1)
 
     # --- internals -------------------------------------------------------------------
     async def _ensure(self, target: Target, pinned: bool = False) -> ModelEntry:
         async with self._lock:
             entry = self._entries.get(target.key)
             if entry is None:
-                entry = ModelEntry(target.key, target.path, weights_size(target.path), pinned=pinned,
-                                   job=target.job)
+                if target.base is not None and target.base not in self._entries:
+                    raise ServerBusy(f"the base of {target.key} was unloaded meanwhile; retry")
+                size = adapter_size(target.adapter) if target.base else (
+                    weights_size(target.path) + (adapter_size(target.adapter) if target.adapter else 0))
+                entry = ModelEntry(target.key, target.path, size, pinned=pinned, job=target.job,
+                                   adapter=target.adapter, base=target.base)
                 await self._make_room(entry)
                 entry.ready = asyncio.get_running_loop().create_future()
                 self._entries[entry.key] = entry
@@ -335,16 +391,18 @@ class ModelPool:
         return entry
 
     async def _make_room(self, new: ModelEntry) -> None:
+        def too_many() -> bool:
+            return new.base is None and self._model_count() + 1 > max(1, self.settings.max_loaded)
+
         def over() -> bool:
-            too_many = len(self._entries) + 1 > max(1, self.settings.max_loaded)
             too_big = self.budget is not None and self.used_bytes + new.size_bytes > self.budget
-            return too_many or too_big
+            return too_many() or too_big
 
         if self.budget is not None and new.size_bytes > self.budget:
             raise ServerBusy(f"model {new.key} ({new.size_bytes} bytes) exceeds the memory budget "
                              f"({self.budget} bytes)")
         while over():
-            idle = [e for e in self._entries.values() if e.in_use == 0 and not e.pinned and e.loaded]
+            idle = [e for e in self._evictable() if not too_many() or e.base is None]
             if not idle:
                 raise ServerBusy(f"cannot load {new.key} now: the loaded models are busy and "
                                  f"{self._limit_hit(new)}; retry later")
@@ -352,7 +410,7 @@ class ModelPool:
 
     def _limit_hit(self, new: ModelEntry) -> str:
         """Which limit keeps ``new`` out, in the words of its flag."""
-        if len(self._entries) + 1 > max(1, self.settings.max_loaded):
+        if new.base is None and self._model_count() + 1 > max(1, self.settings.max_loaded):
             return f"--max-loaded {self.settings.max_loaded} are loaded"
         return (f"the memory budget ({self.budget} bytes, --memory-budget) has "
                 f"{max(0, (self.budget or 0) - self.used_bytes)} bytes left for {new.size_bytes}")
@@ -381,10 +439,15 @@ class ModelPool:
                 m.decode_steps.labels(key).inc()
 
         factory = self._scheduler_factory or scheduler_class(path)
-        adapter = self.options(key).get("adapter_path")
+        adapter = entry.adapter or self.options(key).get("adapter_path")
         loader = self._loader
+        base = self._entries[entry.base] if entry.base else None
 
         def load() -> LoadedModel:
+            if base is not None and adapter:
+                from mlxk.engine.adapters import adapted_copy
+
+                return adapted_copy(base.lm, adapter, key)   # type: ignore[arg-type]  # vision: refused
             return loader(path, key, adapter) if adapter else loader(path, key)
 
         return factory(load, name=key, max_batch=s.max_batch,
@@ -405,10 +468,32 @@ class ModelPool:
                 "num_draft": int(opts.get("num_draft_tokens") or 3)}
 
     def options(self, key: str) -> dict[str, OptionValue]:
-        """The generation options of model ``key`` (flags, then ``--model-options``)."""
+        """The generation options of model ``key`` (flags, then ``--model-options``); a served
+        adapter ``base+name`` has its base's options, less the base's own ``adapter_path``."""
         from mlxk.server.model_options import options_for
 
-        return options_for(self.settings.generation, self.settings.model_options, key)
+        served = self.adapters.by_id(key)
+        opts = options_for(self.settings.generation, self.settings.model_options,
+                           served.base if served else key)
+        return {k: v for k, v in opts.items() if k != "adapter_path"} if served else opts
+
+    def _resolve(self, name: str, job: Job) -> Target:
+        """A request's model name -> what to load: a served adapter (``base+name``) or a model."""
+        if job == "text" and self.adapters:
+            served = self.adapters.find(name, lambda base: self._base_key(base))
+            if served is not None:
+                return Target(served.id, self._base_path(served.base_ref), "text", served.path,
+                              served.base)
+        elif "+" in name:
+            raise ModelNotFound(f"model '{name}' names an adapter, and this server serves none "
+                                "(serve --lora NAME=DIR)", param="model")
+        return self._resolvers[job](name)
+
+    def _base_key(self, name: str) -> str:
+        return self._aliases.get(("text", name)) or self._resolvers["text"](name).key
+
+    def _base_path(self, ref: str) -> Path:
+        return Path(ref) if os.path.isabs(ref) else self._resolvers["text"](ref).path
 
     def cache_options(self, key: str) -> CacheOptions:
         from mlxk.server.model_options import cache_options
@@ -474,10 +559,12 @@ class ModelPool:
 
     async def _unload_if_idle(self, entry: ModelEntry) -> None:
         async with self._lock:
-            if entry.in_use == 0 and self._entries.get(entry.key) is entry and entry.loaded:
+            if entry in self._evictable(pinned_too=True) and self._entries.get(entry.key) is entry:
                 await self._unload(entry)
 
     async def _unload(self, entry: ModelEntry) -> None:
+        for rider in self._riders(entry):   # a base's adapters share its weights: they go first
+            await self._unload(rider)
         self._entries.pop(entry.key, None)
         self._aliases = {k: v for k, v in self._aliases.items() if v != entry.key}
         for job, key in self.defaults.items():
@@ -510,7 +597,7 @@ class ModelPool:
             for entry in list(self._entries.values()):
                 ka = self.keep_alive_of(entry)
                 if (entry.loaded and not entry.pinned and entry.in_use == 0 and ka >= 0
-                        and now - entry.last_used >= ka):
+                        and now - entry.last_used >= ka and entry.key in self._entries):
                     await self._unload_if_idle(entry)
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from mlxk import __version__
 from mlxk.errors import ModelNotFound
-from mlxk.server import catalog, openai_completions
+from mlxk.server import catalog, core, sse
+from mlxk.server.dialects import openai_chat, openai_completions
 from mlxk.server.metrics import CONTENT_TYPE
 from mlxk.server.pool import ModelPool
 from mlxk.server.schemas import (
@@ -61,7 +62,7 @@ async def get_model(model_id: str, request: Request) -> dict:
     if model_id in cards:
         return cards[model_id]
     # Short names and unambiguous substrings resolve as they do in requests.
-    full = await asyncio.to_thread(catalog.resolve_id, model_id)
+    full = await asyncio.to_thread(catalog.resolve_id, model_id, _pool(request).adapters)
     if full in cards:
         return cards[full]
     raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
@@ -70,10 +71,31 @@ async def get_model(model_id: str, request: Request) -> dict:
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERROR_RESPONSES,
              tags=["generation"])
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-    return await openai_completions.respond(_pool(request), body, "chat")
+    run = await core.start(_pool(request), openai_chat.to_core(body))
+    if body.stream:
+        writer = openai_chat.StreamWriter(run, _include_usage(body))
+        return core.stream(run, writer.start(), writer.feed, sse.MEDIA_TYPE)
+    return JSONResponse(openai_chat.body(run, await _collect(run), bool(body.logprobs)))
 
 
 @router.post("/v1/completions", response_model=TextCompletion, responses=ERROR_RESPONSES,
              tags=["generation"])
 async def completions(body: CompletionRequest, request: Request) -> Response:
-    return await openai_completions.respond(_pool(request), body, "text")
+    run = await core.start(_pool(request), openai_completions.to_core(body))
+    echo = bool(body.echo)
+    if body.stream:
+        writer = openai_completions.StreamWriter(run, _include_usage(body), echo)
+        return core.stream(run, writer.start(), writer.feed, sse.MEDIA_TYPE)
+    results = await _collect(run)
+    return JSONResponse(openai_completions.body(run, results, body.logprobs is not None, echo))
+
+
+def _include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
+    return bool(body.stream_options and body.stream_options.include_usage)
+
+
+async def _collect(run: core.Run) -> list[core.Result]:
+    try:
+        return await run.collect_all()
+    finally:
+        run.close()

@@ -97,5 +97,6 @@ async def stop(body: StopRequest, request: Request) -> dict:
     if body.all == (body.model is not None):
         raise ValidationError("give either 'model' or 'all': true", param="model")
     pool = _pool(request)
-    names = [i.name for i in pool.snapshot()] if body.all else [body.model]
-    return {"stopped": [await pool.stop(n, force=body.force) for n in names if n is not None]}
+    if body.all:
+        return {"stopped": await pool.stop_all(force=body.force)}
+    return {"stopped": [await pool.stop(body.model or "", force=body.force)]}

@@ -189,29 +189,32 @@ async def _load_only(request: Request, model: str, keep_alive: Any, chat: bool) 
 
 async def _generate(request: Request, creq: core.CoreRequest, stream: bool, chat: bool) -> Response:
     run = await core.start(_pool(request), creq)
+    tokenizer = run.tokenizer if creq.gen.logprobs is not None else None   # None: no logprobs
     if stream:
-        writer = wire.StreamWriter(run.model, chat)
+        writer = wire.StreamWriter(run.model, chat, tokenizer)
         return core.stream(run, b"", writer.feed, wire.MEDIA_TYPE)
     try:
         result = await run.collect()
     finally:
         run.close()
-    body = wire.chat_response(run.model, result) if chat else wire.generate_response(run.model, result)
-    return JSONResponse(body)
+    answer = wire.chat_response if chat else wire.generate_response
+    return JSONResponse(answer(run.model, result, tokenizer))
 
 
 @router.post("/api/chat")
 async def chat(body: wire.ChatRequest, request: Request) -> Response:
     if not body.messages:
         return await _load_only(request, body.model, body.keep_alive, chat=True)
-    return await _generate(request, wire.chat_to_core(body), body.stream, chat=True)
+    return await _generate(request, wire.with_logprobs(wire.chat_to_core(body), body), body.stream,
+                           chat=True)
 
 
 @router.post("/api/generate")
 async def generate(body: wire.GenerateRequest, request: Request) -> Response:
     if not body.prompt and not body.system:
         return await _load_only(request, body.model, body.keep_alive, chat=False)
-    return await _generate(request, wire.generate_to_core(body), body.stream, chat=False)
+    return await _generate(request, wire.with_logprobs(wire.generate_to_core(body), body),
+                           body.stream, chat=False)
 
 
 async def _embed(request: Request, model: str, texts: list[str], truncate: bool,

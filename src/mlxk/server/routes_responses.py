@@ -41,7 +41,7 @@ async def create(body: wire.ResponsesRequest, request: Request) -> Response:
     store = _store(request)
     t = wire.to_core(body, store)
     run = await core.start(request.app.state.pool, t.core)
-    builder = wire.Builder(body, run.model, t.custom_tools, _counter(run))
+    builder = wire.Builder(body, run.model, t.custom_tools, _counter(run), tokenizer=run.tokenizer)
 
     def keep(final: dict[str, Any]) -> None:
         if body.store:

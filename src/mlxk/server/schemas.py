@@ -195,9 +195,15 @@ class ModelCard(BaseModel):
     model_type: str | None = None
     capabilities: list[str] = Field(default_factory=list)
     context_length: int | None = Field(default=None, description="tokens the model attends to at once: "
-                                       "its context length, or the --max-kv-size window")
-    kv_cache: dict[str, int | None] | None = Field(default=None, description="KV-cache options of a "
-                                                   "loaded model (max_kv_size, kv_bits), when set")
+                                       "its context length, or the --max-kv-size window when smaller")
+    max_model_len: int | None = Field(default=None, description="the model's own context length "
+                                      "(its config; prompt plus max_tokens must fit it)")
+    parent: str | None = Field(default=None, description="a served LoRA adapter: the base model it "
+                               "runs on (serve --lora)")
+    adapter: str | None = Field(default=None, description="a served LoRA adapter: its name (the "
+                                "part after '+' in the id)")
+    kv_cache: dict[str, int | None] | None = Field(default=None, description="KV-cache options of "
+                                                   "the model (max_kv_size, kv_bits), when set")
 
 
 class ModelList(BaseModel):

@@ -43,6 +43,7 @@ class ServerSettings:
     generation: dict[str, OptionValue] = field(default_factory=dict)  # --max-kv-size ... (model_options keys)
     model_options: dict[str, dict[str, OptionValue]] = field(default_factory=dict)  # --model-options FILE
     ui: bool = True                          # the browser chat page at / and /chat
+    adapters: list[dict[str, str]] = field(default_factory=list)  # served LoRAs (server/loras.py)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

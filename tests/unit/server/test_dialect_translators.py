@@ -292,7 +292,7 @@ def test_response_store_is_a_bounded_lru_with_a_lifetime() -> None:
 
 @pytest.mark.parametrize(("value", "seconds"), [
     (None, None), (0, 0.0), ("0", 0.0), (300, 300.0), ("5m", 300.0), ("1h30m", 5400.0),
-    ("-1", -1.0), ("-1m", -60.0), ("250ms", 0.25)])
+    ("-1", -1.0), ("-1m", -1.0), ("250ms", 0.25), ("10us", 1e-5)])
 def test_ollama_keep_alive(value: Any, seconds: float | None) -> None:
     assert oll.keep_alive_seconds(value) == seconds
 

@@ -29,6 +29,7 @@ import llguidance
 import mlx.core as mx
 import numpy as np
 
+from mlxk.engine.structured import custom
 from mlxk.engine.structured.satisfiable import check_finite
 from mlxk.engine.types import LoadedModel
 from mlxk.errors import ValidationError
@@ -109,8 +110,12 @@ def json_schema_lark(schema: dict[str, Any]) -> str:
     return "%json " + json.dumps(_with_options(schema), ensure_ascii=False)
 
 
-def lark_grammar(text: str) -> str:
-    return llguidance.LLMatcher.grammar_from_lark(text)
+def lark_grammar(text: str, subgrammars: dict[str, str] | None = None) -> str:
+    """A Lark grammar; ``subgrammars`` (Lark, by name) are what its ``@name`` items refer to."""
+    if not subgrammars:
+        return llguidance.LLMatcher.grammar_from_lark(text)
+    return json.dumps({"grammars": [{"lark_grammar": text},
+                                    *({"name": n, "lark_grammar": g} for n, g in subgrammars.items())]})
 
 
 def regex_grammar(pattern: str) -> str:
@@ -201,6 +206,33 @@ def check_grammar(grammar: str, lltok: llguidance.LLTokenizer | None = None,
     if is_error:
         detail = messages[0] if messages else "rejected by llguidance"
         raise ValidationError(f"invalid {what}: {detail}", param=param)
+
+
+def check_custom_grammar(name: str, syntax: str, definition: Any, param: str = "tools") -> None:
+    """A custom tool's grammar (``custom.py``): a 400 naming the tool when llguidance rejects
+    it, or it is no string, or the syntax is neither ``lark`` nor ``regex``."""
+    def invalid(detail: str) -> ValidationError:
+        detail = detail.removeprefix("Error: ").strip()
+        return ValidationError(f"custom tool {name!r}: invalid {syntax} grammar: {detail}",
+                               param=param)
+
+    if syntax not in custom.SYNTAXES:
+        raise ValidationError(f"custom tool {name!r}: grammar syntax must be 'lark' or 'regex', "
+                              f"not {syntax!r}", param=param)
+    if not isinstance(definition, str) or not definition.strip():
+        raise ValidationError(f"custom tool {name!r}: the grammar definition must be a "
+                              "non-empty string", param=param)
+    try:
+        if syntax == "regex":
+            grammar = llguidance.LLMatcher.grammar_from_json_schema(
+                {"type": "string", "pattern": custom.regex_pattern(definition)})
+        else:
+            grammar = llguidance.LLMatcher.grammar_from_lark(definition)
+        is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, None)
+    except (ValueError, TypeError) as exc:
+        raise invalid(str(exc)) from exc
+    if is_error:
+        raise invalid(messages[0] if messages else "rejected by llguidance")
 
 
 # ---------------------------------------------------------------- processor

@@ -19,6 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from mlxk.engine.structured import custom
 from mlxk.engine.structured import tools as T
 from mlxk.engine.types import Chunk, GenerationRequest, LoadedModel
 from mlxk.errors import ValidationError
@@ -31,6 +32,8 @@ class StructuredPlan:
     grammar: str | None = None        # serialized llguidance grammar (response_format)
     tool_format: str | None = None    # parse tool calls from the output in this format
     parallel: bool = True
+    subgrammars: dict[str, str] = dataclasses.field(default_factory=dict)  # @name -> Lark
+    raw_tools: frozenset[str] = frozenset()   # forced custom tools whose input is raw (custom.py)
 
     @property
     def active(self) -> bool:
@@ -112,17 +115,26 @@ def plan(lm: LoadedModel, request: GenerationRequest) -> StructuredPlan:
             request, messages=T.messages_for_fallback(request.messages, tools, choice),
             tools=None)
     out = StructuredPlan(request=new, tool_format=fmt, parallel=parallel)
+    raw = custom.lark_tools(request.tools)
     if choice.mode in ("required", "named"):
-        lark = T.call_grammar_lark(fmt, tools, choice, parallel and choice.mode == "required",
-                                   C.json_schema_lark)
-        out.grammar_lark = lark
-    elif grammar is not None:
-        # auto + response_format: either tool call(s) or the JSON answer.
-        calls = T.call_grammar_lark(fmt, tools, T.ToolChoice("required"), parallel,
-                                    C.json_schema_lark)
-        answer = _response_format_lark(request.response_format, C)
-        out.grammar_lark = (calls.replace("start:", "calls:", 1)
-                            + f"start: calls | answer\nanswer: {answer}\n")
+        out.grammar_lark, out.subgrammars = T.call_grammar_lark(
+            fmt, tools, choice, parallel and choice.mode == "required", C.json_schema_lark, raw)
+    else:
+        # auto: a grammar only to keep response_format or custom-tool grammars; Lark inputs
+        # only where calls are wrapped in tags (elsewhere they stay plain JSON strings).
+        raw = raw if T.format_of(fmt).close_tag is not None else {}
+        if grammar is not None:
+            # either tool call(s) or the JSON answer.
+            calls, out.subgrammars = T.call_grammar_lark(fmt, tools, T.ToolChoice("required"),
+                                                         parallel, C.json_schema_lark, raw)
+            answer = _response_format_lark(request.response_format, C)
+            out.grammar_lark = (calls.replace("start:", "calls:", 1)
+                                + f"start: calls | answer\nanswer: {answer}\n")
+        elif custom.has_grammar(request.tools):
+            auto = T.auto_grammar_lark(fmt, tools, C.json_schema_lark, raw)
+            if auto is not None:
+                out.grammar_lark, out.subgrammars = auto
+    out.raw_tools = frozenset(raw) if out.subgrammars else frozenset()
     return out
 
 
@@ -149,7 +161,7 @@ def make_processor(lm: LoadedModel, p: StructuredPlan, prompt_text: str = "") ->
 
     if p.grammar_lark is not None:
         param = "tools"
-        grammar = C.lark_grammar(p.grammar_lark)
+        grammar = C.lark_grammar(p.grammar_lark, p.subgrammars)
     elif p.grammar is not None:
         param = "response_format"
         grammar = p.grammar
@@ -172,7 +184,8 @@ def attach(lm: LoadedModel, p: StructuredPlan, prepared: Any) -> Any:
         prepared.logits_processors = [*list(prepared.logits_processors or []), proc]
     if p.tool_format is not None:
         prepared.decoder = ToolCallDecoder(prepared.decoder,
-                                           T.ToolCallParser(p.tool_format, p.parallel))
+                                           T.ToolCallParser(p.tool_format, p.parallel,
+                                                            p.raw_tools))
     return prepared
 
 

@@ -192,3 +192,54 @@ def split_text(text: str, fmt: str | None, start_in_reasoning: bool = False) -> 
     pieces = s.feed(text) + s.flush()
     return ("".join(t for k, t in pieces if k == "reasoning"),
             "".join(t for k, t in pieces if k == "text"))
+
+
+class ThinkBudget:
+    """A thinking budget for ``think`` models, token by token. Pure: no mlx.
+
+    ``feed`` every generated token id; ``forced()`` is the token id the next step must be
+    (or None): once ``budget`` tokens were generated inside a ``<think>`` block, the ids of
+    ``</think>`` are forced one by one, so the block holds at most ``budget`` tokens and the
+    model goes on with its answer. A block the model closes itself ends the count; a block
+    it opens again starts a fresh one (each block gets the budget). Tags are token-id
+    sequences (usually one added token each).
+    """
+
+    def __init__(self, budget: int, open_ids: list[int], close_ids: list[int],
+                 in_reasoning: bool = False) -> None:
+        if budget < 0 or not close_ids:
+            raise ValueError("a thinking budget needs budget >= 0 and the ids of the closing tag")
+        self.budget, self.open_ids, self.close_ids = budget, list(open_ids), list(close_ids)
+        self.in_reasoning = in_reasoning
+        self.count = 0                  # tokens inside the current block
+        self.closing = 0                # how many close ids were forced so far (0: not closing)
+        self._tail: list[int] = []
+        self.forced_closes = 0          # blocks this budget ended
+
+    def _ends_with(self, tag: list[int]) -> bool:
+        return bool(tag) and self._tail[-len(tag):] == tag
+
+    def feed(self, token_id: int) -> None:
+        keep = max(len(self.open_ids), len(self.close_ids), 1)
+        self._tail = [*self._tail, token_id][-keep:]
+        if self.closing:
+            self.closing += 1
+            if self.closing > len(self.close_ids):
+                self.closing, self.in_reasoning, self.count = 0, False, 0
+            return
+        if self.in_reasoning:
+            if self._ends_with(self.close_ids):
+                self.in_reasoning, self.count = False, 0
+            else:
+                self.count += 1
+        elif self._ends_with(self.open_ids):
+            self.in_reasoning, self.count = True, 0
+
+    def forced(self) -> int | None:
+        if self.closing:
+            return self.close_ids[self.closing - 1] if self.closing <= len(self.close_ids) else None
+        if self.in_reasoning and self.count >= self.budget:
+            self.closing = 1
+            self.forced_closes += 1
+            return self.close_ids[0]
+        return None

@@ -11,7 +11,9 @@ the grammar), ``output_config.format`` (a JSON schema, enforced), ``stop_sequenc
 ``temperature``/``top_p``/``top_k``. Fields Anthropic's clients add that do not change
 generation (``metadata``, ``service_tier``, ``context_management`` ...) are accepted and
 ignored. ``thinking`` turns the chat template's reasoning switch (``enable_thinking``) on
-(``enabled``/``adaptive``) or off (``disabled``) where the template has one.
+(``enabled``/``adaptive``) or off (``disabled``) where the template has one; the
+``budget_tokens`` of ``enabled`` is enforced on ``<think>`` models (after that many thinking
+tokens ``</think>`` is forced and the answer follows) and ignored by models without one.
 
 Usage follows Anthropic's split: ``input_tokens`` are the prompt tokens computed for
 this request, ``cache_read_input_tokens`` the ones served from the prefix cache; their
@@ -210,6 +212,19 @@ def reasoning(thinking: dict[str, Any] | None) -> bool | None:
     return kind != "disabled"
 
 
+def thinking_budget(thinking: dict[str, Any] | None) -> int | None:
+    """``thinking.budget_tokens`` of an ``enabled`` block: enforced on ``<think>`` models
+    (``engine/thinking.py``), accepted and without effect on others. Any whole number >= 1
+    (Anthropic's minimum of 1024 is not required: small local models think in fewer)."""
+    if not thinking or thinking.get("type") != "enabled" or thinking.get("budget_tokens") is None:
+        return None
+    budget = thinking["budget_tokens"]
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValidationError("thinking.budget_tokens must be a whole number >= 1",
+                              param="thinking.budget_tokens")
+    return budget
+
+
 def to_core(req: MessagesRequest | CountTokensRequest) -> core.CoreRequest:
     tools = _tools(req.tools)
     choice, parallel = tool_choice(req.tool_choice)
@@ -226,7 +241,7 @@ def to_core(req: MessagesRequest | CountTokensRequest) -> core.CoreRequest:
         stop=stops(req.stop_sequences, "stop_sequences") if full else (),
         tools=use_tools, tool_choice=choice if use_tools else None,
         response_format=_response_format(req.output_config), parallel_tool_calls=parallel,
-        reasoning=reasoning(req.thinking))
+        reasoning=reasoning(req.thinking), reasoning_budget=thinking_budget(req.thinking))
     return core.CoreRequest(model=req.model, gen=gen, dialect=ANTHROPIC)
 
 

@@ -9,21 +9,24 @@ are ignored, as Ollama does. ``think`` turns the chat template's reasoning switc
 where it has one. ``format`` is ``"json"`` or a JSON schema, enforced by
 constrained decoding. ``images`` (base64 strings, on a chat message or a generate request) go
 to vision models. Streaming (the default) is NDJSON; the final object carries
-``done_reason`` and measured durations in nanoseconds.
+``done_reason`` and measured durations in nanoseconds. ``logprobs: true`` (and
+``top_logprobs``: 0-20 alternatives; either turns them on) adds ``logprobs`` (``token``,
+``logprob``, ``bytes``, ``top_logprobs``) for the tokens of each piece, as Ollama 0.12 does.
 """
 
 from __future__ import annotations
 
-import re
+import dataclasses
 import time
 from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlxk.duration import parse_keep_alive
 from mlxk.engine.types import GenerationRequest
 from mlxk.errors import ModelNotFound, ValidationError
-from mlxk.server import core, images
+from mlxk.server import core, images, responses
 from mlxk.server.dialects import OLLAMA
 from mlxk.server.dialects.common import (
     arguments_obj,
@@ -37,8 +40,6 @@ from mlxk.server.dialects.common import (
 )
 
 MEDIA_TYPE = "application/x-ndjson"
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 REFUSED = {  # route -> what to use instead (no client may make the server download or delete)
     "pull": "run `mlxk pull <model>` on the server's machine",
     "push": "run `mlxk push <dir> <repo>` on the server's machine",
@@ -56,7 +57,19 @@ class _Base(BaseModel):
     keep_alive: float | str | None = None
 
 
-class ChatRequest(_Base):
+class _Generating(_Base):
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    @property
+    def top(self) -> int | None:
+        """Top-k alternatives per token, or None: no logprobs."""
+        if self.logprobs or self.top_logprobs is not None:
+            return self.top_logprobs or 0
+        return None
+
+
+class ChatRequest(_Generating):
     messages: list[dict[str, Any]] = Field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
     format: str | dict[str, Any] | None = None
@@ -64,7 +77,7 @@ class ChatRequest(_Base):
     think: bool | str | None = None
 
 
-class GenerateRequest(_Base):
+class GenerateRequest(_Generating):
     prompt: str | None = None
     system: str | None = None
     suffix: str | None = None
@@ -115,20 +128,9 @@ def model_name(name: str) -> str:
 
 
 def keep_alive_seconds(value: float | str | None) -> float | None:
-    """Ollama's ``keep_alive``: seconds, or a Go duration (``"5m"``, ``"1h30m"``); <0: forever."""
-    if value is None or isinstance(value, (int, float)):
-        return None if value is None else float(value)
-    text = value.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    sign = -1.0 if text.startswith("-") else 1.0
-    parts = _DURATION.findall(text.lstrip("+-"))
-    if not parts or "".join(n + u for n, u in parts) != text.lstrip("+-"):
-        raise ValidationError(f"keep_alive {value!r} is not a duration (e.g. 300, '5m', '1h')",
-                              param="keep_alive")
-    return sign * sum(float(n) * _UNITS[u] for n, u in parts)
+    """Ollama's ``keep_alive`` (seconds, or a Go duration such as ``"5m"``; negative: forever)
+    in seconds, ``duration.NEVER`` for forever; None when absent. One parser: ``mlxk.duration``."""
+    return None if value is None else parse_keep_alive(value)
 
 
 def _num(opts: dict[str, Any], key: str, kind: type = float) -> Any:
@@ -260,7 +262,18 @@ def generate_to_core(req: GenerateRequest) -> core.CoreRequest:
                  req.think)
 
 
+def with_logprobs(creq: core.CoreRequest, req: ChatRequest | GenerateRequest) -> core.CoreRequest:
+    """``logprobs`` / ``top_logprobs`` of ``req`` onto its core request."""
+    creq.gen = dataclasses.replace(creq.gen, logprobs=req.top)
+    return creq
+
+
 # --- response ----------------------------------------------------------------------------------
+
+def logprobs(entries: list[core.LogprobEntry], tokenizer: Any) -> list[dict[str, Any]]:
+    """Ollama's ``logprobs``: ``token``, ``logprob``, ``bytes``, ``top_logprobs`` per token."""
+    return responses.chat_logprobs(entries, tokenizer)["content"]
+
 
 def now_iso() -> str:
     return iso(time.time())
@@ -293,29 +306,40 @@ def chat_message(text: str, reasoning: str, calls: list[core.ToolCall]) -> dict[
     return msg
 
 
-def chat_response(model: str, result: core.Result) -> dict[str, Any]:
+def _logprobs_of(result: core.Result, tokenizer: Any) -> dict[str, Any]:
+    """``{"logprobs": [...]}`` when they were asked for (every sampled token, thinking too)."""
+    if tokenizer is None:
+        return {}
+    return {"logprobs": logprobs([*result.reasoning_logprobs, *result.logprobs], tokenizer)}
+
+
+def chat_response(model: str, result: core.Result, tokenizer: Any = None) -> dict[str, Any]:
+    """The whole chat answer; ``tokenizer`` given: with ``logprobs``."""
     assert result.finished is not None
     return {"model": model, "created_at": now_iso(),
             "message": chat_message(result.text, result.reasoning, result.tool_calls),
-            **stats(result.finished)}
+            **_logprobs_of(result, tokenizer), **stats(result.finished)}
 
 
-def generate_response(model: str, result: core.Result) -> dict[str, Any]:
+def generate_response(model: str, result: core.Result, tokenizer: Any = None) -> dict[str, Any]:
+    """The whole generate answer; ``tokenizer`` given: with ``logprobs``."""
     assert result.finished is not None
     body: dict[str, Any] = {"model": model, "created_at": now_iso(), "response": result.text}
     if result.reasoning:
         body["thinking"] = result.reasoning
-    return {**body, **stats(result.finished)}
+    return {**body, **_logprobs_of(result, tokenizer), **stats(result.finished)}
 
 
 class StreamWriter:
     """Core events -> NDJSON lines (``done: false`` pieces, then the final ``done: true``)."""
 
-    def __init__(self, model: str, chat: bool) -> None:
+    def __init__(self, model: str, chat: bool, tokenizer: Any = None) -> None:
         self.model, self.chat = model, chat
+        self.tokenizer = tokenizer        # given: lines carry the logprobs of their tokens
 
     def _line(self, text: str = "", reasoning: str = "", calls: list[core.ToolCall] | None = None,
-              final: dict[str, Any] | None = None) -> bytes:
+              final: dict[str, Any] | None = None,
+              entries: list[core.LogprobEntry] | None = None) -> bytes:
         body: dict[str, Any] = {"model": self.model, "created_at": now_iso()}
         if self.chat:
             body["message"] = chat_message(text, reasoning, calls or [])
@@ -323,6 +347,8 @@ class StreamWriter:
             body["response"] = text
             if reasoning:
                 body["thinking"] = reasoning
+        if self.tokenizer is not None and entries:
+            body["logprobs"] = logprobs(entries, self.tokenizer)
         body.update(final or {"done": False})
         return dumps(body) + b"\n"
 
@@ -330,21 +356,24 @@ class StreamWriter:
         text: list[str] = []
         reasoning: list[str] = []
         calls: list[core.ToolCall] = []
+        entries: list[core.LogprobEntry] = []
         out: list[bytes] = []
         for e in events:
             if isinstance(e, core.TextDelta):
                 text.append(e.text)
+                entries += e.logprobs
             elif isinstance(e, core.ReasoningDelta):
                 reasoning.append(e.text)
+                entries += e.logprobs
             elif isinstance(e, core.ToolCall):
                 calls.append(e)
             elif isinstance(e, core.Finished):
-                if text or reasoning or calls:
-                    out.append(self._line("".join(text), "".join(reasoning), calls))
-                    text, reasoning, calls = [], [], []
+                if text or reasoning or calls or entries:
+                    out.append(self._line("".join(text), "".join(reasoning), calls, entries=entries))
+                    text, reasoning, calls, entries = [], [], [], []
                 out.append(self._line(final=stats(e)))
             elif isinstance(e, core.Failed):
                 out.append(dumps({"error": getattr(e.error, "message", str(e.error))}) + b"\n")
-        if text or reasoning or calls:
-            out.insert(0, self._line("".join(text), "".join(reasoning), calls))
+        if text or reasoning or calls or entries:
+            out.insert(0, self._line("".join(text), "".join(reasoning), calls, entries=entries))
         return b"".join(out)

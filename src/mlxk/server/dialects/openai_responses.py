@@ -6,11 +6,16 @@ parts, ``function_call``, ``function_call_output``, ``custom_tool_call``,
 vision models (a data URI; an http(s) URL only with ``serve --allow-image-urls``), files are a 400),
 ``instructions`` (a system turn; not carried over by ``previous_response_id``, as with
 OpenAI), ``tools`` of type ``function`` and ``custom`` (free text, passed to the model as
-one ``input`` string; a custom tool's ``format`` grammar is accepted but not enforced),
+one ``input`` string; a custom tool's ``format`` grammar, ``regex`` or ``lark``, is checked
+(an invalid one is a 400 naming the tool) and enforced on its calls: see
+``engine/structured/custom.py``),
 ``tool_choice``, ``parallel_tool_calls``, ``text.format`` (``text``, ``json_object``,
 ``json_schema``: enforced), ``max_output_tokens``, ``temperature``, ``top_p``, ``reasoning.effort`` (``none``/``minimal``
 turn the chat template's thinking switch off, other levels on, where it has one),
-``store`` and ``previous_response_id`` (``ResponseStore``). Hosted tools the server
+``store`` and ``previous_response_id`` (``ResponseStore``), ``include:
+["message.output_text.logprobs"]`` with ``top_logprobs`` (0-20; either one turns logprobs on:
+``logprobs`` on each ``output_text`` part and ``response.output_text.delta``/``.done`` event,
+the model's log-softmax after any grammar mask). Hosted tools the server
 cannot run (``web_search``, ``file_search``, ``computer_use``, ``code_interpreter``,
 ``mcp`` ...) are a 400 naming the type. Other fields are accepted and ignored.
 """
@@ -28,17 +33,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlxk.engine.structured import custom as custom_grammar
 from mlxk.engine.types import GenerationRequest
 from mlxk.errors import ModelNotFound, ValidationError
-from mlxk.server import core, images
+from mlxk.server import core, images, responses
 from mlxk.server.dialects import RESPONSES
 from mlxk.server.dialects import common as wire
 
 STORE_MAX_ITEMS = 256
 STORE_TTL_S = 3600.0
-CUSTOM_INPUT = {"type": "object", "properties": {"input": {"type": "string"}},
-                "required": ["input"], "additionalProperties": False}
 TEXT_PARTS = ("input_text", "output_text", "text")
+LOGPROBS = "message.output_text.logprobs"     # the ``include`` value that asks for logprobs
 
 
 class ResponsesRequest(BaseModel):
@@ -61,6 +66,15 @@ class ResponsesRequest(BaseModel):
     background: bool | None = None
     metadata: dict[str, Any] | None = None
     user: str | None = None
+    include: list[str] | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    @property
+    def logprobs(self) -> int | None:
+        """Top-k alternatives per output token, or None: no logprobs."""
+        if LOGPROBS in (self.include or ()) or self.top_logprobs is not None:
+            return self.top_logprobs or 0
+        return None
 
 
 @dataclass
@@ -174,12 +188,33 @@ def _tools(tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]] | N
             out.append(wire.function_tool(t.get("name"), t.get("description"), t.get("parameters"),
                                      "tools"))
         elif kind == "custom":
-            out.append(wire.function_tool(t.get("name"), t.get("description"), CUSTOM_INPUT, "tools"))
+            out.append(custom_tool(t, f"tools[{i}]"))
             custom.add(str(t.get("name")))
         else:
             raise wire.refuse("tools", f"tools[{i}]: tool type {kind!r} is a hosted tool this server "
                                   "cannot run (only 'function' and 'custom' tools)")
     return out, frozenset(custom)
+
+
+def custom_tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
+    """A ``custom`` tool as a function tool with one string ``input``; its grammar checked
+    here (400 naming the tool) and carried for the engine (``structured/custom.py``)."""
+    name, fmt = tool.get("name"), tool.get("format")
+    if fmt is None or (isinstance(fmt, dict) and fmt.get("type") == "text"):
+        return wire.function_tool(name, tool.get("description"), custom_grammar.input_schema(),
+                                  "tools")
+    if not isinstance(fmt, dict) or fmt.get("type") != "grammar":
+        raise ValidationError(f"{where}.format must be {{'type': 'text'}} or {{'type': 'grammar', "
+                              "'syntax': 'lark'|'regex', 'definition': ...}", param="tools")
+    from mlxk.engine.structured.grammar import check_custom_grammar
+
+    syntax, definition = fmt.get("syntax"), fmt.get("definition")
+    check_custom_grammar(str(name), str(syntax), definition)
+    pattern = definition if syntax == "regex" else None
+    out = wire.function_tool(name, tool.get("description"), custom_grammar.input_schema(pattern),
+                             "tools")
+    out[custom_grammar.GRAMMAR_KEY] = {"syntax": syntax, "definition": definition}
+    return out
 
 
 def tool_choice(choice: str | dict[str, Any] | None) -> Any:
@@ -243,7 +278,8 @@ def to_core(req: ResponsesRequest, store: ResponseStore) -> Translated:
         messages=messages + history, sampling=wire.sampling(req.temperature, req.top_p),
         max_tokens=req.max_output_tokens, tools=use, tool_choice=choice if use else None,
         response_format=response_format(req.text),
-        parallel_tool_calls=req.parallel_tool_calls is not False, reasoning=reasoning(req.reasoning))
+        parallel_tool_calls=req.parallel_tool_calls is not False, reasoning=reasoning(req.reasoning),
+        logprobs=req.logprobs)
     creq = core.CoreRequest(model=req.model, gen=gen, dialect=RESPONSES, prompt_param="input",
                             max_param="max_output_tokens")
     return Translated(creq, history, custom)
@@ -265,6 +301,7 @@ class Builder:
     count_tokens: Callable[[str], int]
     id: str = field(default_factory=lambda: _id("resp"))
     created_at: int = field(default_factory=lambda: int(time.time()))
+    tokenizer: Any = None                 # renders logprob tokens (with include logprobs)
 
     def response(self, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None = None,
                  incomplete: str | None = None, error: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -282,6 +319,7 @@ class Builder:
                 "store": r.store, "temperature": r.temperature, "top_p": r.top_p,
                 "text": r.text or {"format": {"type": "text"}},
                 "tool_choice": r.tool_choice or "auto", "tools": r.tools or [],
+                "top_logprobs": r.top_logprobs,
                 "truncation": "disabled", "usage": usage, "user": r.user,
                 "metadata": r.metadata or {}}
 
@@ -303,13 +341,21 @@ class Builder:
         return {"type": "reasoning", "id": item_id, "summary": [],
                 "content": [{"type": "reasoning_text", "text": text}]}
 
-    @staticmethod
-    def text_part(text: str) -> dict[str, Any]:
-        return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    def logprobs(self, entries: list[core.LogprobEntry] | tuple[core.LogprobEntry, ...]) \
+            -> list[dict[str, Any]]:
+        """Entries in OpenAI's shape (token, logprob, bytes, top_logprobs); [] when not asked for."""
+        if self.req.logprobs is None or not entries:
+            return []
+        return responses.chat_logprobs(list(entries), self.tokenizer)["content"]
 
-    def message_item(self, item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    @staticmethod
+    def text_part(text: str, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
+
+    def message_item(self, item_id: str, text: str, status: str = "completed",
+                     logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         return {"type": "message", "id": item_id, "status": status, "role": "assistant",
-                "content": [self.text_part(text)] if status == "completed" else []}
+                "content": [self.text_part(text, logprobs)] if status == "completed" else []}
 
     def call_item(self, item_id: str, call: core.ToolCall, done: bool = True) -> dict[str, Any]:
         if call.name in self.custom_tools:
@@ -327,7 +373,8 @@ class Builder:
         if result.reasoning:
             out.append(self.reasoning_item(_id("rs"), result.reasoning))
         if result.text or not result.tool_calls:
-            out.append(self.message_item(_id("msg"), result.text))
+            out.append(self.message_item(_id("msg"), result.text,
+                                         logprobs=self.logprobs(result.logprobs)))
         out += [self.call_item(_id("fc"), c) for c in result.tool_calls]
         return out
 
@@ -361,6 +408,8 @@ class StreamWriter:
         self.open: str | None = None       # "reasoning" | "message"
         self.item_id = ""
         self.buf: list[str] = []
+        self.lp: list[dict[str, Any]] = []        # logprobs of the open message
+        self.pending: list[core.LogprobEntry] = []  # of tokens that released no text yet
         self.reasoning = ""
         self.ended = False
 
@@ -379,18 +428,21 @@ class StreamWriter:
     def _close(self) -> bytes:
         if self.open is None:
             return b""
-        text, idx, iid = "".join(self.buf), self._idx(), self.item_id
-        kind, self.open, self.buf = self.open, None, []
+        text, idx, iid, lp = "".join(self.buf), self._idx(), self.item_id, self.lp
+        kind, self.open, self.buf, self.lp = self.open, None, [], []
+        if kind == "message":
+            lp += self.b.logprobs(self.pending)   # tokens after the last text (end of text)
+            self.pending = []
         if kind == "reasoning":
             self.reasoning += text
             item = self.b.reasoning_item(iid, text)
             out = self._ev("response.reasoning_text.done", item_id=iid, output_index=idx,
                            content_index=0, text=text)
         else:
-            item = self.b.message_item(iid, text)
-            part = self.b.text_part(text)
+            item = self.b.message_item(iid, text, logprobs=lp)
+            part = self.b.text_part(text, lp)
             out = (self._ev("response.output_text.done", item_id=iid, output_index=idx,
-                            content_index=0, text=text, logprobs=[])
+                            content_index=0, text=text, logprobs=lp)
                    + self._ev("response.content_part.done", item_id=iid, output_index=idx,
                               content_index=0, part=part))
         self.output.append(item)
@@ -411,6 +463,7 @@ class StreamWriter:
 
     def _call(self, call: core.ToolCall) -> bytes:
         out = self._close()
+        self.pending = []                 # the call's own tokens: not output text
         idx, iid = self._idx(), _id("fc")
         item = self.b.call_item(iid, call)
         out += self._ev("response.output_item.added", output_index=idx,
@@ -428,11 +481,16 @@ class StreamWriter:
         self.output.append(item)
         return out + self._ev("response.output_item.done", output_index=idx, item=item)
 
-    def _delta(self, kind: str, text: str) -> bytes:
+    def _delta(self, kind: str, text: str, entries: tuple[core.LogprobEntry, ...] = ()) -> bytes:
         out = self._open(kind) if self.open != kind else b""
         self.buf.append(text)
         name = "response.reasoning_text.delta" if kind == "reasoning" else "response.output_text.delta"
-        extra: dict[str, Any] = {} if kind == "reasoning" else {"logprobs": []}
+        extra: dict[str, Any] = {}
+        if kind == "message":
+            lp = self.b.logprobs([*self.pending, *entries])
+            self.pending = []
+            self.lp += lp
+            extra["logprobs"] = lp
         return out + self._ev(name, item_id=self.item_id, output_index=self._idx(), content_index=0,
                               delta=text, **extra)
 
@@ -441,8 +499,10 @@ class StreamWriter:
         for e in events:
             if isinstance(e, core.ReasoningDelta):
                 out.append(self._delta("reasoning", e.text))
+            elif isinstance(e, core.TextDelta) and e.text:
+                out.append(self._delta("message", e.text, e.logprobs))
             elif isinstance(e, core.TextDelta):
-                out.append(self._delta("message", e.text))
+                self.pending += e.logprobs
             elif isinstance(e, core.ToolCall):
                 out.append(self._call(e))
             elif isinstance(e, core.Finished):

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlxk.cache.detect import template_supports_tools as template_supports_tools
+from mlxk.engine.structured import custom
 from mlxk.engine.structured.tools import hermes, llama3, mistral
 from mlxk.engine.structured.tools.formats import ToolFormat
 from mlxk.engine.text.reasoning import held_suffix
@@ -232,14 +234,57 @@ def call_schema(tools: list[dict[str, Any]], choice: ToolChoice,
     return alts[0] if len(alts) == 1 else {"anyOf": alts}
 
 
-def call_grammar_lark(fmt: str, tools: list[dict[str, Any]], choice: ToolChoice,
-                      parallel: bool, json_lark: Any) -> str:
-    """A Lark grammar forcing one (or, with ``parallel``, several) calls in format ``fmt``.
+def call_alternatives(fmt: str, tools: list[dict[str, Any]], choice: ToolChoice, json_lark: Any,
+                      raw: dict[str, str] | None = None) -> tuple[str, str, dict[str, str]]:
+    """What one call of format ``fmt`` may be: (the ``call`` rule's body, extra Lark rules,
+    ``{subgrammar name: Lark grammar}``).
 
     ``json_lark(schema) -> str`` renders an inline ``%json`` rule (see constrained.py).
+    ``raw``: ``{tool name: Lark grammar}`` of custom tools whose input is written raw
+    (``custom.py``); then every tool gets a rule of its own.
     """
     f = format_of(fmt)
-    return f.grammar(json_lark(call_schema(tools, choice, f.args_key)), parallel)
+    allowed = [t for t in tools if choice.mode != "named" or t["function"]["name"] == choice.name]
+    raw = {n: g for n, g in (raw or {}).items()
+           if any(t["function"]["name"] == n for t in allowed)}
+    if raw and f.close_tag is None:
+        raise ValidationError(f"custom tool {next(iter(raw))!r} has a Lark grammar, but this model "
+                              f"writes tool calls as bare JSON ({f.name}), which cannot end raw "
+                              "text; use a regex grammar", param="tools")
+    if not raw:
+        return json_lark(call_schema(allowed, ToolChoice("required"), f.args_key)), "", {}
+    plain = {t["function"]["name"]: json_lark(t["function"]["parameters"])
+             for t in allowed if t["function"]["name"] not in raw}
+    rule_names, rules, subs = custom.call_rules(plain, raw, f.args_key)
+    return " | ".join(rule_names), rules, subs
+
+
+def call_grammar_lark(fmt: str, tools: list[dict[str, Any]], choice: ToolChoice,
+                      parallel: bool, json_lark: Any,
+                      raw: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    """A Lark grammar forcing one (or, with ``parallel``, several) calls in format ``fmt``,
+    and the subgrammars it references (see :func:`call_alternatives`)."""
+    call, rules, subs = call_alternatives(fmt, tools, choice, json_lark, raw)
+    return format_of(fmt).grammar(call, parallel) + rules, subs
+
+
+def auto_grammar_lark(fmt: str, tools: list[dict[str, Any]], json_lark: Any,
+                      raw: dict[str, str] | None = None) -> tuple[str, dict[str, str]] | None:
+    """``tool_choice: auto`` with a grammar to keep: free text with any number of calls, each
+    call constrained like a forced one. Only for formats that wrap calls in tags (``hermes``):
+    the text before a call ends lazily at the open tag, the text after the last call never
+    holds one. None for other formats (auto stays unconstrained there)."""
+    f = format_of(fmt)
+    if f.close_tag is None:
+        return None
+    call, rules, subs = call_alternatives(fmt, tools, ToolChoice("required"), json_lark, raw)
+    # A wrapped call sits on its own line between the tags (hermes.py).
+    return ("start: auto_call* auto_end\n"
+            "auto_end: AUTO_TEXT\n"
+            f"AUTO_TEXT: /(?s:.*)/ & ~/(?s:.*){re.escape(f.open_tag)}(?s:.*)/\n"
+            f"auto_head[lazy]: /(?s:.*)/ {json.dumps(f.open_tag)}\n"
+            f'auto_call: auto_head "\\n" call {json.dumps(chr(10) + f.close_tag)}\n'
+            f"call: {call}\n" + rules), subs
 
 
 # ---------------------------------------------------------------- parsing
@@ -317,10 +362,12 @@ class ToolCallParser:
     do, e.g. SmolLM2 under ``tool_choice: required``): it is dropped and the answer ends there.
     """
 
-    def __init__(self, fmt: str = HERMES, parallel: bool = True) -> None:
+    def __init__(self, fmt: str = HERMES, parallel: bool = True,
+                 raw_tools: frozenset[str] = frozenset()) -> None:
         self.format = format_of(fmt)
         self.fmt = fmt
         self.parallel = parallel
+        self.raw_tools = raw_tools  # custom tools whose forced input is raw text (custom.py)
         self.calls: list[dict[str, Any]] = []
         self.done = False          # parallel=False and one call is complete
         self._buf = ""
@@ -466,8 +513,11 @@ class ToolCallParser:
         self._buf = self._buf[n:]
         return False
 
-    @staticmethod
-    def _parse_json_call(body: str) -> dict[str, Any] | None:
+    def _parse_json_call(self, body: str) -> dict[str, Any] | None:
+        if self.raw_tools:
+            raw = custom.raw_call_input(body, self.raw_tools, self.format.args_key)
+            if raw is not None:
+                return raw
         try:
             return _as_call(json.loads(body))
         except json.JSONDecodeError:
