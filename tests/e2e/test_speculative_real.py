@@ -1,4 +1,4 @@
-"""`mlxk run --draft-model`: a second model with SmolLM2's tokenizer drafts (built here: SmolLM2
+"""`mlxk run --draft-model` and `--prompt-lookup`: a second model with SmolLM2's tokenizer drafts (built here: SmolLM2
 with every layer's quantization scales perturbed by 5% random noise, so it agrees with the model often but
 not always; a truncated copy drafts garbage); greedy output is token-for-token the plain
 output, and on a prompt whose answer repeats its input the draft's tokens get accepted."""
@@ -62,3 +62,29 @@ def test_draft_model_same_greedy_output_and_accepts(models: tuple[str, str]) -> 
 def test_draft_with_another_vocabulary_is_refused(smollm2_cached: str, tiny_cached: str) -> None:
     r = run_mlxk("run", smollm2_cached, "hi", "--draft-model", tiny_cached)
     assert r.returncode != 0 and "does not share the vocabulary" in r.stderr
+
+
+CODE_EDIT = ("Rename the function to plus and print the whole code.\n\n"
+             "def add(a, b):\n    \"\"\"Add two numbers.\"\"\"\n    return a + b\n")
+
+
+def test_prompt_lookup_same_greedy_output_and_accepts(smollm2_cached: str) -> None:
+    plain = answer_to(smollm2_cached, CODE_EDIT)
+    spec = answer_to(smollm2_cached, CODE_EDIT, "--prompt-lookup", "4")
+    assert spec["response"] == plain["response"]
+    t = spec["timing"]
+    assert t["accepted_tokens"] > 0 and 0 < t["acceptance_rate"] <= 1
+    assert t["draft_tokens"] >= t["accepted_tokens"]
+
+
+def answer_to(model: str, prompt: str, *extra: str) -> dict:
+    r = run_mlxk("run", model, prompt, "--temperature", "0", "--max-tokens", "32", "--json", *extra)
+    assert r.returncode == 0, r.stderr
+    return r.json["data"]
+
+
+def test_prompt_lookup_refusals(smollm2_cached: str) -> None:
+    r = run_mlxk("run", smollm2_cached, "hi", "--prompt-lookup", "2", "--draft-model", smollm2_cached)
+    assert r.returncode == 2 and "choose one" in r.stderr
+    r = run_mlxk("run", smollm2_cached, "hi", "--prompt-lookup", "0")
+    assert r.returncode != 0 and "--prompt-lookup must be between 1 and 16" in r.stderr

@@ -116,7 +116,15 @@ def verbose_line(final: Chunk | None, model: str) -> str:
     return (f"{model}: load {t.get('load_s', 0.0):.2f}s | prompt {n_in} tokens, "
             f"{t.get('prompt_tps', 0.0):.1f} tok/s | generation {n_out} tokens, "
             f"{t.get('generation_tps', 0.0):.1f} tok/s | ttft {t.get('ttft_s', 0.0) * 1000:.0f} ms | "
-            f"peak memory {size_str(int(t.get('peak_memory_bytes', 0)))}")
+            f"peak memory {size_str(int(t.get('peak_memory_bytes', 0)))}{_spec_part(t)}")
+
+
+def _spec_part(t: dict[str, float]) -> str:
+    """Speculative decoding (--draft-model, --prompt-lookup): drafted, accepted, their ratio."""
+    if "draft_tokens" not in t:
+        return ""
+    return (f" | drafted {int(t['draft_tokens'])}, accepted {int(t.get('accepted_tokens', 0))} "
+            f"({t.get('acceptance_rate', 0.0):.0%})")
 
 
 def _readline(out: Output, prompt: str) -> str | None:

@@ -42,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "in one pass (same output, faster where verifying is cheap)")
     s.add_argument("--num-draft-tokens", type=int, default=3, metavar="K",
                    help="tokens the draft proposes per step (default 3)")
+    s.add_argument("--prompt-lookup", type=int, default=None, metavar="N",
+                   help="draft up to N tokens by finding the last tokens earlier in the prompt or "
+                        "answer (no draft model; pays where the answer repeats its input, e.g. code "
+                        "edits); not with --draft-model")
     g = p.add_argument_group("prompt and output")
     g.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop when the output contains TEXT (repeatable; TEXT is not printed)")
@@ -87,11 +91,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
     require_hosts_for_distributed_flags(args)
     kv = cache_options(args)
+    if args.draft_model and args.prompt_lookup is not None:
+        raise UsageError("--draft-model and --prompt-lookup are two kinds of draft: choose one")
     prompt = _prompt_text(args, out) if not distributed_requested(args) else None
     if distributed_requested(args):
-        if kv.active or args.adapter_path or args.draft_model:
-            raise UsageError("--max-kv-size, --kv-bits, --adapter-path and --draft-model do not work with "
-                             "--hosts/--hostfile yet")
+        if kv.active or args.adapter_path or args.draft_model or args.prompt_lookup is not None:
+            raise UsageError("--max-kv-size, --kv-bits, --adapter-path, --draft-model and --prompt-lookup "
+                             "do not work with --hosts/--hostfile yet")
         from mlxk.cli import distributed
 
         if args.image:
@@ -122,6 +128,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     lm = ops.load(resolved, kv, args.adapter_path)
     if args.draft_model:
         lm.draft = ops.load_draft(lm, args.draft_model, args.num_draft_tokens, kv)
+    elif args.prompt_lookup is not None:
+        lm.draft = ops.prompt_lookup(lm, args.prompt_lookup, kv)
     if args.verbose:
         out.info(f"Loaded {lm.name} in {lm.load_seconds:.2f}s")
     if prompt is None:

@@ -59,6 +59,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--prefill-chunk", type=int, default=st.DEFAULT_PREFILL_CHUNK, metavar="N",
                    help="prompt tokens prefilled between two decode steps of the running requests "
                         f"(default {st.DEFAULT_PREFILL_CHUNK}; larger: faster long prompts, longer stalls)")
+    q.add_argument("--prompt-lookup", type=int, default=None, metavar="N",
+                   help="speculative decoding in the batch: each request drafts up to N tokens from "
+                        "its own prompt and answer, verified in one pass (same output; pays where "
+                        "answers repeat their input)")
+    q.add_argument("--draft-model", default=None, metavar="NAME",
+                   help="speculative decoding in the batch with a small model of the same tokenizer "
+                        "(per-sequence drafts; use with --model); not with --prompt-lookup")
+    q.add_argument("--num-draft-tokens", type=int, default=3, metavar="K",
+                   help="tokens the --draft-model proposes per step (default 3)")
     q.add_argument("--prompt-cache-dir", default=None, metavar="DIR",
                    help="keep long prompt prefixes on disk here, found again after a restart")
     q.add_argument("--prompt-cache-disk-bytes", type=float, default=None, metavar="GB",
@@ -101,6 +110,7 @@ def build_settings(args: argparse.Namespace) -> Any:
 
     generation = {k: getattr(args, k) for k in ("max_kv_size", "kv_bits", "kv_group_size",
                                                 "quantized_kv_start")}
+    generation.update(_speculation(args))
     if args.adapter_path:
         from pathlib import Path
 
@@ -126,6 +136,27 @@ def build_settings(args: argparse.Namespace) -> Any:
         adapters=[a.to_dict() for a in loras.collect(args.lora, args.model, per_model_loras)],
         allow_image_urls=args.allow_image_urls,
     )
+
+
+def _speculation(args: argparse.Namespace) -> dict[str, Any]:
+    """``--prompt-lookup`` / ``--draft-model`` as generation options (the draft resolved now,
+    so a wrong name stops the server before it starts)."""
+    from mlxk.errors import UsageError, ValidationError
+    from mlxk.server.model_options import check_prompt_lookup
+
+    if args.draft_model and args.prompt_lookup is not None:
+        raise UsageError("--draft-model and --prompt-lookup are two kinds of draft: choose one")
+    if args.prompt_lookup is not None:
+        return {"prompt_lookup": check_prompt_lookup(args.prompt_lookup)}
+    if not args.draft_model:
+        return {}
+    if not 1 <= args.num_draft_tokens <= 16:
+        raise ValidationError("--num-draft-tokens must be between 1 and 16")
+    from mlxk.operations.run import resolve_runnable
+
+    draft = resolve_runnable(args.draft_model)
+    return {"draft_model": str(draft.path), "draft_name": draft.display,
+            "num_draft_tokens": args.num_draft_tokens}
 
 
 def _port(flag: int | None) -> int:
@@ -156,11 +187,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
     settings = build_settings(args)
 
     if distributed_requested(args):
-        if args.max_kv_size or args.kv_bits or args.model_options or args.adapter_path or args.lora:
+        if (args.max_kv_size or args.kv_bits or args.model_options or args.adapter_path or args.lora
+                or args.prompt_lookup or args.draft_model):
             from mlxk.errors import UsageError
 
-            raise UsageError("--max-kv-size, --kv-bits, --adapter-path, --lora and --model-options do not work with "
-                             "--hosts/--hostfile yet")
+            raise UsageError("--max-kv-size, --kv-bits, --adapter-path, --lora, --prompt-lookup, --draft-model "
+                             "and --model-options do not work with --hosts/--hostfile yet")
 
         from mlxk.cli import distributed
 

@@ -41,6 +41,11 @@ rotating one (mlx-lm's ``BatchRotatingKVCache`` in the batch; the prefix cache i
 then); ``kv_bits`` makes it our quantized one (``engine.kv_quant.BatchQuantizedKV``; the prefix cache
 stays in memory then, mlx-lm's file format cannot name our cache class).
 
+Speculative decoding (``prompt_lookup``, or a draft model from ``draft_load``): sequences
+without logits processors draft from their own prompt and answer or from the draft model,
+verified inside the batch (``engine.batch_speculative``); ``spec_counts`` counts drafted and
+accepted tokens.
+
 Seeds: a request with a ``seed`` (and temperature > 0) gets its own sampler
 with a private PRNG key (``mx.random.key(seed)``, split per token), so it runs in
 the shared batch without touching the global random state and without being
@@ -62,6 +67,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlxk.engine.speculative import SpecCounts
 from mlxk.engine.types import CacheOptions, Chunk, LoadedModel, SamplingParams
 from mlxk.errors import ExecutionError, MlxkError, ServerBusy, ValidationError
 
@@ -180,8 +186,16 @@ class BatchScheduler:
                  prompt_cache_size: int = 16, prompt_cache_bytes: int = 1 << 30,
                  prompt_cache_dir: str | None = None, prompt_cache_disk_bytes: int = 0,
                  model_id: str = "", on_tokens: Callable[[int, int], None] | None = None,
-                 cache_options: CacheOptions | None = None) -> None:
+                 cache_options: CacheOptions | None = None, prompt_lookup: int | None = None,
+                 draft_load: Callable[[], Any] | None = None, num_draft: int = 3) -> None:
         self.name = name
+        # speculative decoding (engine.batch_speculative): serve --prompt-lookup N, or
+        # --draft-model (``draft_load`` loads it in this thread) with ``num_draft`` tokens a step
+        self.prompt_lookup = prompt_lookup
+        self._draft_load = draft_load
+        self.num_draft = num_draft
+        self.draft_lm: LoadedModel | None = None
+        self.spec_counts = SpecCounts()        # drafted / accepted tokens (cumulative, /metrics)
         self.cache_options = cache_options
         self.max_batch = max(1, max_batch)
         self.max_queue = max(0, max_queue)
@@ -299,6 +313,7 @@ class BatchScheduler:
 
             self.lm = self._load()
             self.lm.cache_options = self.cache_options
+            self._load_draft()
             if self.prompt_cache_size > 0 and not _bounded(self.cache_options):
                 self._pcache = LRUPromptCache(self.prompt_cache_size, self.prompt_cache_bytes)
                 self._disk = self._open_disk()
@@ -314,7 +329,7 @@ class BatchScheduler:
             self._fail_all(ServerBusy(f"model {self.name} was unloaded; retry"))
             with contextlib.suppress(Exception):
                 gen.close()
-            self.lm = None
+            self.lm = self.draft_lm = None
             self._pcache = None
             del gen
             with contextlib.suppress(Exception):
@@ -322,6 +337,28 @@ class BatchScheduler:
 
                 gc.collect()
                 mx.clear_cache()
+
+    @property
+    def speculates(self) -> bool:
+        return bool(self.prompt_lookup or self._draft_load)
+
+    def _load_draft(self) -> None:
+        if self._draft_load is None:
+            return
+        from mlxk.engine.speculative import check_vocab
+
+        self.draft_lm = self._draft_load()
+        check_vocab(self.lm, self.draft_lm)
+
+    def _drafter(self, prompt: list[int]) -> Any:
+        """The draft source of a new sequence (engine.batch_speculative)."""
+        if self.draft_lm is not None:
+            from mlxk.engine.speculative import ModelDrafter
+
+            return ModelDrafter(self.draft_lm.model, prompt, self.num_draft, self.prefill_step_size)
+        from mlxk.engine.prompt_lookup import PromptLookup
+
+        return PromptLookup(prompt, self.prompt_lookup or 0)
 
     def _open_disk(self) -> Any:
         if not self.prompt_cache_dir or (self.cache_options and self.cache_options.kv_bits):
@@ -344,6 +381,11 @@ class BatchScheduler:
     def new_generator(self, cls: Any, stream: Any) -> Any:
         """The batch generator the loop steps (built again after a failed step)."""
         assert self.lm is not None
+        if self.speculates:
+            from mlxk.engine.batch_speculative import SpecBatchGenerator
+
+            return SpecBatchGenerator(self.lm.model, stream=stream, counts=self.spec_counts,
+                                      **self.generator_kwargs())
         return cls(self.lm.model, stream=stream, **self.generator_kwargs())
 
     def on_loop_start(self, gen: Any) -> None:
@@ -428,6 +470,8 @@ class BatchScheduler:
             h.uid = uid
             h.admitted = now
             self._active[uid] = h
+            if self.speculates and not h.processors and hasattr(gen, "draft"):
+                gen.draft(uid, self._drafter(list(h.prepared.prompt_tokens)))
         self._set_active_count()
 
     def _fresh_cache(self) -> Any:

@@ -147,10 +147,17 @@ def stream(lm: LoadedModel, request: GenerationRequest, prepared: Prepared | Non
         if draft is not None:
             from mlxk.engine import speculative
 
-            draft.drafted = draft.accepted = 0
-            return speculative.steps(lm, draft, mx.array(p.prompt_tokens), max_tokens=p.max_tokens,
-                                     sampler=p.sampler,
-                                     logits_processors=p.logits_processors or None)
+            draft.reset()
+            if isinstance(draft, speculative.Lookup):
+                cache = kvcache.make_cache(lm.model, getattr(lm, "cache_options", None))
+                if speculative.lookup_applies(p.logits_processors, cache):
+                    return speculative.lookup_steps(
+                        lm, draft, p.prompt_tokens, max_tokens=p.max_tokens, sampler=p.sampler,
+                        cache=cache, **({"prefill_step": prefill_step} if prefill_step else {}))
+            else:
+                return speculative.steps(lm, draft, mx.array(p.prompt_tokens), max_tokens=p.max_tokens,
+                                         sampler=p.sampler,
+                                         logits_processors=p.logits_processors or None)
         return (t for t, _ in generate_step(
             mx.array(p.prompt_tokens), lm.model, max_tokens=p.max_tokens, sampler=p.sampler,
             logits_processors=p.logits_processors or None,

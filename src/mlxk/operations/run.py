@@ -11,7 +11,7 @@ from mlxk.cache.resolve import ResolvedModel
 from mlxk.engine.types import CacheOptions, Chunk, GenerationRequest, LoadedModel, SamplingParams
 
 if TYPE_CHECKING:
-    from mlxk.engine.speculative import Draft
+    from mlxk.engine.speculative import Draft, Lookup
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,22 @@ def load_draft(lm: LoadedModel, ref: str, num_draft: int,
         raise ValidationError("--draft-model does not combine with --max-kv-size or --kv-bits yet")
     draft = load(ref)
     speculative.check_vocab(lm, draft)
-    return speculative.Draft(draft, num_draft)
+    return speculative.Draft(lm=draft, num_draft=num_draft)
+
+
+def prompt_lookup(lm: LoadedModel, num_draft: int, cache_options: CacheOptions | None) -> Lookup:
+    """``--prompt-lookup N``: drafts from the context, verified by ``lm`` (no second model)."""
+    from mlxk.engine import speculative
+    from mlxk.engine.prompt_lookup import MAX_DRAFT
+    from mlxk.errors import ValidationError
+
+    if getattr(lm, "vision", False):
+        raise ValidationError("--prompt-lookup is not supported with vision models yet")
+    if not 1 <= num_draft <= MAX_DRAFT:
+        raise ValidationError(f"--prompt-lookup must be between 1 and {MAX_DRAFT}")
+    if cache_options is not None and cache_options.active:
+        raise ValidationError("--prompt-lookup does not combine with --max-kv-size or --kv-bits yet")
+    return speculative.Lookup(num_draft=num_draft)
 
 
 def user_message(text: str, images: list[Any] | tuple[Any, ...] = ()) -> dict[str, Any]:

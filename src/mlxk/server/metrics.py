@@ -53,6 +53,12 @@ class Metrics:
                                  "prefix cache, --prompt-cache-dir (cumulative)", ["model"], registry=r)
         self.prefix_bytes = Gauge("mlxk_prefix_cache_bytes", "bytes of KV state the in-memory prefix "
                                   "cache holds (quantized under --kv-bits)", ["model"], registry=r)
+        self.spec_drafted = Gauge("mlxk_speculative_draft_tokens", "tokens drafted by speculative "
+                                  "decoding, --prompt-lookup (cumulative)", ["model"], registry=r)
+        self.spec_accepted = Gauge("mlxk_speculative_accepted_tokens", "drafted tokens the model kept "
+                                   "(cumulative)", ["model"], registry=r)
+        self.spec_rate = Gauge("mlxk_speculative_acceptance_rate", "accepted / drafted tokens since the "
+                               "model loaded", ["model"], registry=r)
         self.loaded = Gauge("mlxk_loaded_models", "models currently loaded", registry=r)
         self.loads = Counter("mlxk_model_loads", "model loads", ["model"], registry=r)
         self.unloads = Counter("mlxk_model_unloads", "model unloads", ["model"], registry=r)

@@ -19,8 +19,9 @@ from mlxk.errors import ValidationError
 
 CACHE_KEYS = ("max_kv_size", "kv_bits", "kv_group_size", "quantized_kv_start")
 PATH_KEYS = ("adapter_path",)
+SPEC_KEYS = ("prompt_lookup",)   # speculative decoding in the batch (engine.batch_speculative)
 LORAS = "loras"
-KNOWN_KEYS = frozenset((*CACHE_KEYS, *PATH_KEYS, LORAS))
+KNOWN_KEYS = frozenset((*CACHE_KEYS, *PATH_KEYS, *SPEC_KEYS, LORAS))
 
 
 def read_file(path: str) -> dict[str, dict[str, Any]]:
@@ -56,7 +57,18 @@ def read_file(path: str) -> dict[str, dict[str, Any]]:
                 opts[key] = str((p.parent / Path(value).expanduser()).resolve())  # relative to FILE
             elif value is not None and (not isinstance(value, int) or isinstance(value, bool)):
                 raise ValidationError(f"--model-options: {model}.{key} must be an integer")
+            elif key in SPEC_KEYS and value is not None:
+                check_prompt_lookup(value, f"--model-options: {model}.{key}")
     return data
+
+
+def check_prompt_lookup(value: int, where: str = "--prompt-lookup") -> int:
+    """Draft tokens per step: 1..MAX_DRAFT."""
+    from mlxk.engine.prompt_lookup import MAX_DRAFT
+
+    if not 1 <= value <= MAX_DRAFT:
+        raise ValidationError(f"{where} must be between 1 and {MAX_DRAFT} (got {value})")
+    return value
 
 
 def _loras(value: object, model: str, folder: Path) -> dict[str, str]:

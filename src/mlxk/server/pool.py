@@ -40,6 +40,8 @@ from mlxk.server.metrics import Metrics
 from mlxk.server.settings import OptionValue, ServerSettings
 
 if TYPE_CHECKING:
+    from prometheus_client import Gauge
+
     from mlxk.engine.batch import BatchScheduler, RequestStats
     from mlxk.engine.embeddings.encoder import EmbeddingModel
     from mlxk.engine.generate import Prepared
@@ -450,7 +452,20 @@ class ModelPool:
 
         return factory(load, name=key, max_batch=s.max_batch,
                        max_queue=s.max_queue, on_finish=on_finish, **self._prefill_options(entry),
-                       on_tokens=on_tokens, cache_options=self.cache_options(key))
+                       on_tokens=on_tokens, cache_options=self.cache_options(key),
+                       **self._spec_options(key))
+
+    def _spec_options(self, key: str) -> dict[str, object]:
+        """Speculative decoding for model ``key``: ``--prompt-lookup`` or ``--draft-model``."""
+        opts = self.options(key)
+        if opts.get("prompt_lookup"):
+            return {"prompt_lookup": opts["prompt_lookup"]}
+        draft = opts.get("draft_model")
+        if not draft:
+            return {}
+        loader, name = self._loader, str(opts.get("draft_name") or draft)
+        return {"draft_load": lambda: loader(Path(str(draft)), name),
+                "num_draft": int(opts.get("num_draft_tokens") or 3)}
 
     def options(self, key: str) -> dict[str, OptionValue]:
         """The generation options of model ``key`` (flags, then ``--model-options``); a served
@@ -524,11 +539,25 @@ class ModelPool:
                 lambda: getattr(sched, "disk_prompt_tokens", 0))
             self.metrics.prefix_bytes.labels(entry.key).set_function(
                 lambda: getattr(sched, "prefix_cache_bytes", 0))
+            self._watch_speculation(entry.key, sched)
         self.metrics.loads.labels(entry.key).inc()
         self.metrics.load_seconds.labels(entry.key).observe(time.perf_counter() - t0)
         self.metrics.loaded.set(len(self.loaded_names()))
         log.info("loaded %s in %.2fs", entry.key, time.perf_counter() - t0)
         entry.ready.set_result(entry)
+
+    def _spec_gauges(self) -> tuple[Gauge, ...]:
+        m = self.metrics
+        return (m.spec_drafted, m.spec_accepted, m.spec_rate)
+
+    def _watch_speculation(self, key: str, sched: BatchScheduler) -> None:
+        """Drafted / accepted tokens and their ratio, for a model served with speculation."""
+        counts = getattr(sched, "spec_counts", None)
+        if counts is None or not getattr(sched, "speculates", False):
+            return
+        self.metrics.spec_drafted.labels(key).set_function(lambda: counts.drafted)
+        self.metrics.spec_accepted.labels(key).set_function(lambda: counts.accepted)
+        self.metrics.spec_rate.labels(key).set_function(lambda: counts.metrics()["acceptance_rate"])
 
     async def _unload_if_idle(self, entry: ModelEntry) -> None:
         async with self._lock:
@@ -550,7 +579,7 @@ class ModelPool:
         entry.scheduler = None
         if was_loaded:
             for gauge in (self.metrics.active, self.metrics.queue_depth, self.metrics.cached_tokens,
-                          self.metrics.disk_tokens, self.metrics.prefix_bytes):
+                          self.metrics.disk_tokens, self.metrics.prefix_bytes, *self._spec_gauges()):
                 with contextlib.suppress(KeyError):
                     gauge.remove(entry.key)
             self.metrics.unloads.labels(entry.key).inc()

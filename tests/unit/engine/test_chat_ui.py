@@ -34,3 +34,14 @@ def test_multiline_input_between_triple_quotes() -> None:
     assert read_message(out) == "single"
     assert read_message(out) == "inline"
     assert read_message(out) is None
+
+
+def test_verbose_line_shows_speculation_counts() -> None:
+    from mlxk.cli.chat_ui import verbose_line
+    from mlxk.engine.types import Chunk
+
+    plain = Chunk(finish_reason="stop", prompt_tokens=3, completion_tokens=5, timing={"generation_tps": 9.0})
+    assert "drafted" not in verbose_line(plain, "m")
+    spec = Chunk(finish_reason="stop", prompt_tokens=3, completion_tokens=5,
+                 timing={"draft_tokens": 8.0, "accepted_tokens": 6.0, "acceptance_rate": 0.75})
+    assert verbose_line(spec, "m").endswith("| drafted 8, accepted 6 (75%)")
