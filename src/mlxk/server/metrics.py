@@ -54,7 +54,7 @@ class Metrics:
         self.prefix_bytes = Gauge("mlxk_prefix_cache_bytes", "bytes of KV state the in-memory prefix "
                                   "cache holds (quantized under --kv-bits)", ["model"], registry=r)
         self.spec_drafted = Gauge("mlxk_speculative_draft_tokens", "tokens drafted by speculative "
-                                  "decoding, --prompt-lookup (cumulative)", ["model"], registry=r)
+                                  "decoding, --prompt-lookup or --draft-model (cumulative)", ["model"], registry=r)
         self.spec_accepted = Gauge("mlxk_speculative_accepted_tokens", "drafted tokens the model kept "
                                    "(cumulative)", ["model"], registry=r)
         self.spec_rate = Gauge("mlxk_speculative_acceptance_rate", "accepted / drafted tokens since the "
