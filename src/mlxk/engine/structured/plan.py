@@ -10,7 +10,7 @@ Two calls, both made by ``generate.prepare``:
   ``tool_choice: none``.
 * :func:`attach` (after) adds a fresh grammar logits processor per sequence and wraps the
   decoder in :class:`ToolCallDecoder`, which turns tool-call text into ``Chunk.tool_calls``
-  and the finish reason into ``"tool_calls"``.
+  and the finish reason into ``"tool_calls"`` (but a token limit stays ``"length"``).
 """
 
 from __future__ import annotations
@@ -220,8 +220,20 @@ class ToolCallDecoder:
         head = self.parser.feed(last.text) if last.text else T.ParseResult()
         tail = self.parser.finish()
         calls = head.calls + tail.calls
-        final_reason = last.finish_reason
-        if self.parser.calls and final_reason in ("stop", "length", None):
-            final_reason = "tool_calls"
         return dataclasses.replace(last, text=head.text + tail.text,
-                                   tool_calls=calls or None, finish_reason=final_reason)
+                                   tool_calls=calls or None,
+                                   finish_reason=self.reason(last.finish_reason))
+
+    def reason(self, inner: str | None) -> str | None:
+        """The answer's finish reason once its calls are known.
+
+        ``tool_calls`` only when the answer ended on its own after complete calls: the model
+        stopped (end token, stop string, the forced-call grammar's end) or the parser ended it
+        (one call without parallel calls, or a call repeated). A token limit stays ``length``
+        even after complete calls, so a client can tell the output was cut: the complete calls
+        are still delivered, a call the limit cut in half is not a call (the parser gives its
+        text back as content).
+        """
+        if self.parser.calls and (inner in ("stop", None) or self.parser.done):
+            return "tool_calls"
+        return inner
