@@ -1,8 +1,8 @@
 """OpenAI conformance plumbing on a real `mlxk serve` with the tiny random model.
 
 Cancellation (a client that leaves frees its batch slot within a second, streaming
-or not), ``response_format`` keys, CORS preflights with an API key, ``n > 1``
-and the completions prompt forms. One server per module (API key and CORS on).
+or not), ``response_format`` keys, CORS preflights with an API key, ``n > 1``,
+the completions prompt forms and tool calls cut by the token limit in each dialect. One server per module (API key and CORS on).
 """
 
 from __future__ import annotations
@@ -252,3 +252,52 @@ def test_streamed_echo_with_logprobs(client: openai.OpenAI) -> None:
     first = chunks[0].choices[0]
     assert first.text == "alpha beta" and first.logprobs.token_logprobs[0] is None
     assert "".join(tokens) == text
+
+
+
+# Forced tool calls, short ones: the random model writes ``mark`` {"n": 5}, keeps writing
+# (whitespace, then the same call again, which ends the answer) instead of its end token.
+MARK = {"name": "mark", "parameters": {"type": "object", "properties": {
+    "n": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["n"],
+    "additionalProperties": False}}
+CUT = 80  # falls inside the second call (about 40 tokens each, whitespace between)
+
+
+def test_tool_calls_cut_by_the_token_limit_report_length_in_every_dialect(
+        server: ServeProcess, client: openai.OpenAI) -> None:
+    import anthropic
+
+    ask = [{"role": "user", "content": "go"}]
+    tools = [{"type": "function", "function": MARK}]
+    whole = client.chat.completions.create(model=M, messages=ask, tools=tools, tool_choice="required",
+                                           max_tokens=400, temperature=0)
+    assert whole.choices[0].finish_reason == "tool_calls"   # ended on its own: tool_calls
+    assert whole.usage.completion_tokens > CUT
+
+    cut = client.chat.completions.create(model=M, messages=ask, tools=tools, tool_choice="required",
+                                         max_tokens=CUT, temperature=0)
+    choice = cut.choices[0]
+    assert choice.finish_reason == "length"
+    # the complete first call is delivered; the cut second one is not a call
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in choice.message.tool_calls] \
+        == [("mark", {"n": 5})]
+    assert '"name": "mark"' in (choice.message.content or "")
+
+    stream = client.chat.completions.create(model=M, messages=ask, tools=tools, tool_choice="required",
+                                            max_tokens=CUT, temperature=0, stream=True)
+    chunks = [ch.choices[0] for ch in stream if ch.choices]
+    assert [d.function.name for ch in chunks for d in ch.delta.tool_calls or []] == ["mark"]
+    assert chunks[-1].finish_reason == "length"
+
+    resp = client.responses.create(model=M, input="go", tools=[{"type": "function", **MARK}],
+                                   tool_choice="required", max_output_tokens=CUT, temperature=0)
+    assert resp.status == "incomplete" and resp.incomplete_details is not None
+    assert resp.incomplete_details.reason == "max_output_tokens"
+    assert [o.name for o in resp.output if o.type == "function_call"] == ["mark"]
+
+    claude = anthropic.Anthropic(base_url=server.base_url, api_key=KEY, max_retries=0, timeout=300)
+    msg = claude.messages.create(model=M, messages=ask, max_tokens=CUT, extra_body={"temperature": 0},
+                                 tools=[{"name": "mark", "input_schema": MARK["parameters"]}],
+                                 tool_choice={"type": "any"})
+    assert msg.stop_reason == "max_tokens"
+    assert [b.input for b in msg.content if b.type == "tool_use"] == [{"n": 5}]

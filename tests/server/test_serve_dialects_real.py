@@ -118,8 +118,11 @@ def test_anthropic_forced_tool_use_and_result_round_trip(claude: anthropic.Anthr
     uses = [b for b in msg.content if b.type == "tool_use"]
     assert len(uses) == 1 and uses[0].name == "get_weather" and uses[0].id.startswith("toolu_")
     assert isinstance(uses[0].input, dict) and isinstance(uses[0].input["city"], str)
+    # one call: the answer ends with it (with parallel calls allowed, 30 tokens cut the answer
+    # right after the call, which is max_tokens)
     with claude.messages.stream(model=MODEL, max_tokens=30, messages=ask, tools=[WEATHER],
-                                tool_choice={"type": "any"}, extra_body=GREEDY) as stream:
+                                tool_choice={"type": "any", "disable_parallel_tool_use": True},
+                                extra_body=GREEDY) as stream:
         streamed = stream.get_final_message()
     assert streamed.stop_reason == "tool_use"
     assert [b.input for b in streamed.content if b.type == "tool_use"] == [uses[0].input]

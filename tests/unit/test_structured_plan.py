@@ -67,6 +67,17 @@ def test_named_tool_choice_forces_valid_call_from_random_model(tiny_lm):
         assert_one_call(chunks, "add", ADD["function"]["parameters"])
 
 
+def test_named_call_that_fills_the_token_limit_is_still_tool_calls(tiny_lm):
+    """The named grammar holds one call: a limit that leaves no room for the end token the
+    grammar would force next cuts nothing, so the reason is tool_calls, not length."""
+    req = GenerationRequest(messages=MSGS, tools=[WEATHER, ADD],
+                            tool_choice={"type": "function", "function": {"name": "add"}})
+    p, chunks = run_plan(tiny_lm, req, seed=1)
+    assert not p.parallel
+    _, exact = run_plan(tiny_lm, req, seed=1, max_tokens=chunks[-1].completion_tokens)
+    assert_one_call(exact, "add", ADD["function"]["parameters"])
+
+
 def test_required_picks_any_tool_and_validates(tiny_lm):
     req = GenerationRequest(messages=MSGS, tools=[WEATHER, ADD], tool_choice="required",
                             parallel_tool_calls=False)

@@ -114,7 +114,10 @@ def plan(lm: LoadedModel, request: GenerationRequest) -> StructuredPlan:
         new = dataclasses.replace(
             request, messages=T.messages_for_fallback(request.messages, tools, choice),
             tools=None)
-    out = StructuredPlan(request=new, tool_format=fmt, parallel=parallel)
+    # A named choice's grammar holds exactly one call: the answer ends with it, also when the
+    # token limit leaves no room for the end token the grammar would force next.
+    out = StructuredPlan(request=new, tool_format=fmt,
+                         parallel=parallel and choice.mode != "named")
     raw = custom.lark_tools(request.tools)
     if choice.mode in ("required", "named"):
         out.grammar_lark, out.subgrammars = T.call_grammar_lark(
@@ -229,7 +232,7 @@ class ToolCallDecoder:
 
         ``tool_calls`` only when the answer ended on its own after complete calls: the model
         stopped (end token, stop string, the forced-call grammar's end) or the parser ended it
-        (one call without parallel calls, or a call repeated). A token limit stays ``length``
+        (the one call of a named choice or without parallel calls, or a call repeated). A token limit stays ``length``
         even after complete calls, so a client can tell the output was cut: the complete calls
         are still delivered, a call the limit cut in half is not a call (the parser gives its
         text back as content).
