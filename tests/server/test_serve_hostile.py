@@ -120,7 +120,7 @@ def test_one_log_line_per_request(client: httpx.Client, hub_cache: Path,
 def test_busy_message_names_the_memory_budget(hub_cache: Path) -> None:
     """The budget (not --max-loaded) is what stops a second model: the 503 says so."""
     from mlxk.errors import ServerBusy
-    from mlxk.server.pool import weights_size
+    from mlxk.server.pool_loaders import weights_size
 
     other = "mlx-community/Tiny-Other-4bit"
     for repo in (CHAT, other):

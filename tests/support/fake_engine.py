@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlxk.cache.runnable import is_path_like
 from mlxk.engine.types import Chunk, GenerationRequest, LoadedModel
 from mlxk.errors import ModelNotFound
-from mlxk.server.pool import Target, is_path_like
+from mlxk.server.pool import Target
 
 VOCAB = 64
 CONTEXT = 256

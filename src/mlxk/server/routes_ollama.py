@@ -88,7 +88,7 @@ def _tag(ev: Any) -> dict[str, Any]:
 def _evaluate(name: str) -> Any:
     from mlxk.cache.evaluate import evaluate
     from mlxk.cache.resolve import resolve
-    from mlxk.server.pool import is_path_like
+    from mlxk.cache.runnable import is_path_like
 
     if is_path_like(name):
         raise ValidationError(f"model '{name}' is not a model name (paths are not accepted)")
