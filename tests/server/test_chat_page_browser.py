@@ -266,7 +266,15 @@ def test_reasoning_and_tool_calls_are_shown_as_such(server: ServeProcess, browse
     assert "get_weather" in call.find_element("class name", "tool-call-head").text
     args = json.loads(call.find_element("tag name", "pre").get_attribute("textContent"))
     assert set(args) == {"city"}
-    assert "finish: tool_calls" in answer.find_element("class name", "stats").text
+    # The page shows the server's own finish reason: the same request straight to the API
+    # (greedy) ends alike ("length" when the limit cut it after the call, else "tool_calls").
+    same = api_post(server, "/v1/chat/completions", {
+        "model": SMOLLM2_REPO_ID, "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": [WEATHER], "tool_choice": "required", "max_tokens": 40, "temperature": 0})
+    stats = answer.find_element("class name", "stats").text
+    assert f"prompt {same['usage']['prompt_tokens']} " in stats
+    assert same["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert f"finish: {same['choices'][0]['finish_reason']}" in stats
 
     set_field(browser, "tools", "[not json")
     ask(browser, "again")
