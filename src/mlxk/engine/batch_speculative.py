@@ -28,7 +28,7 @@ rewound this way: there every step is plain.
 
 This module reaches into mlx-lm 0.32.2's ``BatchGenerator._generation_batch`` (to install the
 verifying ``GenerationBatch``) and the ``BatchKVCache`` fields (``keys``, ``values``, ``offset``,
-``left_padding``, ``_idx``): pin-checked by tests/engine/test_batch_speculative.py.
+``left_padding``, ``_idx``): pin-checked by tests/unit/engine/test_batch_rewind.py.
 """
 
 from __future__ import annotations
