@@ -7,9 +7,8 @@ Anthropic's ``thinking: {"type": "enabled", "budget_tokens": N}``: a ``think`` r
 Models without a ``think`` format (no reasoning, or GPT-OSS harmony channels) get no
 processor: the budget is accepted and has no effect there.
 
-mlx-lm calls a processor with the whole context (prompt + generated so far) and computes
-step n+1 before it yields token n, so, like the grammar processor, this one reads the new
-tokens off the context itself; the first call fixes the prompt length.
+Like the grammar processor, it reads the new tokens off the context mlx-lm hands it
+(``engine.context_tokens``).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from typing import Any
 
 import mlx.core as mx
 
+from mlxk.engine.context_tokens import NewTokens
 from mlxk.engine.text.reasoning import THINK_CLOSE, THINK_OPEN, ThinkBudget
 from mlxk.engine.types import LoadedModel
 
@@ -27,18 +27,11 @@ class ThinkingBudgetProcessor:
 
     def __init__(self, budget: ThinkBudget) -> None:
         self.budget = budget
-        self.prompt_length: int | None = None
-        self.consumed = 0
+        self.seen = NewTokens()
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
-        total = int(tokens.shape[-1])
-        if self.prompt_length is None:
-            self.prompt_length = total
-        start = self.prompt_length + self.consumed
-        if total > start:
-            for tok in tokens.reshape(-1)[start:total].tolist():
-                self.budget.feed(int(tok))
-            self.consumed += total - start
+        for tok in self.seen.take(tokens):
+            self.budget.feed(tok)
         forced = self.budget.forced()
         if forced is None:
             return logits

@@ -7,12 +7,8 @@ bitmask into a boolean mask and applies it with plain ``mx`` ops (``mx.where``),
 runs on the CPU backend as well as on Metal/CUDA (llguidance's own MLX helper is a
 Metal kernel).
 
-mlx-lm calls a logits processor as ``processor(tokens, logits)`` where ``tokens`` holds
-the whole context (prompt + generated so far). Both ``generate_step`` and
-``BatchGenerator`` compute step *n+1* before they yield token *n*, so the processor
-cannot rely on what the caller has seen: it advances its matcher from the newest
-entries of ``tokens`` itself, remembering how many it has consumed. The first call
-fixes the prompt length (whatever the context holds then is prompt).
+The processor advances its matcher from the newest entries of the context mlx-lm hands
+it (``engine.context_tokens``: step *n+1* is computed before token *n* is yielded).
 
 When the grammar is complete, llguidance allows only EOS, so EOS is forced and the
 generation ends. The LLTokenizer is built once per model tokenizer (about 0.5 s).
@@ -29,6 +25,7 @@ import llguidance
 import mlx.core as mx
 import numpy as np
 
+from mlxk.engine.context_tokens import NewTokens
 from mlxk.engine.structured import custom
 from mlxk.engine.structured.satisfiable import check_finite
 from mlxk.engine.types import LoadedModel
@@ -256,8 +253,7 @@ class GrammarLogitsProcessor:
         self.eos_token_ids = sorted(eos_token_ids) or [lltok.eos_token]
         self.vocab_size = lltok.vocab_size
         self._words = np.zeros((self.vocab_size + 31) // 32, dtype=np.int32)
-        self.prompt_length: int | None = None
-        self.consumed = 0          # generated tokens fed to the matcher
+        self.seen = NewTokens()    # generated tokens fed to the matcher
         self.error: str | None = None
 
     # -- state
@@ -269,17 +265,13 @@ class GrammarLogitsProcessor:
     def stopped(self) -> bool:
         return self.matcher.is_stopped()
 
+    @property
+    def consumed(self) -> int:
+        return self.seen.consumed
+
     def _advance(self, tokens: mx.array) -> None:
-        total = int(tokens.shape[-1])
-        if self.prompt_length is None:
-            self.prompt_length = total
-            return
-        start = self.prompt_length + self.consumed
-        if total <= start:
-            return
-        new = tokens.reshape(-1)[start:total].tolist()
-        self.consumed += len(new)
-        if self.error is not None:
+        new = self.seen.take(tokens)
+        if not new or self.error is not None:
             return
         if self.start_after is not None:
             if self.start_after not in new:
