@@ -65,11 +65,14 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlxk.engine.speculative import SpecCounts
 from mlxk.engine.types import CacheOptions, Chunk, LoadedModel, SamplingParams
 from mlxk.errors import ExecutionError, MlxkError, ServerBusy, ValidationError
+
+if TYPE_CHECKING:
+    from mlxk.engine.batch_speculative import Drafter
 
 log = logging.getLogger("mlxk.engine.batch")
 
@@ -350,7 +353,7 @@ class BatchScheduler:
         self.draft_lm = self._draft_load()
         check_vocab(self.lm, self.draft_lm)
 
-    def _drafter(self, prompt: list[int]) -> Any:
+    def _drafter(self, prompt: list[int]) -> Drafter:
         """The draft source of a new sequence (engine.batch_speculative)."""
         if self.draft_lm is not None:
             from mlxk.engine.speculative import ModelDrafter
